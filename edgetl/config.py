@@ -1,0 +1,133 @@
+"""Typed, validated, frozen configuration: one model per stage, composed into ``BuildConfig``.
+
+Every default is stated here and only here. A YAML file can hold any of it (``--config FILE``); command-line flags
+override the file. Unknown keys are errors, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from edgetl.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Section):
+    path: str = "digits"  # an ImageFolder root, or a built-in data set name
+    val_ratio: float = Field(default=0.2, gt=0, lt=1)  # used only when the root has no val/ split
+    test_ratio: float = Field(default=0.0, ge=0, lt=1)  # used only when the root has no test/ split
+    split_seed: int = 0
+    strict: bool = False  # unreadable images: skip with one warning (False) or fail (True)
+    num_workers: int | None = Field(default=None, ge=0)  # None: min(4, cpu count)
+    # resize the short side to image_size / crop_pct, then centre-crop image_size (timm/torchvision convention)
+    crop_pct: float = Field(default=0.875, gt=0, le=1)
+
+
+class TrainConfig(_Section):
+    backbone: str = "efficientnet_lite0"
+    weights: str = "default"  # "default" (the backbone's pretrained weights), "none", or a checkpoint path
+    image_size: int | None = Field(default=None, ge=16)  # None: the target's input size
+    batch_size: int = Field(default=32, ge=1)
+    head_epochs: int = Field(default=2, ge=0)  # head-only warm-up, backbone frozen
+    head_lr: float = Field(default=3e-3, gt=0)
+    epochs: int = Field(default=10, ge=0)  # full fine-tuning epochs after the warm-up
+    lr: float = Field(default=1e-3, gt=0)  # head learning rate while fine-tuning
+    backbone_lr: float = Field(default=2e-4, gt=0)  # lower rate for the pretrained layers
+    unfreeze: Literal["all"] | int = "all"  # "all", or the last N blocks of the backbone
+    weight_decay: float = Field(default=0.01, ge=0)
+    warmup_ratio: float = Field(default=0.1, ge=0, lt=1)  # linear LR warm-up as a fraction of each phase's steps
+    label_smoothing: float = Field(default=0.1, ge=0, lt=1)
+    hflip: bool = True  # horizontal flips; turn off where mirror images change the class (text, digits)
+    patience: int = Field(default=3, ge=1)  # early stopping: epochs without val improvement
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = True  # mixed precision on CUDA; ignored on CPU
+    max_steps_per_epoch: int | None = Field(default=None, ge=1)  # cap for quick runs and tests
+
+
+class QuantizeConfig(_Section):
+    qat: bool = True
+    ptq_baseline: bool = True  # run post-training quantization beside QAT, to show what QAT buys
+    calibration_images: int = Field(default=256, ge=1)
+    qat_epochs: int = Field(default=2, ge=1)
+    qat_lr: float = Field(default=1e-5, gt=0)
+    freeze_observers_at: float = Field(default=0.6, gt=0, le=1)  # fraction of QAT steps after which observers freeze
+    freeze_bn_at: float = Field(default=0.8, gt=0, le=1)  # ... and BatchNorm statistics freeze
+    keep_first_fp: bool = False  # keep the stem conv in float
+    keep_last_fp: bool = False  # keep the classifier in float
+    max_steps_per_epoch: int | None = Field(default=None, ge=1)
+
+
+class ExportConfig(_Section):
+    opset: int | None = Field(default=None, ge=13)  # None: the target's opset
+    min_top1_agreement: float = Field(default=0.99, ge=0, le=1)
+    # Largest logit difference allowed between an artifact and its torch model. int8 kernels round differently
+    # per runtime and per batch size, so its bound is looser.
+    max_logit_diff_fp32: float = Field(default=1e-2, gt=0)
+    max_logit_diff_int8: float = Field(default=1.5, gt=0)
+    parity_images: int | None = Field(default=None, ge=1)  # None: the whole evaluation split
+
+
+class BenchConfig(_Section):
+    warmup: int | None = Field(default=None, ge=0)  # None: the target's setting (likewise below)
+    min_iterations: int | None = Field(default=None, ge=1)
+    min_time_s: float | None = Field(default=None, ge=0)
+    threads: int | None = Field(default=None, ge=1)
+    batch_sizes: tuple[int, ...] | None = None
+    accuracy: bool = True  # also measure accuracy on the evaluation split
+
+
+class BuildConfig(_Section):
+    target: str = "cpu"
+    out: str = "runs/default"
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+    quantize: QuantizeConfig = QuantizeConfig()
+    export: ExportConfig = ExportConfig()
+    bench: BenchConfig = BenchConfig()
+    budget_check: bool = True
+
+    def with_overrides(self, overrides: dict[str, Any]) -> BuildConfig:
+        """Apply dotted overrides, e.g. ``{"train.epochs": 3, "data.path": "x"}``; ``None`` values are ignored."""
+        data = self.model_dump()
+        for dotted, value in overrides.items():
+            if value is None:
+                continue
+            node = data
+            *parents, leaf = dotted.split(".")
+            for key in parents:
+                node = node[key]
+            node[leaf] = value
+        return _validate(data, "command-line options")
+
+
+def _validate(data: dict[str, Any], source: str) -> BuildConfig:
+    from edgetl.targets import format_validation_error
+
+    try:
+        return BuildConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(source, exc), hint="see `edgetl build --help`") from exc
+
+
+def load_build_config(path: str | Path | None = None) -> BuildConfig:
+    """Load a build config from YAML (or the defaults when ``path`` is None)."""
+    if path is None:
+        return BuildConfig()
+    p = Path(path)
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {p} does not exist") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: malformed YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: expected a mapping at the top level, got {type(raw).__name__}")
+    return _validate(raw, str(p))

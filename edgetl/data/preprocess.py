@@ -1,0 +1,87 @@
+"""Deterministic evaluation preprocessing, shared by every stage, the bundle and ``edgetl predict``.
+
+One implementation (PIL + NumPy) so the accuracy a report states is the accuracy a bundle delivers. It is written
+to ``preprocess.json`` in the bundle, so a C++ or device implementation can repeat it exactly:
+convert to RGB -> resize the short side to ``resize_size`` -> centre-crop ``image_size`` -> scale to 0..1 ->
+``(x - mean) / std`` -> CHW float32.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field
+
+_RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
+             "nearest": Image.Resampling.NEAREST}
+
+
+class Preprocess(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    image_size: int = Field(ge=8)
+    resize_size: int = Field(ge=8)  # short side before the centre crop
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: Literal["bilinear", "bicubic", "nearest"] = "bilinear"
+    channel_order: Literal["RGB"] = "RGB"
+    layout: Literal["NCHW"] = "NCHW"
+    scale: float = 1.0 / 255.0  # uint8 pixels -> 0..1 before mean/std
+
+    @classmethod
+    def make(cls, image_size: int, crop_pct: float, mean, std, interpolation: str) -> Preprocess:  # type: ignore[no-untyped-def]
+        return cls(
+            image_size=image_size,
+            resize_size=max(image_size, int(round(image_size / crop_pct))),
+            mean=tuple(mean),
+            std=tuple(std),
+            interpolation=interpolation,
+        )
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any mode PIL opens (L, LA, P, RGBA, CMYK, I;16, I, F) -> 8-bit RGB. Alpha is composited on black."""
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+        return Image.fromarray(arr.astype(np.uint8), mode="L").convert("RGB")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def resize_and_crop(img: Image.Image, pp: Preprocess) -> Image.Image:
+    w, h = img.size
+    scale = pp.resize_size / min(w, h)
+    new_w, new_h = max(pp.image_size, round(w * scale)), max(pp.image_size, round(h * scale))
+    img = img.resize((new_w, new_h), _RESAMPLE[pp.interpolation])
+    left, top = (new_w - pp.image_size) // 2, (new_h - pp.image_size) // 2
+    return img.crop((left, top, left + pp.image_size, top + pp.image_size))
+
+
+def preprocess_image(img: Image.Image, pp: Preprocess) -> np.ndarray:
+    """One image -> float32 array of shape (3, image_size, image_size)."""
+    img = resize_and_crop(to_rgb(img), pp)
+    arr = np.asarray(img, dtype=np.float32) * pp.scale
+    arr = (arr - np.asarray(pp.mean, dtype=np.float32)) / np.asarray(pp.std, dtype=np.float32)
+    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """Open and fully decode an image (so truncation surfaces here, not later). Raises ``DataError``."""
+    from edgetl.errors import DataError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.copy()
+    except Exception as exc:  # PIL raises many types for bad files; all mean "unreadable"
+        raise DataError(f"cannot read image {path}: {exc}", hint="remove or replace the file") from exc

@@ -1,0 +1,73 @@
+"""One error hierarchy; each class carries the CLI exit code it maps to (documented in the README)."""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_GATE_FAILED = 1  # a regression gate or a budget failed
+EXIT_USAGE = 2  # bad usage or bad input (config, target, data, model file)
+EXIT_RUNTIME = 3  # a runtime, export or quantization step failed
+EXIT_INTERRUPTED = 130  # Ctrl-C
+
+
+class EdgetlError(Exception):
+    """Base class of every error edgetl raises on purpose. ``str(err)`` is the one-line user message."""
+
+    exit_code: int = EXIT_RUNTIME
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message}\n  hint: {self.hint}" if self.hint else self.message
+
+
+class ConfigError(EdgetlError):
+    """A config file, target profile or option is malformed or inconsistent."""
+
+    exit_code = EXIT_USAGE
+
+
+class UnknownNameError(ConfigError):
+    """A registry lookup failed (target, backbone, runtime, stage)."""
+
+
+class DataError(EdgetlError):
+    """The data set is missing, empty, corrupt or inconsistent."""
+
+    exit_code = EXIT_USAGE
+
+
+class WeightsError(EdgetlError):
+    """Pretrained weights cannot be found or do not fit the architecture."""
+
+    exit_code = EXIT_USAGE
+
+
+class ModelFileError(EdgetlError):
+    """A model file or bundle given to a stage is missing, truncated, corrupt or tampered with."""
+
+    exit_code = EXIT_USAGE
+
+
+class ExportError(EdgetlError):
+    """Export or quantization failed, or an artifact failed its parity check."""
+
+    exit_code = EXIT_RUNTIME
+
+
+class RuntimeUnavailableError(EdgetlError):
+    """A runtime or device is not available on this host; ``hint`` says how to install it."""
+
+    exit_code = EXIT_RUNTIME
+
+
+class BudgetExceededError(EdgetlError):
+    """A target budget or a regression gate was missed; ``table`` holds the rows to print."""
+
+    exit_code = EXIT_GATE_FAILED
+
+    def __init__(self, message: str, *, table: str = "", hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.table = table

@@ -1,0 +1,91 @@
+"""Stage manifests: what a stage consumed and produced, so the next stage reads facts instead of guessing paths."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from edgetl import __version__
+from edgetl.errors import ModelFileError
+from edgetl.fsutil import read_json, sha256_file, sha256_json, write_json
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_SCHEMA = 1
+
+_TRACKED_PACKAGES = (
+    "torch", "torchvision", "torchao", "timm", "onnx", "onnxruntime", "openvino", "nncf", "numpy", "scikit-learn",
+)
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries whose change can change a stage's output."""
+    versions = {"python": platform.python_version(), "edgetl": __version__}
+    for name in _TRACKED_PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+class Manifest(BaseModel):
+    """Written as ``manifest.json`` beside every stage's outputs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = MANIFEST_SCHEMA
+    stage: str
+    edgetl_version: str = __version__
+    created: str = Field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    input_hash: str = ""  # hash of everything the stage's output depends on; equal hash => reusable
+    config: dict[str, Any] = Field(default_factory=dict)
+    inputs: dict[str, str] = Field(default_factory=dict)  # name -> sha256 of upstream files / manifests
+    outputs: dict[str, str] = Field(default_factory=dict)  # relative file name -> sha256
+    versions: dict[str, str] = Field(default_factory=library_versions)
+    info: dict[str, Any] = Field(default_factory=dict)  # stage-specific facts: labels, input shape, mean/std, ...
+    command: str = Field(default_factory=lambda: " ".join(sys.argv))
+
+    def write(self, stage_dir: str | Path) -> Path:
+        return write_json(Path(stage_dir) / MANIFEST_NAME, self.model_dump(mode="json"))
+
+    @property
+    def hash(self) -> str:
+        """Hash identifying this manifest's content (used as the 'source' hash in exported models)."""
+        return sha256_json(self.model_dump(mode="json", exclude={"created", "command"}))
+
+    def output_path(self, stage_dir: str | Path, name: str) -> Path:
+        if name not in self.outputs:
+            raise ModelFileError(f"{Path(stage_dir) / MANIFEST_NAME} lists no output {name!r}")
+        return Path(stage_dir) / name
+
+    def verify_outputs(self, stage_dir: str | Path) -> list[str]:
+        """Names of outputs that are missing or whose sha256 no longer matches."""
+        bad = []
+        for name, digest in self.outputs.items():
+            path = Path(stage_dir) / name
+            if not path.is_file() or sha256_file(path) != digest:
+                bad.append(name)
+        return bad
+
+
+def hash_outputs(stage_dir: str | Path, names: list[str]) -> dict[str, str]:
+    return {name: sha256_file(Path(stage_dir) / name) for name in names}
+
+
+def read_manifest(stage_dir: str | Path) -> Manifest:
+    path = Path(stage_dir) / MANIFEST_NAME
+    if not path.is_file():
+        raise ModelFileError(
+            f"no {MANIFEST_NAME} in {stage_dir}",
+            hint="run the stage that produces it first (or `edgetl build`), or pass the right directory",
+        )
+    try:
+        return Manifest.model_validate(read_json(path))
+    except Exception as exc:  # json decode or validation: both mean the file cannot be trusted
+        raise ModelFileError(f"{path} is corrupt or from an incompatible edgetl version: {exc}") from exc
