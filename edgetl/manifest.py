@@ -89,3 +89,20 @@ def read_manifest(stage_dir: str | Path) -> Manifest:
         return Manifest.model_validate(read_json(path))
     except Exception as exc:  # json decode or validation: both mean the file cannot be trusted
         raise ModelFileError(f"{path} is corrupt or from an incompatible edgetl version: {exc}") from exc
+
+
+class Artifact(BaseModel):
+    """One exported model file, as listed in ``OUT/export/manifest.json`` (``info["artifacts"]``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str  # e.g. "onnx-fp32", "onnx-int8-qat", "openvino-int8-ptq"
+    format: str  # onnx | openvino | torch | tensorrt
+    precision: str  # fp32 | fp16 | bf16 | int8
+    source: str  # fp32 | qat | ptq : which torch model it came from
+    path: str  # relative to the stage directory (for openvino: the .xml; the .bin lies beside it)
+    size_bytes: int
+    int8_ops: int | None = None  # convolutions/matmuls that run in int8 in the runtime's optimised graph
+    float_ops: int | None = None  # those that still run in float
+    float_op_names: list[str] = Field(default_factory=list)  # and which, with the reason where known
+    parity: dict[str, Any] = Field(default_factory=dict)  # {"runtime", "top1_agreement", "max_logit_diff", "n"}
