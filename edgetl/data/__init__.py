@@ -1,0 +1,31 @@
+"""Data: find and check a data set, split it, and serve it to torch and to the runtimes."""
+
+from edgetl.data.dataset import (
+    IMAGE_EXTENSIONS,
+    DatasetIndex,
+    Sample,
+    read_split,
+    resolve_dataset,
+    stratified_split,
+    write_split,
+)
+from edgetl.data.preprocess import Preprocess, load_image, preprocess_image, to_rgb
+from edgetl.data.torch_data import ImageDataset, eval_transform, iter_eval_batches, open_sample
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "DatasetIndex",
+    "ImageDataset",
+    "Preprocess",
+    "Sample",
+    "eval_transform",
+    "iter_eval_batches",
+    "load_image",
+    "open_sample",
+    "preprocess_image",
+    "read_split",
+    "resolve_dataset",
+    "stratified_split",
+    "to_rgb",
+    "write_split",
+]

@@ -1,0 +1,215 @@
+"""Find a data set, check every image once, split it deterministically, and record the split.
+
+An ImageFolder root holds ``train/CLASS/*`` plus ``val/`` and optionally ``test/``. With only ``train/``, a seeded,
+stratified split is made and recorded in ``split.json`` so every later stage evaluates on exactly the same images.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import Counter
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from edgetl.config import DataConfig
+from edgetl.errors import DataError
+from edgetl.fsutil import read_json, sha256_json, write_json
+
+log = logging.getLogger("edgetl.data")
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+SPLITS = ("train", "val", "test")
+SPLIT_FORMAT = 1
+
+Sample = tuple[str, int]  # (reference: an image path or "digits:<index>", class index)
+
+
+class DatasetIndex(BaseModel):
+    """Every image of a data set, by split, with the class names; what ``split.json`` holds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: int = SPLIT_FORMAT
+    source: str  # the root path, or the built-in name
+    classes: list[str]
+    splits: dict[str, list[Sample]]
+    split_made: bool = False  # True when edgetl made val/test from train
+    split_seed: int | None = None
+    skipped: list[str] = Field(default_factory=list)  # unreadable files left out
+    fingerprint: str = ""  # hash of the file list (+ sizes, mtimes): changes when the data changes
+
+    @property
+    def eval_split(self) -> str:
+        return "test" if self.splits.get("test") else "val"
+
+    def class_counts(self, split: str) -> dict[str, int]:
+        counts = Counter(label for _, label in self.splits.get(split, []))
+        return {name: counts.get(i, 0) for i, name in enumerate(self.classes)}
+
+    def imbalance_ratio(self, split: str = "train") -> float:
+        """Largest class over smallest class (1.0 = balanced)."""
+        counts = [c for c in self.class_counts(split).values() if c > 0]
+        return max(counts) / min(counts) if counts else 1.0
+
+    def summary(self) -> str:
+        parts = [f"{split} {len(samples)}" for split, samples in self.splits.items()]
+        return f"{self.source}: {len(self.classes)} classes, " + ", ".join(parts)
+
+
+def write_split(index: DatasetIndex, path: str | Path) -> Path:
+    return write_json(path, index.model_dump(mode="json"))
+
+
+def read_split(path: str | Path) -> DatasetIndex:
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"split record {p} does not exist", hint="run `edgetl train` first")
+    try:
+        return DatasetIndex.model_validate(read_json(p))
+    except Exception as exc:
+        raise DataError(f"split record {p} is corrupt: {exc}", hint="rerun `edgetl train`") from exc
+
+
+def _is_image(path: Path) -> bool:
+    return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _class_dirs(split_dir: Path) -> list[Path]:
+    return sorted(d for d in split_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def _scan_split(split_dir: Path, class_to_idx: dict[str, int], split: str) -> list[Sample]:
+    samples: list[Sample] = []
+    for class_dir in _class_dirs(split_dir):
+        if class_dir.name not in class_to_idx:
+            raise DataError(
+                f"{class_dir}: class {class_dir.name!r} is in {split}/ but not in train/",
+                hint="every evaluation class needs training images; add them to train/ or remove the folder",
+            )
+        files = sorted(p for p in class_dir.rglob("*") if _is_image(p))
+        samples.extend((str(p.resolve()), class_to_idx[class_dir.name]) for p in files)
+    return samples
+
+
+def _check_readable(samples: list[Sample], strict: bool) -> tuple[list[Sample], list[str]]:
+    """Fully decode each image once; unreadable ones are skipped with one warning (or an error if strict)."""
+    from rich.progress import Progress
+
+    from edgetl.data.preprocess import load_image
+
+    good: list[Sample] = []
+    bad: list[str] = []
+    with Progress(transient=True) as progress:
+        task = progress.add_task("checking images", total=len(samples))
+        for ref, label in samples:
+            try:
+                load_image(ref)
+                good.append((ref, label))
+            except DataError:
+                bad.append(ref)
+            progress.advance(task)
+    if bad:
+        listing = "\n  ".join(bad[:20]) + (f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else "")
+        if strict:
+            raise DataError(
+                f"{len(bad)} unreadable or truncated image(s):\n  {listing}",
+                hint="remove or replace them, or drop --strict to skip them with a warning",
+            )
+        log.warning("skipping %d unreadable or truncated image(s):\n  %s", len(bad), listing)
+    return good, bad
+
+
+def stratified_split(samples: list[Sample], ratio: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """Split off ``ratio`` of each class (at least one image of every class that has two or more), seeded."""
+    by_class: dict[int, list[Sample]] = {}
+    for sample in samples:
+        by_class.setdefault(sample[1], []).append(sample)
+    keep: list[Sample] = []
+    held: list[Sample] = []
+    for label in sorted(by_class):
+        items = sorted(by_class[label])
+        random.Random(f"{seed}-{label}").shuffle(items)
+        n_held = min(len(items) - 1, max(1, round(len(items) * ratio))) if len(items) > 1 else 0
+        held.extend(items[:n_held])
+        keep.extend(items[n_held:])
+    return sorted(keep), sorted(held)
+
+
+def _fingerprint(samples_by_split: dict[str, list[Sample]]) -> str:
+    rows = []
+    for split, samples in sorted(samples_by_split.items()):
+        for ref, label in samples:
+            st = Path(ref).stat() if not ref.startswith("digits:") else None
+            rows.append((split, ref, label, st.st_size if st else 0, st.st_mtime_ns if st else 0))
+    return sha256_json(rows)
+
+
+def _resolve_folder(cfg: DataConfig) -> DatasetIndex:
+    root = Path(cfg.path).expanduser()
+    if not root.is_dir():
+        raise DataError(f"data set {root} does not exist", hint="pass an ImageFolder root (train/CLASS/*.jpg) or 'digits'")
+    train_dir = root / "train"
+    if not train_dir.is_dir():
+        raise DataError(
+            f"no train/ folder in {root}",
+            hint=f"expected {root}/train/CLASS_NAME/*.jpg (plus optional val/ and test/)",
+        )
+    class_dirs = _class_dirs(train_dir)
+    if not class_dirs:
+        raise DataError(f"{train_dir} has no class folders", hint="expected train/CLASS_NAME/*.jpg")
+    classes = [d.name for d in class_dirs]
+    class_to_idx = {name: i for i, name in enumerate(classes)}
+    raw = {split: _scan_split(root / split, class_to_idx, split) for split in SPLITS if (root / split).is_dir()}
+    counts = Counter(label for _, label in raw["train"])
+    empty = [classes[i] for i in range(len(classes)) if counts.get(i, 0) == 0]
+    if empty:
+        raise DataError(
+            f"class folder(s) with no images in {train_dir}: {', '.join(empty)}",
+            hint=f"add images (extensions: {', '.join(IMAGE_EXTENSIONS)}) or remove the empty folder",
+        )
+    if len(classes) < 2:
+        raise DataError(f"{train_dir} has only one class ({classes[0]}); a classifier needs at least two")
+
+    skipped: list[str] = []
+    splits: dict[str, list[Sample]] = {}
+    for split, samples in raw.items():
+        splits[split], bad = _check_readable(samples, cfg.strict)
+        skipped.extend(bad)
+    counts = Counter(label for _, label in splits["train"])
+    emptied = [classes[i] for i in range(len(classes)) if counts.get(i, 0) == 0]
+    if emptied:
+        raise DataError(f"every image of class(es) {', '.join(emptied)} in {train_dir} is unreadable")
+
+    made = False
+    if not splits.get("val"):
+        splits["train"], splits["val"] = stratified_split(splits["train"], cfg.val_ratio, cfg.split_seed)
+        made = True
+    if "test" not in splits and cfg.test_ratio > 0:
+        splits["train"], splits["test"] = stratified_split(splits["train"], cfg.test_ratio, cfg.split_seed + 1)
+        made = True
+    return DatasetIndex(
+        source=str(root.resolve()),
+        classes=classes,
+        splits=splits,
+        split_made=made,
+        split_seed=cfg.split_seed if made else None,
+        skipped=skipped,
+        fingerprint=_fingerprint(splits),
+    )
+
+
+def resolve_dataset(cfg: DataConfig) -> DatasetIndex:
+    """Index the data set ``cfg.path`` names (a built-in name or an ImageFolder root), split and checked."""
+    from edgetl.data.builtin import BUILTIN_DATASETS
+
+    if cfg.path in BUILTIN_DATASETS:
+        index = BUILTIN_DATASETS.get(cfg.path)(cfg)
+    else:
+        index = _resolve_folder(cfg)
+    log.info("%s", index.summary())
+    ratio = index.imbalance_ratio("train")
+    if ratio >= 3:
+        log.warning("imbalanced classes (largest/smallest = %.1f): %s", ratio, index.class_counts("train"))
+    return index
