@@ -36,7 +36,7 @@ def open_digit(index: int) -> Image.Image:
     from PIL import Image
 
     images, _ = _digits_arrays()
-    return Image.fromarray(images[index], mode="L").convert("RGB")
+    return Image.fromarray(images[index]).convert("RGB")
 
 
 def _digits(cfg: DataConfig) -> DatasetIndex:

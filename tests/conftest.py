@@ -1,0 +1,49 @@
+"""Shared fixtures. Fast tests build tiny data and tiny models; real-data tests need ../shared and skip without it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("EDGETL_SHARED", REPO_ROOT.parent / "shared"))
+
+# Keep tests quiet and offline: no telemetry, few threads on shared 2-core machines.
+os.environ.setdefault("OPENVINO_TELEMETRY", "0")
+os.environ.setdefault("NNCF_CI", "1")
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The read-only real assets (../shared); skips the test with the reason when absent."""
+    if not (SHARED / "datasets").is_dir():
+        pytest.skip(f"../shared not found at {SHARED}: real-data tests need the shared data sets")
+    return SHARED
+
+
+def make_image_folder(root: Path, classes: dict[str, int], splits: tuple[str, ...] = ("train", "val"),
+                      size: int = 24, seed: int = 0) -> Path:
+    """Write a small ImageFolder whose classes differ by colour (learnable in a few steps)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    palette = [(220, 40, 40), (40, 200, 60), (40, 60, 220), (230, 220, 40), (200, 40, 200), (40, 220, 220)]
+    for split in splits:
+        for ci, (name, count) in enumerate(classes.items()):
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            n = count if split == "train" else max(2, count // 2)
+            for i in range(n):
+                base = np.array(palette[ci % len(palette)], dtype=np.float64)
+                img = np.clip(base + rng.normal(0, 25, (size, size, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(img).save(folder / f"{name}_{i}.png")
+    return root
+
+
+@pytest.fixture
+def tiny_imagefolder(tmp_path: Path) -> Path:
+    """3 colour classes, 8 train + 4 val images each, 24 px PNGs."""
+    return make_image_folder(tmp_path / "data", {"red": 8, "green": 8, "blue": 8})

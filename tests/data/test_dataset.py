@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgetl.config import DataConfig
+from edgetl.data import open_sample, read_split, resolve_dataset, write_split
+from edgetl.errors import DataError
+from tests.conftest import make_image_folder
+
+
+def test_imagefolder_with_val_split(tiny_imagefolder):
+    index = resolve_dataset(DataConfig(path=str(tiny_imagefolder)))
+    assert index.classes == ["blue", "green", "red"]
+    assert len(index.splits["train"]) == 24 and len(index.splits["val"]) == 12
+    assert index.eval_split == "val" and not index.split_made
+
+
+def test_train_only_gets_deterministic_stratified_split(tmp_path):
+    root = make_image_folder(tmp_path / "d", {"a": 10, "b": 20}, splits=("train",))
+    cfg = DataConfig(path=str(root), val_ratio=0.2, split_seed=3)
+    first, second = resolve_dataset(cfg), resolve_dataset(cfg)
+    assert first.splits == second.splits and first.split_made
+    assert first.class_counts("val") == {"a": 2, "b": 4}
+    other = resolve_dataset(DataConfig(path=str(root), val_ratio=0.2, split_seed=4))
+    assert other.splits["val"] != first.splits["val"]
+    # the recorded split round-trips, so later stages evaluate on the same images
+    write_split(first, tmp_path / "split.json")
+    assert read_split(tmp_path / "split.json").splits == first.splits
+
+
+def test_corrupt_and_odd_images(tmp_path, caplog):
+    root = make_image_folder(tmp_path / "d", {"a": 4, "b": 4})
+    (root / "train" / "a" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    good = root / "train" / "b" / "b_0.png"
+    (root / "train" / "b" / "truncated.png").write_bytes(good.read_bytes()[:60])
+    Image.fromarray(np.arange(600, dtype=np.uint16).reshape(20, 30) * 50).save(root / "train" / "a" / "deep.png")
+    Image.new("RGBA", (17, 9), (10, 20, 30, 128)).save(root / "train" / "a" / "alpha.png")
+    Image.new("P", (12, 12)).save(root / "train" / "b" / "palette.gif")
+    Image.new("CMYK", (12, 12)).save(root / "train" / "b" / "cmyk.jpg")
+    index = resolve_dataset(DataConfig(path=str(root)))
+    assert len(index.skipped) == 2 and "skipping 2 unreadable" in caplog.text
+    for ref, _ in index.splits["train"]:
+        assert open_sample(ref).mode == "RGB"
+    with pytest.raises(DataError, match="2 unreadable or truncated"):
+        resolve_dataset(DataConfig(path=str(root), strict=True))
+
+
+def test_data_errors_name_the_problem(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        resolve_dataset(DataConfig(path=str(tmp_path / "missing")))
+    (tmp_path / "flat" / "cats").mkdir(parents=True)
+    with pytest.raises(DataError, match="no train/ folder"):
+        resolve_dataset(DataConfig(path=str(tmp_path / "flat")))
+    root = make_image_folder(tmp_path / "e", {"a": 3, "b": 3})
+    (root / "train" / "empty").mkdir()
+    with pytest.raises(DataError, match="no images .*empty"):
+        resolve_dataset(DataConfig(path=str(root)))
+    root = make_image_folder(tmp_path / "f", {"a": 3, "b": 3})
+    make_image_folder(tmp_path / "g", {"zebra": 2}, splits=("val",))
+    (tmp_path / "g" / "val" / "zebra").rename(root / "val" / "zebra")
+    with pytest.raises(DataError, match="'zebra' is in val/ but not in train/"):
+        resolve_dataset(DataConfig(path=str(root)))
+
+
+def test_imbalance_is_reported(tmp_path, caplog):
+    root = make_image_folder(tmp_path / "d", {"common": 12, "rare": 3})
+    index = resolve_dataset(DataConfig(path=str(root)))
+    assert index.imbalance_ratio() == 4.0
+    assert "imbalanced classes" in caplog.text
+
+
+def test_builtin_digits_is_offline_and_rgb():
+    index = resolve_dataset(DataConfig(path="digits"))
+    assert index.classes == [str(i) for i in range(10)]
+    assert sum(len(s) for s in index.splits.values()) == 1797
+    img = open_sample(index.splits["val"][0][0])
+    assert img.mode == "RGB" and img.size == (8, 8)
