@@ -114,6 +114,168 @@ def targets_validate(file: str) -> None:
     click.echo(f"ok: {file} is a valid target profile ({profile.name})")
 
 
+@cli.command("backbones")
+def backbones_cmd() -> None:
+    """List the registered backbones with their input size and normalisation.
+
+    Example: edgetl backbones
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from edgetl.backbones import BACKBONES
+
+    table = Table(title="edgetl backbones")
+    for column in ("name", "aliases", "input", "mean / std", "description"):
+        table.add_column(column)
+    for name in BACKBONES.names():
+        spec = BACKBONES.get(name)
+        table.add_row(name, ", ".join(BACKBONES.aliases_of(name)), f"{spec.input_size}px {spec.interpolation}",
+                      f"{list(spec.mean)} / {list(spec.std)}", spec.description)
+    Console(width=160).print(table)
+
+
+# ---------------------------------------------------------------------------------------------------- build
+def _setup_logging(verbose: bool = False) -> None:
+    import logging
+
+    from rich.logging import RichHandler
+
+    logger = logging.getLogger("edgetl")
+    if not logger.handlers:
+        handler = RichHandler(show_time=False, show_path=False, markup=False)
+        logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+@cli.command("build")
+@click.option("--target", "-t", default=None, help="Target profile name, alias or YAML path [default: cpu].")
+@click.option("--data", "-d", default=None, help="ImageFolder root (train/CLASS/*.jpg [val/ test/]) or 'digits'.")
+@click.option("--backbone", "-b", default=None, help="Backbone name (see `edgetl backbones`) [default: efficientnet_lite0].")
+@click.option("--weights", default=None, help="'default' (pretrained), 'none', or a checkpoint path.")
+@click.option("--config", "-c", "config_file", type=click.Path(dir_okay=False), default=None,
+              help="YAML build config; flags override it.")
+@click.option("--out", "-o", default=None, help="Run directory [default: runs/default].")
+@click.option("--epochs", type=int, default=None, help="Fine-tuning epochs after the head warm-up.")
+@click.option("--image-size", type=int, default=None, help="Input size (default: the target's).")
+@click.option("--force", multiple=True, metavar="STAGE",
+              help="Rerun a stage (and those after it) even if cached: train, quantize, export, bench, report, bundle.")
+@click.option("--no-budget-check", is_flag=True, help="Report budget misses without failing the build.")
+@click.option("--verbose", "-v", is_flag=True)
+def build_cmd(target: str | None, data: str | None, backbone: str | None, weights: str | None,
+              config_file: str | None, out: str | None, epochs: int | None, image_size: int | None,
+              force: tuple[str, ...], no_budget_check: bool, verbose: bool) -> None:
+    """Run the whole pipeline for a target: fine-tune -> quantize -> export -> bench -> report -> bundle.
+
+    \b
+    Every stage is cached by the hash of its inputs: a rerun with nothing changed reuses everything; changing a
+    setting reruns that stage and the ones after it; an interrupted build resumes. Precision, formats, input
+    size, batch sizes and runtimes come from the target profile. Exit 1 when a budget of the target is missed.
+
+    \b
+    Examples:
+      edgetl build --target cpu                      # built-in digits data set, offline
+      edgetl build --target jetson --data ../shared/datasets/hymenoptera --out runs/hymenoptera
+      edgetl build --config my-build.yaml --force bench
+    """
+    from edgetl.config import load_build_config
+    from edgetl.pipeline import build
+    from edgetl.targets import load_target
+
+    _setup_logging(verbose)
+    cfg = load_build_config(config_file).with_overrides({
+        "target": target, "data.path": data, "train.backbone": backbone, "train.weights": weights,
+        "out": out, "train.epochs": epochs, "train.image_size": image_size,
+        "budget_check": False if no_budget_check else None,
+    })
+    profile = load_target(cfg.target)
+    click.echo(f"edgetl build: target {profile.name}, data {cfg.data.path}, backbone {cfg.train.backbone}, "
+               f"out {cfg.out}")
+
+    def on_stage(outcome) -> None:  # type: ignore[no-untyped-def]
+        if outcome.status == "reused":
+            click.echo(f"  [{outcome.name}] reused (inputs unchanged)")
+        elif outcome.status == "skipped":
+            click.echo(f"  [{outcome.name}] skipped: {outcome.reason}")
+        else:
+            extra = f", {outcome.reason}" if outcome.reason else ""
+            click.echo(f"  [{outcome.name}] done in {outcome.seconds:.1f}s{extra}")
+
+    try:
+        result = build(cfg, profile, force=force, on_stage=on_stage)
+    except BudgetExceededError:
+        _print_results(Path(cfg.out))
+        raise
+    _print_results(result.out)
+    from edgetl.stages.budgets import budget_table
+
+    click.echo(budget_table(result.budget_rows))
+    click.echo(f"\nreport: {result.out / 'report' / 'report.html'}")
+    click.echo(f"bundle: {result.bundle_dir} (+ {result.out / 'bundle.tar.gz'})")
+
+
+def _print_results(out: Path) -> None:
+    from edgetl.fsutil import read_json
+
+    path = out / "bench" / "results.json"
+    if not path.is_file():
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    results = read_json(path)
+    table = Table(title=f"results: {results.get('backbone')} on {results.get('dataset')} "
+                        f"({results.get('eval_split')} split), target {results.get('target')}")
+    for col in ("artifact", "runtime", "precision", "status", "accuracy", "p50 ms", "p90 ms", "size MB"):
+        table.add_column(col)
+    for r in results.get("rows", []):
+        lat = r.get("latency_ms") or {}
+        acc = r.get("accuracy")
+        runtime = f"{r.get('runtime')}:{r.get('device')}" + (" (proxy)" if r.get("proxy") else "")
+        table.add_row(
+            str(r.get("name")), runtime, str(r.get("precision")),
+            str(r.get("status")) if r.get("status") == "ok" else f"{r.get('status')}: {r.get('reason', '')}"[:60],
+            "-" if acc is None else f"{acc * 100:.2f}%",
+            "-" if lat.get("p50") is None else f"{lat['p50']:.2f}",
+            "-" if lat.get("p90") is None else f"{lat['p90']:.2f}",
+            "-" if not r.get("size_bytes") else f"{r['size_bytes'] / 1e6:.2f}",
+        )
+    Console(width=140).print(table)
+
+
+# ---------------------------------------------------------------------------------------------------- predict
+@cli.command("predict")
+@click.argument("bundle", type=click.Path())
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--top-k", "-k", default=3, show_default=True, help="Classes to show per image.")
+def predict_cmd(bundle: str, images: tuple[str, ...], top_k: int) -> None:
+    """Classify images with a bundle (its sha256s are checked first; a tampered bundle is refused).
+
+    IMAGES are files or directories (searched recursively). When an image lies in a folder named after one of
+    the bundle's classes (ImageFolder layout), the accuracy over those images is printed too.
+
+    \b
+    Examples:
+      edgetl predict runs/default/bundle photo.jpg
+      edgetl predict runs/default/bundle.tar.gz ../shared/datasets/hymenoptera/val
+    """
+    from edgetl.predict import collect_images, open_bundle
+
+    b = open_bundle(bundle)
+    paths = collect_images([Path(p) for p in images])
+    labelled = correct = 0
+    for pred in b.predict(paths, top_k=top_k):
+        shown = ", ".join(f"{label} {p:.3f}" for label, p in pred.top)
+        click.echo(f"{pred.image}: {shown}")
+        truth = Path(pred.image).parent.name
+        if truth in b.labels:
+            labelled += 1
+            correct += pred.top[0][0] == truth
+    if labelled:
+        click.echo(f"accuracy: {correct}/{labelled} = {100.0 * correct / labelled:.2f}% "
+                   f"({b.model_file.name}, {b.manifest['target']})")
+
+
 # ---------------------------------------------------------------------------------------------------- train
 # (stage commands are added below, one section per stage, each calling its stages/ module)
 

@@ -3,6 +3,7 @@
 Importing this package registers the built-in backbones. Heavy builders import torch/timm lazily.
 """
 
+from edgetl.backbones import efficientnet_lite, tiny, torchvision_models  # noqa: F401  (registers entries)
 from edgetl.backbones.base import (
     BACKBONES,
     BackboneSpec,
@@ -12,7 +13,6 @@ from edgetl.backbones.base import (
     load_checkpoint,
     save_checkpoint,
 )
-from edgetl.backbones import efficientnet_lite, tiny, torchvision_models  # noqa: F401  (registers entries)
 
 __all__ = [
     "BACKBONES",

@@ -213,3 +213,22 @@ def resolve_dataset(cfg: DataConfig) -> DatasetIndex:
     if ratio >= 3:
         log.warning("imbalanced classes (largest/smallest = %.1f): %s", ratio, index.class_counts("train"))
     return index
+
+
+def dataset_fingerprint(path: str) -> str:
+    """Cheap fingerprint of a data set for build caching: file names, sizes and mtimes (no decoding)."""
+    from edgetl.data.builtin import BUILTIN_DATASETS
+
+    if path in BUILTIN_DATASETS:
+        import sklearn
+
+        return sha256_json(["builtin", path, sklearn.__version__])
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise DataError(f"data set {root} does not exist", hint="pass an ImageFolder root (train/CLASS/*.jpg) or 'digits'")
+    rows = []
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            st = p.stat()
+            rows.append((str(p.relative_to(root)), st.st_size, st.st_mtime_ns))
+    return sha256_json([str(root.resolve()), rows])

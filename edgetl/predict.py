@@ -1,0 +1,117 @@
+"""``edgetl predict``: load a bundle, verify every file's sha256, and classify images with it."""
+
+from __future__ import annotations
+
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgetl.data.dataset import IMAGE_EXTENSIONS
+from edgetl.data.preprocess import Preprocess, load_image, preprocess_image, to_rgb
+from edgetl.errors import ModelFileError
+from edgetl.fsutil import read_json, sha256_file
+from edgetl.stages.bundle import BUNDLE_FORMAT, BUNDLE_MANIFEST
+
+
+@dataclass
+class Prediction:
+    image: str
+    top: list[tuple[str, float]]  # (label, probability), best first
+
+
+class Bundle:
+    """A verified bundle; ``predict`` runs its primary model on the host."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.manifest = _verified_manifest(root)
+        self.labels: list[str] = read_json(root / "labels.json")
+        self.preprocess = Preprocess.model_validate(read_json(root / "preprocess.json"))
+        self._session: Any = None
+        self.model_file = self._choose_model()
+
+    def _choose_model(self) -> Path:
+        models = [f for f in self.manifest["files"] if f["format"] in ("onnx", "openvino")]
+        # ONNX Runtime runs anywhere edgetl installs; OpenVINO IR as the alternative
+        models.sort(key=lambda f: f["format"] != "onnx")
+        if not models:
+            raise ModelFileError(f"bundle {self.root} holds no ONNX or OpenVINO model")
+        return self.root / models[0]["path"]
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        if self._session is None:
+            from edgetl.runtimes import open_model
+
+            self._session = open_model(self.model_file)
+        return np.asarray(self._session.run(batch))
+
+    def predict(self, images: list[Path], top_k: int = 3, batch_size: int = 16) -> Iterator[Prediction]:
+        for start in range(0, len(images), batch_size):
+            chunk = images[start : start + batch_size]
+            x = np.stack([preprocess_image(to_rgb(load_image(p)), self.preprocess) for p in chunk])
+            logits = self._run(x)
+            z = logits - logits.max(axis=1, keepdims=True)
+            probs = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+            for path, p in zip(chunk, probs, strict=True):
+                order = np.argsort(-p)[:top_k]
+                yield Prediction(str(path), [(self.labels[i], float(p[i])) for i in order])
+
+
+def _verified_manifest(root: Path) -> dict[str, Any]:
+    path = root / BUNDLE_MANIFEST
+    if not path.is_file():
+        raise ModelFileError(f"{root} is not an edgetl bundle (no {BUNDLE_MANIFEST})",
+                             hint="pass OUT/bundle or OUT/bundle.tar.gz from `edgetl build`")
+    try:
+        manifest = read_json(path)
+    except ValueError as exc:
+        raise ModelFileError(f"{path} is corrupt: {exc}") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
+        raise ModelFileError(f"{path} is not an edgetl bundle manifest ({BUNDLE_FORMAT})")
+    problems = []
+    for f in manifest.get("files", []):
+        file = root / f["path"]
+        if not file.is_file():
+            problems.append(f"{f['path']} is missing")
+        elif sha256_file(file) != f["sha256"]:
+            problems.append(f"{f['path']} does not match its sha256 (modified or corrupt)")
+    for name in ("labels.json", "preprocess.json"):
+        if name not in {f["path"] for f in manifest.get("files", [])}:
+            problems.append(f"{name} is not listed")
+    if problems:
+        raise ModelFileError(f"bundle {root} refused: " + "; ".join(problems),
+                             hint="rebuild it with `edgetl build`, or restore the original files")
+    return manifest
+
+
+def open_bundle(path: str | Path) -> Bundle:
+    """Open a bundle directory or ``.tar.gz`` (extracted to a temporary directory)."""
+    p = Path(path)
+    if p.is_file() and p.name.endswith((".tar.gz", ".tgz")):
+        tmp = Path(tempfile.mkdtemp(prefix="edgetl-bundle-"))
+        try:
+            with tarfile.open(p, "r:gz") as tar:
+                tar.extractall(tmp, filter="data")
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise ModelFileError(f"bundle archive {p} is corrupt or truncated: {exc}") from exc
+        inner = [d for d in tmp.iterdir() if d.is_dir()]
+        p = inner[0] if len(inner) == 1 else tmp
+    if not p.exists():
+        raise ModelFileError(f"bundle {p} does not exist")
+    return Bundle(p)
+
+
+def collect_images(paths: list[Path]) -> list[Path]:
+    """Files as given; directories searched recursively for images."""
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            out.extend(sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_EXTENSIONS and q.is_file()))
+        else:
+            out.append(p)
+    return out

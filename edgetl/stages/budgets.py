@@ -1,0 +1,127 @@
+"""Check a target's budgets (latency, size, memory, int8 accuracy drop) against what the benchmark measured.
+
+Latency and memory count only when measured on the target's own runtime and device. A target whose device is not
+this host (a Jetson, a Raspberry Pi, an NPU) gets ``not measured`` there, with the host proxy figure beside it:
+nothing pretends to be a measurement it is not. Size and accuracy do not depend on the device and are checked.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgetl.targets import TargetProfile
+
+# the format a runtime consumes
+RUNTIME_FORMAT = {"onnxruntime": "onnx", "tensorrt": "onnx", "openvino": "openvino", "torch": "torch"}
+
+
+def _ok(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in rows if r.get("status") == "ok"]
+
+
+def choose_int8_source(results: dict[str, Any]) -> str:
+    """The int8 model to deploy: the quantization route (qat/ptq) with the higher measured mean accuracy."""
+    best: dict[str, list[float]] = {}
+    for r in _ok(results.get("rows", [])):
+        if r.get("precision") == "int8" and r.get("accuracy") is not None:
+            best.setdefault(r.get("source", ""), []).append(r["accuracy"])
+    means = {s: sum(v) / len(v) for s, v in best.items() if s in ("qat", "ptq")}
+    if not means:
+        return "qat"
+    return max(means, key=lambda s: (means[s], s == "qat"))
+
+
+def deployment_choice(target: TargetProfile, results: dict[str, Any]) -> tuple[str, str, str, str]:
+    """(runtime, device, precision, format) the target prefers: its first runtime spec and precision."""
+    spec = target.runtimes[0]
+    return spec.runtime, spec.device, spec.precisions[0], RUNTIME_FORMAT[spec.runtime]
+
+
+def _measured_row(target: TargetProfile, results: dict[str, Any], source: str) -> dict[str, Any] | None:
+    """The best-preferred row measured on the target's own runtime and device (not a proxy)."""
+    rows = _ok(results.get("rows", []))
+    for spec in target.runtimes:
+        for precision in spec.precisions:
+            for r in rows:
+                if (r.get("runtime"), r.get("device"), r.get("precision")) != (spec.runtime, spec.device, precision):
+                    continue
+                if r.get("proxy") or (precision == "int8" and r.get("source") != source):
+                    continue
+                return r
+    return None
+
+
+def _proxy_row(results: dict[str, Any], precision: str, source: str) -> dict[str, Any] | None:
+    candidates = [
+        r for r in _ok(results.get("rows", []))
+        if r.get("precision") == precision and (precision != "int8" or r.get("source") == source)
+        and r.get("format") != "torch" and (r.get("latency_ms") or {}).get("p90") is not None
+    ]
+    return min(candidates, key=lambda r: r["latency_ms"]["p90"]) if candidates else None
+
+
+def _row(budget: str, limit: float | None, measured: float | None, unit: str, where: str,
+         note: str = "") -> dict[str, Any]:
+    if limit is None:
+        status = "no budget"
+    elif measured is None:
+        status = "not measured"
+    else:
+        status = "pass" if measured <= limit else "fail"
+    return {"budget": budget, "limit": limit, "measured": measured, "unit": unit, "where": where,
+            "status": status, "note": note}
+
+
+def _accuracy_drop(results: dict[str, Any], source: str, runtime_order: list[str]) -> tuple[float | None, str]:
+    rows = _ok(results.get("rows", []))
+    for runtime in runtime_order:
+        fp32 = [r for r in rows if r.get("runtime") == runtime and r.get("precision") == "fp32"
+                and r.get("format") != "torch" and r.get("accuracy") is not None]
+        int8 = [r for r in rows if r.get("runtime") == runtime and r.get("precision") == "int8"
+                and r.get("source") == source and r.get("accuracy") is not None]
+        if fp32 and int8:
+            drop = (fp32[0]["accuracy"] - int8[0]["accuracy"]) * 100.0
+            return round(drop, 3), f"{runtime}:{int8[0].get('device')} fp32 vs int8-{source}"
+    return None, ""
+
+
+def check_budgets(target: TargetProfile, results: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per budget: limit, measured value, where it was measured, and pass/fail/not measured."""
+    budgets = target.budgets
+    source = choose_int8_source(results)
+    runtime, device, precision, fmt = deployment_choice(target, results)
+    measured = _measured_row(target, results, source)
+    rows: list[dict[str, Any]] = []
+    if measured is not None:
+        where = f"{measured['runtime']}:{measured['device']} {measured['precision']} ({measured.get('name', '')})"
+        rows.append(_row("p90 latency", budgets.p90_latency_ms, measured["latency_ms"]["p90"], "ms", where))
+        rows.append(_row("peak memory", budgets.peak_memory_mb, measured.get("peak_memory_mb"), "MB", where))
+    else:
+        proxy = _proxy_row(results, precision, source)
+        note = (f"host proxy {proxy['runtime']}:{proxy['device']} p90 {proxy['latency_ms']['p90']:.2f} ms"
+                if proxy else "no host proxy ran")
+        where = f"{runtime}:{device} (not on this host)"
+        rows.append(_row("p90 latency", budgets.p90_latency_ms, None, "ms", where, note))
+        rows.append(_row("peak memory", budgets.peak_memory_mb, None, "MB", where))
+    sized = [r for r in results.get("rows", []) if r.get("format") == fmt and r.get("precision") == precision
+             and (precision != "int8" or r.get("source") == source) and r.get("size_bytes")]
+    size_mb = round(sized[0]["size_bytes"] / 1e6, 3) if sized else None
+    rows.append(_row("model size", budgets.model_size_mb, size_mb, "MB",
+                     f"{fmt} {precision}" + (f"-{source}" if precision == "int8" else "")))
+    if target.wants_int8:
+        order = [runtime] + [r.runtime for r in target.runtimes] + ["onnxruntime", "openvino"]
+        drop, where = _accuracy_drop(results, source, order)
+        rows.append(_row("int8 accuracy drop", budgets.max_accuracy_drop, drop, "points", where))
+    return rows
+
+
+def budget_table(rows: list[dict[str, Any]]) -> str:
+    """Plain-text table (fits a terminal and a CI log)."""
+    header = f"{'budget':<20} {'limit':>10} {'measured':>10} {'unit':<7} {'status':<13} where"
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        limit = "-" if r["limit"] is None else f"{r['limit']:g}"
+        measured = "-" if r["measured"] is None else f"{r['measured']:.3g}"
+        note = f"  [{r['note']}]" if r["note"] else ""
+        lines.append(f"{r['budget']:<20} {limit:>10} {measured:>10} {r['unit']:<7} {r['status']:<13} {r['where']}{note}")
+    return "\n".join(lines)
