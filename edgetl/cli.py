@@ -53,7 +53,15 @@ def cli() -> None:
     Quick start (offline, built-in digits data set):
       edgetl build --target cpu
       edgetl build --target jetson --data path/to/imagefolder --out runs/mine
+
+    OpenVINO's and NNCF's usage telemetry is turned off unless EDGETL_ALLOW_TELEMETRY=1.
     """
+    import os
+
+    if os.environ.get("EDGETL_ALLOW_TELEMETRY") != "1":
+        # openvino's converter skips telemetry when CI=true; NNCF reads NNCF_CI
+        os.environ.setdefault("CI", "true")
+        os.environ.setdefault("NNCF_CI", "1")
 
 
 # ---------------------------------------------------------------------------------------------------- targets

@@ -33,21 +33,22 @@ class Bundle:
         self.labels: list[str] = read_json(root / "labels.json")
         self.preprocess = Preprocess.model_validate(read_json(root / "preprocess.json"))
         self._session: Any = None
-        self.model_file = self._choose_model()
+        self.model_entry = self._choose_model()
+        self.model_file = root / self.model_entry["path"]
 
-    def _choose_model(self) -> Path:
+    def _choose_model(self) -> dict[str, Any]:
         models = [f for f in self.manifest["files"] if f["format"] in ("onnx", "openvino")]
         # ONNX Runtime runs anywhere edgetl installs; OpenVINO IR as the alternative
         models.sort(key=lambda f: f["format"] != "onnx")
         if not models:
             raise ModelFileError(f"bundle {self.root} holds no ONNX or OpenVINO model")
-        return self.root / models[0]["path"]
+        return dict(models[0])
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         if self._session is None:
             from edgetl.runtimes import open_model
 
-            self._session = open_model(self.model_file)
+            self._session = open_model(self.model_file, precision=self.model_entry["precision"])
         return np.asarray(self._session.run(batch))
 
     def predict(self, images: list[Path], top_k: int = 3, batch_size: int = 16) -> Iterator[Prediction]:

@@ -1,0 +1,122 @@
+"""End to end on the tiny backbone: build -> predict, plus reuse, resume and budget-failure paths."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tarfile
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from edgetl.cli import cli
+
+FAST = """
+train: {{backbone: tiny, weights: none, image_size: 32, batch_size: 8, head_epochs: 1, epochs: 2, seed: 0}}
+quantize: {{qat_epochs: 1, calibration_images: 16}}
+bench: {{warmup: 1, min_iterations: 5, min_time_s: 0.0, batch_sizes: [1, 2]}}
+data: {{path: {data}, num_workers: 0}}
+out: {out}
+"""
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> tuple[Path, Path, object]:
+    from tests.conftest import make_image_folder
+
+    base = tmp_path_factory.mktemp("e2e")
+    data = make_image_folder(base / "data", {"red": 10, "green": 10, "blue": 10})
+    config = base / "build.yaml"
+    config.write_text(FAST.format(data=data, out=base / "run"))
+    result = run("build", "--target", "cpu", "--config", str(config), "--no-budget-check")
+    return base, config, result
+
+
+def test_build_produces_every_stage_and_a_bundle(built):
+    base, _, result = built
+    assert result.exit_code == 0, result.output
+    out = base / "run"
+    for stage in ("train", "quantize", "export", "bench", "report", "bundle"):
+        assert (out / stage).is_dir(), stage
+    results = json.loads((out / "bench" / "results.json").read_text())
+    ok = [r for r in results["rows"] if r["status"] == "ok"]
+    assert {r["precision"] for r in ok} >= {"fp32", "int8"}
+    assert (out / "report" / "report.html").is_file()
+    manifest = json.loads((out / "bundle" / "manifest.json").read_text())
+    assert {"labels.json", "preprocess.json", "README.md"} <= {f["path"] for f in manifest["files"]}
+    with tarfile.open(out / "bundle.tar.gz") as tar:
+        assert any(n.endswith("manifest.json") for n in tar.getnames())
+    assert "accuracy" in result.output and "p50" in result.output
+
+
+def test_predict_matches_the_reported_accuracy(built):
+    base, _, _ = built
+    out = base / "run"
+    result = run("predict", str(out / "bundle"), str(base / "data" / "val"))
+    assert result.exit_code == 0, result.output
+    line = next(ln for ln in result.output.splitlines() if ln.startswith("accuracy:"))
+    predicted = float(line.split("=")[1].split("%")[0])
+    manifest = json.loads((out / "bundle" / "manifest.json").read_text())
+    primary = manifest["files"][0]["artifact"]
+    results = json.loads((out / "bench" / "results.json").read_text())
+    reported = [r["accuracy"] for r in results["rows"] if r["name"] == primary and r["status"] == "ok"]
+    assert reported and abs(predicted - 100 * reported[0]) < 1e-6
+
+
+def test_predict_refuses_a_tampered_bundle(built, tmp_path):
+    base, _, _ = built
+    copy = tmp_path / "bundle"
+    shutil.copytree(base / "run" / "bundle", copy)
+    (copy / "labels.json").write_text('["a", "b", "c"]')
+    result = run("predict", str(copy), str(base / "data" / "val"))
+    assert result.exit_code == 2 and "labels.json does not match its sha256" in result.output
+    (copy / "labels.json").unlink()
+    assert "missing" in run("predict", str(copy), str(base / "data" / "val")).output
+
+
+def test_unchanged_rerun_reuses_every_stage(built):
+    base, config, _ = built
+    result = run("build", "--target", "cpu", "--config", str(config), "--no-budget-check")
+    assert result.exit_code == 0, result.output
+    for stage in ("train", "quantize", "export", "bench", "report", "bundle"):
+        assert f"[{stage}] reused" in result.output
+
+
+def test_changed_bench_setting_reruns_only_bench_and_later(built):
+    base, config, _ = built
+    changed = base / "changed.yaml"
+    changed.write_text(config.read_text().replace("min_iterations: 5", "min_iterations: 6"))
+    result = run("build", "--target", "cpu", "--config", str(changed), "--no-budget-check")
+    assert result.exit_code == 0, result.output
+    for stage in ("train", "quantize", "export"):
+        assert f"[{stage}] reused" in result.output
+    assert "[bench] done" in result.output and "[bundle] done" in result.output
+
+
+def test_budget_miss_fails_the_build_with_a_table(built, tmp_path):
+    base, config, _ = built
+    board = tmp_path / "strict.yaml"
+    board.write_text("name: strict\nextends: cpu\nbudgets: {p90_latency_ms: 0.0001, model_size_mb: 0.0001}\n")
+    result = run("build", "--target", str(board), "--config", str(config))
+    assert result.exit_code == 1
+    assert "budget" in result.output and "fail" in result.output and "p90 latency" in result.output
+
+
+def test_interrupted_stage_is_rerun_not_trusted(built):
+    base, config, _ = built
+    out = base / "run"
+    state = json.loads((out / "build.json").read_text())
+    state["export"]["status"] = "started"  # what a Ctrl-C during export leaves behind
+    (out / "build.json").write_text(json.dumps(state))
+    (out / "export" / "model_fp32.onnx").write_bytes(b"half a model")
+    result = run("build", "--target", "cpu", "--config", str(config), "--no-budget-check")
+    assert result.exit_code == 0, result.output
+    assert "[train] reused" in result.output and "[export] done" in result.output
+    import onnx
+
+    onnx.checker.check_model(str(out / "export" / "model_fp32.onnx"))
