@@ -82,6 +82,14 @@ class BenchConfig(_Section):
     threads: int | None = Field(default=None, ge=1)
     batch_sizes: tuple[int, ...] | None = None
     accuracy: bool = True  # also measure accuracy on the evaluation split
+    # Batch size of the accuracy pass. 1 is what most edge applications run, and int8 kernels round differently
+    # per batch size (ONNX Runtime), so the stated accuracy is the deployed one.
+    eval_batch_size: int = Field(default=1, ge=1)
+    keep_samples: int = Field(default=1000, ge=0)  # per-iteration latencies kept in results.json for the plots
+    # Regression gate (`edgetl bench --baseline`): a p50 latency rise above this percentage, or a top-1 drop
+    # above these accuracy points, fails. 10 % sits above the run-to-run noise of a quiet machine.
+    max_latency_regression: float = Field(default=10.0, ge=0)
+    max_accuracy_drop: float = Field(default=0.5, ge=0)
 
 
 class BuildConfig(_Section):

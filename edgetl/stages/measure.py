@@ -1,0 +1,155 @@
+"""Measuring one loaded session: latency percentiles, throughput, peak memory, accuracy.
+
+Latency follows the house rule: ``time.perf_counter_ns``, warm-up first, then timed runs until both a minimum
+count and a minimum time are reached. Each figure times one ``session.run`` call as an application sees it
+(input in, logits out as NumPy), batch 1 unless the model only accepts another batch size.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgetl.runtimes.base import Session
+from edgetl.stages.results import ClassMetrics, LatencyStats
+
+MEMORY_METHOD = (
+    "peak_memory_mb = peak resident set size (psutil, sampled every 2 ms) during load, first inference, warm-up "
+    "and one run at each batch size, minus the RSS just before the load; the process's libraries already loaded "
+    "are not counted"
+)
+MAX_ITERATIONS = 200_000  # a guard for sub-microsecond models with a long min_time
+
+
+@dataclass(frozen=True)
+class TimingPlan:
+    warmup: int
+    min_iterations: int
+    min_time_s: float
+
+
+def timed_runs(run: Callable[[], object], plan: TimingPlan) -> list[int]:
+    """Warm up, then time ``run()`` until both ``min_iterations`` and ``min_time_s`` are met; nanoseconds each."""
+    for _ in range(plan.warmup):
+        run()
+    samples: list[int] = []
+    min_ns = int(plan.min_time_s * 1e9)
+    clock = time.perf_counter_ns
+    start = clock()
+    while True:
+        t0 = clock()
+        run()
+        samples.append(clock() - t0)
+        if (len(samples) >= plan.min_iterations and clock() - start >= min_ns) or len(samples) >= MAX_ITERATIONS:
+            return samples
+
+
+def latency_stats(samples_ns: list[int]) -> LatencyStats:
+    ms = np.asarray(samples_ns, dtype=np.float64) / 1e6
+    p50, p90, p99 = np.percentile(ms, [50, 90, 99])
+    return LatencyStats(p50=round(float(p50), 4), p90=round(float(p90), 4), p99=round(float(p99), 4),
+                        mean=round(float(ms.mean()), 4), std=round(float(ms.std()), 4),
+                        min=round(float(ms.min()), 4), max=round(float(ms.max()), 4), iterations=len(ms))
+
+
+def keep_samples(samples_ns: list[int], limit: int) -> list[float]:
+    """At most ``limit`` samples in ms, evenly strided over the run (keeps drift and outliers visible)."""
+    if limit <= 0 or not samples_ns:
+        return []
+    step = max(1, math.ceil(len(samples_ns) / limit))
+    return [round(s / 1e6, 4) for s in samples_ns[::step]]
+
+
+def throughput(session: Session, batch: np.ndarray, plan: TimingPlan) -> float:
+    """Images per second running ``batch`` repeatedly (one call at a time)."""
+    b = int(batch.shape[0])
+    sub = TimingPlan(warmup=max(1, plan.warmup // b), min_iterations=max(3, math.ceil(plan.min_iterations / b)),
+                     min_time_s=plan.min_time_s)
+    samples = timed_runs(lambda: session.run(batch), sub)
+    return round(b * len(samples) / (sum(samples) / 1e9), 2)
+
+
+class PeakRss:
+    """Samples this process's RSS on a background thread; ``peak_mb`` is the rise over the RSS at start."""
+
+    def __init__(self, interval_s: float = 0.002) -> None:
+        import psutil
+
+        self._process = psutil.Process()
+        self._interval = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self.baseline = self._process.memory_info().rss
+        self.peak = self.baseline
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.peak = max(self.peak, self._process.memory_info().rss)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._process.memory_info().rss)
+
+    @property
+    def peak_mb(self) -> float:
+        return round((self.peak - self.baseline) / 2**20, 1)
+
+
+@dataclass
+class Accuracy:
+    accuracy: float
+    macro_f1: float
+    per_class: dict[str, ClassMetrics]
+    confusion_matrix: list[list[int]]
+    n: int
+
+
+def accuracy_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> Accuracy:
+    """Top-1, macro F1, per-class precision/recall/F1 and the confusion matrix (scikit-learn)."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+    labels = list(range(len(classes)))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=0)
+    per_class = {
+        name: ClassMetrics(precision=round(float(precision[i]), 4), recall=round(float(recall[i]), 4),
+                           f1=round(float(f1[i]), 4), support=int(support[i]))
+        for i, name in enumerate(classes)
+    }
+    return Accuracy(
+        accuracy=round(float(accuracy_score(y_true, y_pred)), 6),
+        macro_f1=round(float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)), 6),
+        per_class=per_class,
+        confusion_matrix=confusion_matrix(y_true, y_pred, labels=labels).astype(int).tolist(),
+        n=int(len(y_true)),
+    )
+
+
+def predict_all(session: Session, images: np.ndarray, batch_size: int,
+                on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+    """Arg-max class of every image; a fixed-batch model gets its batch size, the last batch zero-padded."""
+    fixed = session.fixed_batch
+    size = fixed or batch_size
+    preds: list[np.ndarray] = []
+    for start in range(0, len(images), size):
+        chunk = np.ascontiguousarray(images[start : start + size], dtype=np.float32)
+        n = len(chunk)
+        if fixed and n < fixed:
+            chunk = np.concatenate([chunk, np.zeros((fixed - n, *chunk.shape[1:]), dtype=np.float32)])
+        logits = np.asarray(session.run(chunk))
+        if logits.ndim != 2:
+            logits = logits.reshape(logits.shape[0], -1)
+        preds.append(logits[:n].argmax(axis=1))
+        if on_batch:
+            on_batch(n)
+    return np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)

@@ -1,0 +1,392 @@
+"""``edgetl report``: ``report.md`` (tables) and a self-contained ``report.html`` (plots inlined as base64 PNGs).
+
+The plots answer the questions a user brings: which artifact gives the best accuracy for its latency (the Pareto
+front), how much int8 costs per class (confusion matrices), how steady the latency is (distributions), and how
+big each file is. Everything comes from ``results.json``; nothing is measured here.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgetl.fsutil import write_text
+from edgetl.stages.results import BenchResults, BenchRow, load_results
+
+PRECISION_COLORS = {"fp32": "#1f77b4", "bf16": "#9467bd", "fp16": "#2ca02c", "int8": "#d62728"}
+FORMAT_MARKERS = {"torch": "s", "onnx": "o", "openvino": "D", "tensorrt": "^"}
+
+
+@dataclass
+class Table:
+    title: str
+    headers: list[str]
+    rows: list[list[str]]
+
+    def markdown(self) -> str:
+        if not self.rows:
+            return ""
+        out = [f"### {self.title}", "", "| " + " | ".join(self.headers) + " |",
+               "| " + " | ".join("---" for _ in self.headers) + " |"]
+        out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in self.rows]
+        return "\n".join(out) + "\n"
+
+    def html(self) -> str:
+        if not self.rows:
+            return ""
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in self.headers)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in self.rows)
+        return f"<h3>{html.escape(self.title)}</h3><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+# ------------------------------------------------------------------------------------------------- helpers
+def _fmt(value: float | None, spec: str = ".2f", suffix: str = "") -> str:
+    return "-" if value is None else f"{value:{spec}}{suffix}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.2f}%"
+
+
+def row_label(r: BenchRow) -> str:
+    label = f"{r.name} · {r.runtime}:{r.device}"
+    if r.precision not in r.name:
+        label += f" {r.precision}"
+    return label + (" (proxy)" if r.proxy else "")
+
+
+def pareto_front(rows: list[BenchRow]) -> list[BenchRow]:
+    """Rows no other row beats on both p50 latency (lower) and accuracy (higher), fastest first."""
+    points = [r for r in rows if r.accuracy is not None and r.latency_ms is not None]
+    front: list[BenchRow] = []
+    best = -1.0
+    for r in sorted(points, key=lambda r: (r.latency_ms.p50, -r.accuracy)):  # type: ignore[union-attr,operator]
+        if r.accuracy > best:  # type: ignore[operator]
+            front.append(r)
+            best = r.accuracy  # type: ignore[assignment]
+    return front
+
+
+def pick_confusion_rows(results: BenchResults) -> list[BenchRow]:
+    """The fp32 reference (an exported fp32 artifact, else torch) and the most accurate int8 row."""
+    ok = [r for r in results.ok_rows() if r.confusion_matrix is not None]
+    fp32 = sorted((r for r in ok if r.precision == "fp32"), key=lambda r: (r.format == "torch", r.proxy))
+    int8 = sorted((r for r in ok if r.precision == "int8"),
+                  key=lambda r: (-(r.accuracy or 0), r.latency_ms.p50 if r.latency_ms else 1e9))
+    return [*fp32[:1], *int8[:1]]
+
+
+# ------------------------------------------------------------------------------------------------- tables
+def summary_table(results: BenchResults) -> Table:
+    batches = sorted({int(b) for r in results.rows for b in r.throughput}, key=int)
+    headers = ["artifact", "runtime", "precision", "status", "top-1", "macro F1", "p50 ms", "p90 ms", "p99 ms",
+               *[f"img/s b{b}" for b in batches], "cold start ms", "peak MB", "size MB", "threads"]
+    rows = []
+    for r in results.rows:
+        lat = r.latency_ms
+        status = r.status if r.status == "ok" else f"{r.status}: {r.reason}"
+        rows.append([
+            r.name, f"{r.runtime}:{r.device}" + (" (proxy)" if r.proxy else ""), r.precision, status,
+            _pct(r.accuracy), _fmt(r.macro_f1, ".4f"), _fmt(lat.p50 if lat else None, ".3f"),
+            _fmt(lat.p90 if lat else None, ".3f"), _fmt(lat.p99 if lat else None, ".3f"), *[_fmt(r.throughput.get(str(b)), ".1f") for b in batches],
+            _fmt(r.cold_start_ms, ".1f"), _fmt(r.peak_memory_mb, ".1f"),
+            _fmt(r.size_bytes / 1e6 if r.size_bytes else None, ".2f"), "-" if r.threads is None else str(r.threads),
+        ])
+    return Table("All rows", headers, rows)
+
+
+def per_class_tables(results: BenchResults) -> list[Table]:
+    tables = []
+    for r in pick_confusion_rows(results):
+        if r.per_class is None:
+            continue
+        rows = [[name, f"{m.precision:.3f}", f"{m.recall:.3f}", f"{m.f1:.3f}", str(m.support)]
+                for name, m in r.per_class.items()]
+        tables.append(Table(f"Per class: {row_label(r)}", ["class", "precision", "recall", "F1", "images"], rows))
+    return tables
+
+
+def host_table(results: BenchResults) -> Table:
+    h = results.host
+    versions = h.get("versions", {})
+    s = results.settings
+    rows = [
+        ["host CPU", f"{h.get('cpu')} ({h.get('arch')}), {h.get('cores_logical')} logical / "
+                     f"{h.get('cores_physical')} physical cores, {h.get('memory_gb')} GB"],
+        ["instruction sets", " ".join(h.get("isa", [])) or "-"],
+        ["ONNX Runtime providers", ", ".join(h.get("onnxruntime_providers", [])) or "-"],
+        ["OpenVINO devices", ", ".join(f"{k} ({v})" for k, v in h.get("openvino_devices", {}).items()) or "-"],
+        ["CUDA devices", ", ".join(h.get("cuda_devices", [])) or "none"],
+        ["libraries", ", ".join(f"{k} {v}" for k, v in versions.items())],
+        ["target", f"{results.target}: {results.target_hardware}"],
+        ["timing", f"warm-up {s.warmup}, then at least {s.min_iterations} runs and {s.min_time_s} s per row; "
+                   f"batch sizes {s.batch_sizes}; threads {s.threads or 'runtime default'}"],
+        ["accuracy", f"{results.dataset or '-'} ({results.eval_split or '-'} split), eval batch {s.eval_batch_size}"],
+        ["memory", s.memory_method],
+    ]
+    return Table("Host and settings", ["", ""], rows)
+
+
+# -------------------------------------------------------------------------------------------------- plots
+def _png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _legend_handles(rows: list[BenchRow]) -> list[Any]:
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=PRECISION_COLORS.get(p, "gray"), marker="o", linestyle="", label=p)
+               for p in sorted({r.precision for r in rows})]
+    handles += [Line2D([], [], color="gray", marker=FORMAT_MARKERS.get(f, "o"), linestyle="", label=f)
+                for f in sorted({r.format for r in rows})]
+    if any(r.proxy for r in rows):
+        handles.append(Line2D([], [], color="gray", marker="o", markerfacecolor="none", linestyle="",
+                              label="host proxy"))
+    return handles
+
+
+def plot_tradeoff(results: BenchResults) -> str | None:
+    """Accuracy vs p50 latency with the Pareto front; latency bars when there is no accuracy."""
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in results.ok_rows() if r.latency_ms is not None]
+    if not rows:
+        return None
+    with_acc = [r for r in rows if r.accuracy is not None]
+    if not with_acc:
+        rows = sorted(rows, key=lambda r: r.latency_ms.p50)  # type: ignore[union-attr]
+        fig, ax = plt.subplots(figsize=(8, 0.5 * len(rows) + 1.2))
+        p50 = [r.latency_ms.p50 for r in rows]  # type: ignore[union-attr]
+        p90 = [r.latency_ms.p90 - r.latency_ms.p50 for r in rows]  # type: ignore[union-attr]
+        ax.barh([row_label(r) for r in rows], p50, xerr=[[0] * len(rows), p90],
+                color=[PRECISION_COLORS.get(r.precision, "gray") for r in rows], capsize=3)
+        ax.invert_yaxis()
+        ax.set_xlabel("batch-1 latency, ms (bar: p50, whisker: p90)")
+        ax.set_title("Latency (no evaluation data: pass --data for accuracy)")
+        return _png(fig)
+    fig, ax = plt.subplots(figsize=(10, 5.5))
+    with_acc.sort(key=lambda r: r.latency_ms.p50)  # type: ignore[union-attr]
+    front = pareto_front(with_acc)
+    ax.step([r.latency_ms.p50 for r in front], [r.accuracy * 100 for r in front], where="post",  # type: ignore
+            color="#ff7f0e", linewidth=2, alpha=0.7, zorder=2)
+    ax.scatter([r.latency_ms.p50 for r in front], [r.accuracy * 100 for r in front], s=260,  # type: ignore
+               facecolors="none", edgecolors="#ff7f0e", linewidths=2, zorder=2, label="Pareto front")
+    key = []
+    for i, r in enumerate(with_acc, start=1):
+        color = PRECISION_COLORS.get(r.precision, "gray")
+        ax.scatter(r.latency_ms.p50, r.accuracy * 100, s=80, marker=FORMAT_MARKERS.get(r.format, "o"),  # type: ignore
+                   color=color, facecolors="none" if r.proxy else color, linewidths=1.5, zorder=3)
+        # numbers, not names, beside the points: names of close points would overlap; the key lists them
+        ax.annotate(str(i), (r.latency_ms.p50, r.accuracy * 100), textcoords="offset points",  # type: ignore
+                    xytext=(5, 5 + 9 * ((i - 1) % 3)), fontsize=8, color="#333")
+        key.append(f"{i}  {row_label(r)}  ({r.latency_ms.p50:.3g} ms, {_pct(r.accuracy)})")  # type: ignore
+    lat = [r.latency_ms.p50 for r in with_acc]  # type: ignore[union-attr]
+    if max(lat) / max(min(lat), 1e-9) > 20:
+        ax.set_xscale("log")
+    ax.set_xlabel("p50 latency, batch 1 (ms) - lower is better")
+    ax.set_ylabel(f"top-1 accuracy on {results.eval_split or 'eval'} (%) - higher is better")
+    ax.set_title("Accuracy vs latency: every artifact on every runtime")
+    ax.grid(True, alpha=0.3)
+    ax.legend(handles=[*_legend_handles(with_acc), *ax.get_legend_handles_labels()[0]], fontsize=8,
+              loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    fig.text(0.92, 0.08, "\n".join(key), fontsize=7.5, family="monospace", va="bottom", ha="left")
+    return _png(fig)
+
+
+def plot_confusions(results: BenchResults) -> str | None:
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    picked = pick_confusion_rows(results)
+    if not picked:
+        return None
+    n = len(results.classes)
+    fig, axes = plt.subplots(1, len(picked), figsize=(min(6.5, 1.5 + 0.55 * n) * len(picked), min(6, 1.3 + 0.5 * n)),
+                             squeeze=False)
+    for ax, r in zip(axes[0], picked, strict=True):
+        cm = np.asarray(r.confusion_matrix, dtype=float)
+        norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+        ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+        if n <= 20:
+            for i in range(n):
+                for j in range(n):
+                    ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=8,
+                            color="white" if norm[i, j] > 0.5 else "black")
+        ticks = range(n)
+        ax.set_xticks(ticks, results.classes, rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(ticks, results.classes, fontsize=8)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(f"{row_label(r)}\ntop-1 {_pct(r.accuracy)}", fontsize=9)
+    return _png(fig)
+
+
+def plot_latency_distribution(results: BenchResults) -> str | None:
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in results.ok_rows() if r.latency_samples_ms]
+    if not rows:
+        return None
+    rows.sort(key=lambda r: r.latency_ms.p50 if r.latency_ms else 0)
+    fig, ax = plt.subplots(figsize=(9, 0.55 * len(rows) + 1.5))
+    box = ax.boxplot([r.latency_samples_ms for r in rows], vert=False, patch_artist=True, showfliers=True,
+                     whis=(1, 99), flierprops={"markersize": 2, "alpha": 0.4},
+                     medianprops={"color": "black"})
+    for patch, r in zip(box["boxes"], rows, strict=True):
+        patch.set_facecolor(PRECISION_COLORS.get(r.precision, "gray"))
+        patch.set_alpha(0.6)
+    ax.set_yticks(range(1, len(rows) + 1), [row_label(r) for r in rows], fontsize=8)
+    ax.invert_yaxis()
+    samples = [s for r in rows for s in r.latency_samples_ms]
+    if max(samples) / max(min(samples), 1e-9) > 30:
+        ax.set_xscale("log")
+    ax.set_xlabel("batch-1 latency per run (ms); box: p25-p75, whiskers: p1-p99")
+    ax.set_title("Latency distribution")
+    ax.grid(True, axis="x", alpha=0.3)
+    return _png(fig)
+
+
+def plot_sizes(results: BenchResults) -> str | None:
+    import matplotlib.pyplot as plt
+
+    sizes: dict[str, tuple[float, str]] = {}
+    for r in results.rows:
+        if r.size_bytes and r.name not in sizes:
+            sizes[r.name] = (r.size_bytes / 1e6, r.precision)
+    if not sizes:
+        return None
+    names = sorted(sizes, key=lambda n: -sizes[n][0])
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(names) + 1.2))
+    values = [sizes[n][0] for n in names]
+    ax.barh(names, values, color=[PRECISION_COLORS.get(sizes[n][1], "gray") for n in names])
+    for i, v in enumerate(values):
+        ax.text(v, i, f" {v:.2f} MB", va="center", fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("file size (MB; OpenVINO: .xml + .bin)")
+    ax.set_title("Model size on disk")
+    ax.set_xlim(0, max(values) * 1.25)
+    return _png(fig)
+
+
+# ------------------------------------------------------------------------------------------------- output
+def _headline(results: BenchResults) -> list[str]:
+    """Two or three sentences a reader needs first: fastest row, most accurate row, int8 speed-up."""
+    ok = [r for r in results.ok_rows() if r.latency_ms is not None]
+    lines = []
+    if ok:
+        fastest = min(ok, key=lambda r: r.latency_ms.p50)  # type: ignore[union-attr]
+        lines.append(f"Fastest: **{row_label(fastest)}**, p50 {fastest.latency_ms.p50:.3f} ms"  # type: ignore
+                     + (f", top-1 {_pct(fastest.accuracy)}" if fastest.accuracy is not None else "") + ".")
+    for runtime in sorted({r.runtime for r in ok}):
+        fp32 = [r for r in ok if r.runtime == runtime and r.precision == "fp32"]
+        int8 = [r for r in ok if r.runtime == runtime and r.precision == "int8"]
+        if fp32 and int8:
+            best = min(int8, key=lambda r: r.latency_ms.p50)  # type: ignore[union-attr]
+            speedup = fp32[0].latency_ms.p50 / best.latency_ms.p50  # type: ignore[union-attr]
+            drop = ("" if fp32[0].accuracy is None or best.accuracy is None
+                    else f", top-1 {(best.accuracy - fp32[0].accuracy) * 100:+.2f} points")
+            lines.append(f"{runtime}:{best.device}: int8 ({best.name}) is {speedup:.2f}x the speed of fp32{drop}.")
+    skipped = [r for r in results.rows if r.status != "ok"]
+    if skipped:
+        lines.append(f"{len(skipped)} row(s) skipped or failed; the reasons are in the table.")
+    return lines
+
+
+def render_markdown(results: BenchResults) -> str:
+    parts = [f"# edgetl benchmark: {results.backbone or results.source} on {results.target}", "",
+             f"Host: {results.host.get('cpu')}; data: {results.dataset or '-'} ({results.eval_split or '-'}); "
+             f"created {results.created} by edgetl {results.edgetl_version}.", ""]
+    parts += [f"- {line}" for line in _headline(results)] + [""]
+    parts += [f"> note: {n}" for n in results.notes] + ([""] if results.notes else [])
+    for table in (summary_table(results), *per_class_tables(results), host_table(results)):
+        parts.append(table.markdown())
+    parts.append("Plots: see report.html (self-contained).")
+    return "\n".join(parts) + "\n"
+
+
+_CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;color:#222;
+padding:0 1em}h1{font-size:1.6em}h2{margin-top:1.6em;border-bottom:1px solid #ddd;padding-bottom:.2em}
+table{border-collapse:collapse;font-size:.85em;margin:.5em 0 1.5em}th,td{border:1px solid #ddd;padding:4px 8px;
+text-align:left}th{background:#f4f6f8}tr:nth-child(even){background:#fafafa}img{max-width:100%;margin:.5em 0}
+.note{background:#fff8e1;border-left:4px solid #f0b400;padding:.4em .8em;margin:.4em 0}
+.headline{font-size:1.05em}.meta{color:#666}
+"""
+
+
+def render_html(results: BenchResults) -> str:
+    def figure(title: str, png: str | None, caption: str) -> str:
+        if png is None:
+            return ""
+        return (f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{png}'>"
+                f"<p class='meta'>{html.escape(caption)}</p>")
+
+    def md_bold(text: str) -> str:
+        escaped = html.escape(text)
+        while "**" in escaped:
+            escaped = escaped.replace("**", "<b>", 1).replace("**", "</b>", 1)
+        return escaped
+
+    title = f"edgetl benchmark: {results.backbone or results.source} on {results.target}"
+    body = [f"<h1>{html.escape(title)}</h1>",
+            f"<p class='meta'>Host: {html.escape(str(results.host.get('cpu')))} · data: "
+            f"{html.escape(results.dataset or '-')} ({html.escape(results.eval_split or '-')}) · "
+            f"{html.escape(results.created)} · edgetl {html.escape(results.edgetl_version)}</p>",
+            "<ul class='headline'>" + "".join(f"<li>{md_bold(line)}</li>" for line in _headline(results)) + "</ul>",
+            *[f"<div class='note'>{html.escape(n)}</div>" for n in results.notes]]
+    body.append(figure("Accuracy vs latency", plot_tradeoff(results),
+                       "Filled markers ran on the target (or on this host where the target is this host); hollow "
+                       "markers are host proxies. The orange line joins the rows no other row beats on both axes."))
+    body.append(summary_table(results).html())
+    body.append(figure("Latency distribution", plot_latency_distribution(results),
+                       "Every timed batch-1 run (up to the kept samples), per row, fastest first."))
+    body.append(figure("Confusion matrices", plot_confusions(results),
+                       "The fp32 reference beside the most accurate int8 row. Colour: share of the true class; "
+                       "numbers: images."))
+    body += [t.html() for t in per_class_tables(results)]
+    body.append(figure("Model size", plot_sizes(results), "Bytes on disk, as shipped in a bundle."))
+    body.append(host_table(results).html())
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n")
+
+
+def write_report(results_path: Path, out_dir: Path) -> tuple[Path, Path]:
+    """Write ``report.md`` and a self-contained ``report.html`` for a results file; returns both paths."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)  # files only: no display needed, works in CI
+    results = load_results(results_path)
+    out_dir = Path(out_dir)
+    md = write_text(out_dir / "report.md", render_markdown(results))
+    page = write_text(out_dir / "report.html", render_html(results))
+    return md, page
+
+
+def results_table(results: BenchResults) -> Any:
+    """A rich table of the rows, for the terminal."""
+    from rich.table import Table as RichTable
+
+    batches = sorted({int(b) for r in results.rows for b in r.throughput})
+    table = RichTable(title=f"{results.backbone or results.source} · target {results.target} · "
+                            f"{results.host.get('cpu')}", title_style="bold")
+    for col in ("artifact", "runtime", "prec.", "status", "top-1", "p50 ms", "p90 ms",
+                *[f"img/s b{b}" for b in batches], "peak MB", "size MB"):
+        table.add_column(col, justify="right" if col not in ("artifact", "runtime", "status") else "left")
+    for r in results.rows:
+        lat = r.latency_ms
+        style = {"ok": "", "skipped": "dim", "failed": "red"}[r.status]
+        status = "ok" if r.status == "ok" else f"{r.status}: {r.reason}"
+        table.add_row(r.name, f"{r.runtime}:{r.device}" + (" proxy" if r.proxy else ""), r.precision, status,
+                      _pct(r.accuracy), _fmt(lat.p50 if lat else None, ".3f"), _fmt(lat.p90 if lat else None, ".3f"),
+                      *[_fmt(r.throughput.get(str(b)), ".0f") for b in batches], _fmt(r.peak_memory_mb, ".1f"),
+                      _fmt(r.size_bytes / 1e6 if r.size_bytes else None, ".2f"), style=style)
+    return table

@@ -1,0 +1,137 @@
+"""The ``results.json`` schema (version 1): what ``edgetl bench`` writes and ``report``, the gate, the budgets and
+the bundle read. Every field is documented in ``docs/results-schema.md``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from edgetl import __version__
+from edgetl.errors import ModelFileError
+from edgetl.fsutil import read_json, write_json
+
+RESULTS_NAME = "results.json"
+RESULTS_SCHEMA = 1
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LatencyStats(_Model):
+    """Batch-1 latency of one row, in milliseconds, over ``iterations`` timed runs after the warm-up."""
+
+    p50: float
+    p90: float
+    p99: float
+    mean: float
+    std: float
+    min: float
+    max: float
+    iterations: int
+
+
+class ClassMetrics(_Model):
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+class BenchRow(_Model):
+    """One artifact on one runtime/device at one precision."""
+
+    name: str  # artifact name, e.g. "onnx-int8-qat"; "torch-fp32" for the checkpoint
+    format: Literal["torch", "onnx", "openvino", "tensorrt"]
+    precision: Literal["fp32", "fp16", "bf16", "int8"]
+    source: str  # fp32 | qat | ptq | file
+    runtime: str
+    device: str
+    proxy: bool = False  # measured on this host standing in for the target's device
+    status: Literal["ok", "skipped", "failed"]
+    reason: str = ""  # why skipped or failed
+    note: str = ""  # context for an ok row, e.g. "host proxy for tensorrt:gpu"
+    path: str = ""  # model file, relative to the source
+    accuracy: float | None = None  # top-1 on the evaluation split, 0..1
+    macro_f1: float | None = None
+    per_class: dict[str, ClassMetrics] | None = None
+    confusion_matrix: list[list[int]] | None = None  # rows: true class, columns: predicted (classes order)
+    eval_images: int | None = None
+    latency_ms: LatencyStats | None = None
+    latency_samples_ms: list[float] = Field(default_factory=list)  # at most bench.keep_samples, for plots
+    throughput: dict[str, float | None] = Field(default_factory=dict)  # batch size -> images/s (None: unsupported)
+    cold_start_ms: float | None = None  # load (read + compile) + first batch-1 inference
+    peak_memory_mb: float | None = None  # peak RSS increase over RSS before load (see memory_method)
+    size_bytes: int | None = None  # on disk (OpenVINO: .xml + .bin)
+    threads: int | None = None  # threads the runtime used (None: its default, not reported)
+    int8_ops: int | None = None  # from the export manifest
+    settings: dict[str, Any] = Field(default_factory=dict)  # runtime options that change the figures
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        """How the gate matches a row between two results files."""
+        return (self.name, self.runtime, self.device, self.precision)
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} @ {self.runtime}:{self.device}" + (" (proxy)" if self.proxy else "")
+
+
+class BenchSettings(_Model):
+    warmup: int
+    min_iterations: int
+    min_time_s: float
+    threads: int | None
+    batch_sizes: list[int]
+    eval_batch_size: int
+    memory_method: str
+
+
+class BenchResults(_Model):
+    schema_version: int = RESULTS_SCHEMA
+    target: str
+    target_hardware: str = ""  # the target's CPU/accelerator description, for proxy rows
+    backbone: str | None = None
+    dataset: str | None = None
+    eval_split: str | None = None
+    classes: list[str] = Field(default_factory=list)
+    preprocess: dict[str, Any] | None = None
+    source: str  # the run directory or model file benchmarked
+    host: dict[str, Any] = Field(default_factory=dict)
+    settings: BenchSettings
+    edgetl_version: str = __version__
+    created: str = Field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    notes: list[str] = Field(default_factory=list)  # caveats a reader must see (assumed preprocessing, proxies)
+    rows: list[BenchRow] = Field(default_factory=list)
+
+    def write(self, out_dir: str | Path) -> Path:
+        return write_json(Path(out_dir) / RESULTS_NAME, self.model_dump(mode="json"))
+
+    def ok_rows(self) -> list[BenchRow]:
+        return [r for r in self.rows if r.status == "ok"]
+
+
+def load_results(path: str | Path) -> BenchResults:
+    """Read and validate a results file; ``ModelFileError`` when it is missing, corrupt or of another schema."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / RESULTS_NAME
+    if not p.is_file():
+        raise ModelFileError(f"results file {p} does not exist", hint="run `edgetl bench` first")
+    try:
+        data = read_json(p)
+    except ValueError as exc:
+        raise ModelFileError(f"results file {p} is not valid JSON: {exc}") from exc
+    version = data.get("schema_version") if isinstance(data, dict) else None
+    if version != RESULTS_SCHEMA:
+        raise ModelFileError(f"results file {p} has schema_version {version!r}; this edgetl reads {RESULTS_SCHEMA}",
+                             hint="re-run `edgetl bench` with this edgetl version")
+    try:
+        return BenchResults.model_validate(data)
+    except Exception as exc:  # pydantic ValidationError: list the first problem only
+        raise ModelFileError(f"results file {p} does not match schema {RESULTS_SCHEMA}: "
+                             f"{str(exc).splitlines()[0]}") from exc
