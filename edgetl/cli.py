@@ -5,7 +5,6 @@ Exit codes: 0 ok, 1 a gate or budget failed, 2 usage or input error, 3 runtime/e
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -425,4 +424,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

@@ -56,7 +56,7 @@ def _build(num_classes: int, weights: str) -> nn.Module:
         if any(k.startswith("_conv_stem") for k in state):
             state = map_reference_state(state, list(model.state_dict()))
         load_matching(model, state, path, skip_prefix="classifier.")
-    model.reset_classifier(num_classes)
+    model.reset_classifier(num_classes)  # type: ignore[operator]
     return model
 
 

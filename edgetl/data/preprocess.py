@@ -33,12 +33,13 @@ class Preprocess(BaseModel):
 
     @classmethod
     def make(cls, image_size: int, crop_pct: float, mean, std, interpolation: str) -> Preprocess:  # type: ignore[no-untyped-def]
+        """The usual eval transform: resize the short side to image_size / crop_pct, centre-crop image_size."""
         return cls(
             image_size=image_size,
             resize_size=max(image_size, int(round(image_size / crop_pct))),
             mean=tuple(mean),
             std=tuple(std),
-            interpolation=interpolation,
+            interpolation=interpolation,  # type: ignore[arg-type]  # validated by pydantic
         )
 
 
@@ -49,7 +50,7 @@ def to_rgb(img: Image.Image) -> Image.Image:
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(img, dtype=np.float64)
         lo, hi = float(arr.min()), float(arr.max())
-        arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+        arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros(arr.shape, dtype=np.float64)
         return Image.fromarray(arr.astype(np.uint8)).convert("RGB")
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
@@ -70,7 +71,7 @@ def resize_and_crop(img: Image.Image, pp: Preprocess) -> Image.Image:
 def preprocess_image(img: Image.Image, pp: Preprocess) -> np.ndarray:
     """One image -> float32 array of shape (3, image_size, image_size)."""
     img = resize_and_crop(to_rgb(img), pp)
-    arr = np.asarray(img, dtype=np.float32) * pp.scale
+    arr: np.ndarray = np.asarray(img, dtype=np.float32) * np.float32(pp.scale)
     arr = (arr - np.asarray(pp.mean, dtype=np.float32)) / np.asarray(pp.std, dtype=np.float32)
     return np.ascontiguousarray(arr.transpose(2, 0, 1))
 
