@@ -60,12 +60,14 @@ def test_predict_matches_the_reported_accuracy(built):
     result = run("predict", str(out / "bundle"), str(base / "data" / "val"))
     assert result.exit_code == 0, result.output
     line = next(ln for ln in result.output.splitlines() if ln.startswith("accuracy:"))
-    predicted = float(line.split("=")[1].split("%")[0])
-    manifest = json.loads((out / "bundle" / "manifest.json").read_text())
-    primary = manifest["files"][0]["artifact"]
+    correct, total = (int(v) for v in line.split()[1].split("/"))
+    artifact = line.split("(artifact ")[1].split(",")[0]
     results = json.loads((out / "bench" / "results.json").read_text())
-    reported = [r["accuracy"] for r in results["rows"] if r["name"] == primary and r["status"] == "ok"]
-    assert reported and abs(predicted - 100 * reported[0]) < 1e-6
+    fmt = "onnxruntime" if artifact.startswith("onnx") else "openvino"
+    reported = [r["accuracy"] for r in results["rows"]
+                if r["name"] == artifact and r["runtime"] == fmt and r["status"] == "ok"]
+    assert total == 15 and reported
+    assert abs(correct / total - reported[0]) < 1e-5
 
 
 def test_predict_refuses_a_tampered_bundle(built, tmp_path):

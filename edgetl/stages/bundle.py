@@ -206,13 +206,12 @@ def make_bundle(run_dir: Path, target: TargetProfile, out_dir: Path) -> Path:
                 write_text(tmp / "build_engine.sh", script)
                 (tmp / "build_engine.sh").chmod(0o755)
         summary = _summary(results, picked)
+        _hash_entries(tmp, files)
         write_text(tmp / "README.md", _readme(target, files, labels, pp, summary))
-        for extra in ("labels.json", "preprocess.json", "README.md", "build_engine.sh"):
-            if (tmp / extra).is_file():
-                files.append({"path": extra, "format": "text"})
-        for f in files:
-            f["sha256"] = sha256_file(tmp / f["path"])
-            f["size_bytes"] = (tmp / f["path"]).stat().st_size
+        extras = [{"path": name, "format": "text"} for name in
+                  ("labels.json", "preprocess.json", "README.md", "build_engine.sh") if (tmp / name).is_file()]
+        _hash_entries(tmp, extras)
+        files.extend(extras)
         manifest = {
             "format": BUNDLE_FORMAT,
             "edgetl_version": __version__,
@@ -230,6 +229,12 @@ def make_bundle(run_dir: Path, target: TargetProfile, out_dir: Path) -> Path:
     with atomic_path(tar_path) as tmp_tar, tarfile.open(tmp_tar, "w:gz") as tar:
         tar.add(out_dir, arcname=out_dir.name)
     return out_dir
+
+
+def _hash_entries(root: Path, entries: list[dict[str, Any]]) -> None:
+    for entry in entries:
+        entry["sha256"] = sha256_file(root / entry["path"])
+        entry["size_bytes"] = (root / entry["path"]).stat().st_size
 
 
 def _summary(results: dict[str, Any], picked: list[Artifact]) -> dict[str, Any]:

@@ -238,7 +238,7 @@ def plot_latency_distribution(results: BenchResults) -> str | None:
         return None
     rows.sort(key=lambda r: r.latency_ms.p50 if r.latency_ms else 0)
     fig, ax = plt.subplots(figsize=(9, 0.55 * len(rows) + 1.5))
-    box = ax.boxplot([r.latency_samples_ms for r in rows], vert=False, patch_artist=True, showfliers=True,
+    box = ax.boxplot([r.latency_samples_ms for r in rows], orientation="horizontal", patch_artist=True, showfliers=True,
                      whis=(1, 99), flierprops={"markersize": 2, "alpha": 0.4},
                      medianprops={"color": "black"})
     for patch, r in zip(box["boxes"], rows, strict=True):
