@@ -11,7 +11,13 @@ from edgetl.data.dataset import (
     write_split,
 )
 from edgetl.data.preprocess import Preprocess, load_image, preprocess_image, to_rgb
-from edgetl.data.torch_data import ImageDataset, eval_transform, iter_eval_batches, open_sample
+from edgetl.data.torch_data import (
+    ImageDataset,
+    eval_transform,
+    iter_eval_batches,
+    loader_settings,
+    open_sample,
+)
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -23,6 +29,7 @@ __all__ = [
     "eval_transform",
     "iter_eval_batches",
     "load_image",
+    "loader_settings",
     "open_sample",
     "preprocess_image",
     "read_split",

@@ -24,39 +24,54 @@ def open_sample(ref: str) -> Image.Image:
     return to_rgb(load_image(ref))
 
 
-def eval_transform(pp: Preprocess) -> Callable[[Image.Image], Any]:
+class EvalTransform:
     """PIL image -> CHW float tensor, exactly ``preprocess_image`` (the bundle's and predict's preprocessing)."""
-    import torch
 
-    def transform(img: Image.Image) -> torch.Tensor:
-        return torch.from_numpy(preprocess_image(img, pp))
+    def __init__(self, pp: Preprocess) -> None:
+        self.pp = pp
 
-    return transform
+    def __call__(self, img: Image.Image) -> Any:
+        import torch
 
-
-def make_image_dataset(samples: list[Sample], transform: Callable[[Image.Image], Any]):  # type: ignore[no-untyped-def]
-    import torch.utils.data
-
-    class ImageDataset(torch.utils.data.Dataset):
-        """(transform(RGB image), label) for each (ref, label) sample."""
-
-        def __init__(self) -> None:
-            self.samples = samples
-            self.transform = transform
-
-        def __len__(self) -> int:
-            return len(self.samples)
-
-        def __getitem__(self, i: int):  # type: ignore[no-untyped-def]
-            ref, label = self.samples[i]
-            return self.transform(open_sample(ref)), label
-
-    return ImageDataset()
+        return torch.from_numpy(preprocess_image(img, self.pp))
 
 
-def ImageDataset(samples: list[Sample], transform: Callable[[Image.Image], Any]):  # type: ignore[no-untyped-def]  # noqa: N802
-    """A torch ``Dataset`` of ``(transform(image), label)`` (a factory, so torch is imported only when used)."""
-    return make_image_dataset(samples, transform)
+def eval_transform(pp: Preprocess) -> Callable[[Image.Image], Any]:
+    """The evaluation transform for ``pp`` (picklable, for DataLoader workers)."""
+    return EvalTransform(pp)
+
+
+class ImageDataset:
+    """A map-style dataset of ``(transform(RGB image), label)`` for each ``(ref, label)`` sample.
+
+    A plain class (torch's ``DataLoader`` needs only ``__len__``/``__getitem__``), so it pickles for DataLoader
+    workers started with ``spawn``/``forkserver`` and importing it does not import torch.
+    """
+
+    def __init__(self, samples: list[Sample], transform: Callable[[Image.Image], Any]) -> None:
+        self.samples = list(samples)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> tuple[Any, int]:
+        ref, label = self.samples[i]
+        return self.transform(open_sample(ref)), label
+
+
+def loader_settings(num_workers: int | None) -> dict[str, Any]:
+    """DataLoader worker settings: ``num_workers`` (None: min(4, cpu count)) started with ``forkserver``.
+
+    Forking a process that already runs ONNX Runtime, OpenVINO or OpenMP thread pools can crash the child, so
+    workers start from a clean server process; they persist across epochs so that start-up is paid once.
+    """
+    import os
+
+    workers = num_workers if num_workers is not None else min(4, os.cpu_count() or 1)
+    if workers == 0:
+        return {"num_workers": 0}
+    return {"num_workers": workers, "multiprocessing_context": "forkserver", "persistent_workers": True}
 
 
 def iter_eval_batches(

@@ -1,0 +1,128 @@
+"""torch.export / PT2E plumbing: capture with a dynamic batch, prepare, freeze, convert, save and load programs.
+
+Errors from torch.export and the ONNX exporter are deep stack traces; ``unsupported_op`` pulls out the operator
+that failed so the stage can say which op (and which stage) to fix.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edgetl.errors import ExportError, ModelFileError
+from edgetl.fsutil import atomic_path
+
+if TYPE_CHECKING:
+    import torch
+    from torch.export import ExportedProgram
+    from torch.fx import GraphModule
+
+_OP_PATTERNS = (
+    re.compile(r"OpOverload\(op='([\w.]+)', overload='(\w+)'\)"),
+    re.compile(r"target=torch\.ops\.([\w.]+)"),
+    re.compile(r"torch\.ops\.([\w]+\.[\w]+(?:\.[\w]+)?)"),
+    re.compile(r"\b(aten\.[\w]+(?:\.[\w]+)?)"),
+)
+
+
+def unsupported_op(exc: BaseException) -> str | None:
+    """The operator an export error is about (``aten.cummax.default``), searched through the cause chain."""
+    seen: set[int] = set()
+    node: BaseException | None = exc
+    texts: list[str] = []
+    while node is not None and id(node) not in seen:
+        seen.add(id(node))
+        texts.append(str(node))
+        node = node.__cause__ or node.__context__
+    for text in reversed(texts):  # the innermost cause names the op most precisely
+        for pattern in _OP_PATTERNS:
+            match = pattern.search(text)
+            if match:
+                return ".".join(g for g in match.groups() if g)
+    return None
+
+
+def first_line(exc: BaseException) -> str:
+    """The informative summary of an exporter exception (the ``Exception summary`` line where there is one)."""
+    text = str(exc)
+    marker = "## Exception summary"
+    if marker in text:
+        text = text.split(marker, 1)[1]
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith(("⬆", "(Refer"))]
+    return re.sub(r"\x1b\[[0-9;]*m", "", lines[0] if lines else type(exc).__name__)[:300]
+
+
+def export_failure(stage: str, what: str, exc: BaseException) -> ExportError:
+    op = unsupported_op(exc)
+    if op:
+        return ExportError(
+            f"{stage}: cannot export {what}: operator {op} is not supported ({first_line(exc)})",
+            hint=f"replace {op} in the model with supported ops, or keep that module out of the exported graph",
+        )
+    return ExportError(f"{stage}: cannot export {what}: {first_line(exc)}",
+                       hint="the model must be traceable by torch.export (no data-dependent Python control flow)")
+
+
+def batch_dim(dynamic: bool) -> Any:
+    """``dynamic_shapes`` for a single NCHW input: a dynamic batch dimension, or None for a fixed shape."""
+    if not dynamic:
+        return None
+    from torch.export import Dim
+
+    return ({0: Dim("batch", min=1, max=1024)},)
+
+
+def capture(model: torch.nn.Module, example: torch.Tensor, *, stage: str, what: str,
+            dynamic: bool = True) -> ExportedProgram:
+    """``torch.export.export`` with a dynamic batch; an untraceable model becomes an ``ExportError``."""
+    import torch
+
+    try:
+        return torch.export.export(model, (example,), dynamic_shapes=batch_dim(dynamic))
+    except Exception as exc:  # torch.export raises many types (UserError, Unsupported, RuntimeError, ...)
+        raise export_failure(stage, what, exc) from exc
+
+
+def freeze_batchnorm_stats(model: GraphModule) -> int:
+    """Use BatchNorm running statistics from now on (the QAT graph's equivalent of ``bn.eval()``)."""
+    import torch
+
+    bn_train = {torch.ops.aten.batch_norm.default, torch.ops.aten._native_batch_norm_legit.default}
+    changed = 0
+    for node in model.graph.nodes:
+        if node.op == "call_function" and node.target in bn_train and node.args[5] is True:
+            args = list(node.args)
+            args[5] = False
+            node.args = tuple(args)
+            changed += 1
+    if changed:
+        model.recompile()
+    return changed
+
+
+def save_program(model: torch.nn.Module, example: torch.Tensor, path: Path, *, stage: str) -> Path:
+    """Re-export a converted int8 model with a dynamic batch and ``torch.export.save`` it atomically."""
+    import torch
+
+    program = capture(model, example, stage=stage, what=path.name)
+    buffer = io.BytesIO()  # torch.export.save warns about a file name not ending in .pt2 (the atomic temp name)
+    torch.export.save(program, buffer)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buffer.getvalue())
+    return path
+
+
+def load_program(path: Path) -> ExportedProgram:
+    """``torch.export.load`` a quantized program; a missing, truncated or foreign file is a ``ModelFileError``."""
+    import torch
+    import torchao.quantization.pt2e  # noqa: F401  (registers the quantized_decomposed ops the file refers to)
+
+    if not path.is_file():
+        raise ModelFileError(f"quantized program {path} does not exist", hint="run `edgetl quantize` first")
+    try:
+        return torch.export.load(str(path))
+    except Exception as exc:  # zip, pickle and deserialisation errors all mean "not a usable program"
+        raise ModelFileError(f"quantized program {path} is corrupt or truncated: {first_line(exc)}",
+                             hint="rerun `edgetl quantize`") from exc

@@ -1,0 +1,195 @@
+"""One training epoch, one evaluation pass, the LR schedule and layer freezing, device- and DDP-agnostic."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from edgetl.training.distributed import DistContext, all_reduce_sum
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from edgetl.backbones import BackboneSpec
+
+# progress(done_steps, running_loss, running_accuracy): called after every step (rank 0 draws a bar with it)
+ProgressFn = Callable[[int, float, float], None]
+
+
+@dataclass
+class EpochStats:
+    loss: float
+    accuracy: float
+    count: int
+    per_class_correct: list[int] = field(default_factory=list)
+    per_class_total: list[int] = field(default_factory=list)
+
+
+def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    """LR factor per optimizer step: linear warm-up from ~0 to 1, then cosine decay to 0 at ``total_steps``."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / (warmup_steps + 1)
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def _classifier_param_ids(model: nn.Module, spec: BackboneSpec) -> set[int]:
+    return {id(p) for p in model.get_submodule(spec.classifier).parameters()}
+
+
+def set_trainable(model: nn.Module, spec: BackboneSpec, unfreeze: str | int | None) -> None:
+    """Freeze the model except the classifier (``unfreeze=None``), the last N blocks and after, or all.
+
+    "The last N blocks" are the last N children with parameters of ``spec.blocks`` (the classifier excluded);
+    everything registered after the first of them (the final conv, the norm, the classifier) trains too.
+    """
+    head = _classifier_param_ids(model, spec)
+    params = list(model.parameters())
+    if unfreeze == "all":
+        first_trainable = 0
+    elif unfreeze is None or unfreeze == 0:
+        first_trainable = len(params)
+    else:
+        container = model if not spec.blocks else model.get_submodule(spec.blocks)
+        blocks = [
+            c for c in container.children()
+            if any(True for _ in c.parameters()) and not any(id(p) in head for p in c.parameters())
+        ]
+        n = int(unfreeze)
+        if n >= len(blocks):
+            first_trainable = 0
+        else:
+            first_param = next(blocks[-n].parameters())
+            first_trainable = next(i for i, p in enumerate(params) if p is first_param)
+    for i, p in enumerate(params):
+        p.requires_grad_(i >= first_trainable or id(p) in head)
+
+
+def frozen_norm_layers(model: nn.Module) -> list[nn.Module]:
+    """BatchNorm layers whose parameters are all frozen: they stay in eval mode so their statistics stay put."""
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    return [
+        m for m in model.modules()
+        if isinstance(m, _BatchNorm) and not any(p.requires_grad for p in m.parameters(recurse=False))
+    ]
+
+
+def param_groups(
+    model: nn.Module, spec: BackboneSpec, *, head_lr: float, backbone_lr: float, weight_decay: float
+) -> list[dict[str, Any]]:
+    """AdamW groups: classifier vs backbone learning rate; no weight decay on biases and norm weights (1-D)."""
+    head = _classifier_param_ids(model, spec)
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for p in model.parameters():
+        if p.requires_grad:
+            groups.setdefault((id(p) in head, p.ndim > 1), []).append(p)
+    return [
+        {"params": ps, "lr": head_lr if is_head else backbone_lr, "weight_decay": weight_decay if decay else 0.0,
+         "name": f"{'head' if is_head else 'backbone'}{'' if decay else '_no_decay'}"}
+        for (is_head, decay), ps in sorted(groups.items(), key=lambda kv: (not kv[0][0], not kv[0][1]))
+    ]
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    criterion: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    device: torch.device,
+    *,
+    dist: DistContext,
+    frozen_norms: list[nn.Module] = (),  # type: ignore[assignment]
+    max_steps: int | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    channels_last: bool = False,
+    progress: ProgressFn | None = None,
+) -> EpochStats:
+    """One pass over ``loader``; the scheduler steps per batch. Loss and accuracy are summed over all processes."""
+    import torch
+
+    model.train()
+    for m in frozen_norms:
+        m.eval()
+    totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, count
+    use_amp = scaler is not None
+    for step, (images, labels) in enumerate(loader):
+        if max_steps is not None and step >= max_steps:
+            break
+        images = images.to(device, non_blocking=True)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        labels = labels.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+            logits = model(images)
+            loss = criterion(logits, labels)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        n = labels.shape[0]
+        totals += torch.tensor([loss.item() * n, (logits.argmax(1) == labels).sum().item(), n], dtype=torch.float64)
+        if progress is not None:
+            progress(step + 1, totals[0].item() / totals[2].item(), totals[1].item() / totals[2].item())
+    all_reduce_sum(dist, totals)
+    count = int(totals[2].item())
+    return EpochStats(loss=totals[0].item() / max(1, count), accuracy=totals[1].item() / max(1, count), count=count)
+
+
+def evaluate(
+    model: nn.Module,
+    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    num_classes: int,
+    device: torch.device,
+    *,
+    dist: DistContext,
+    channels_last: bool = False,
+    progress: ProgressFn | None = None,
+) -> EpochStats:
+    """Cross-entropy (no smoothing) and accuracy, overall and per class, summed over all processes."""
+    import torch
+    import torch.nn.functional as F
+
+    model.eval()
+    loss_sum = torch.zeros(1, dtype=torch.float64)
+    correct = torch.zeros(num_classes, dtype=torch.float64)
+    total = torch.zeros(num_classes, dtype=torch.float64)
+    with torch.inference_mode():
+        for step, (images, labels) in enumerate(loader):
+            images = images.to(device, non_blocking=True)
+            if channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            labels = labels.to(device, non_blocking=True)
+            logits = model(images).float()
+            loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
+            hits = (logits.argmax(1) == labels).double().cpu()
+            labels_cpu = labels.cpu()
+            correct.index_add_(0, labels_cpu, hits)
+            total.index_add_(0, labels_cpu, torch.ones_like(hits))
+            if progress is not None:
+                seen = total.sum().item()
+                progress(step + 1, loss_sum.item() / seen, correct.sum().item() / seen)
+    stacked = all_reduce_sum(dist, torch.cat([loss_sum, correct, total]))
+    loss_sum, correct, total = stacked[:1], stacked[1 : 1 + num_classes], stacked[1 + num_classes :]
+    count = int(total.sum().item())
+    return EpochStats(
+        loss=loss_sum.item() / max(1, count),
+        accuracy=correct.sum().item() / max(1, count),
+        count=count,
+        per_class_correct=[int(c) for c in correct.tolist()],
+        per_class_total=[int(t) for t in total.tolist()],
+    )

@@ -1,0 +1,56 @@
+"""edgetl's PT2E quantizer: which layers end up int8, and what stays float on request."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+
+def _ptq(model, options):  # type: ignore[no-untyped-def]
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    from edgetl.quant import make_quantizer
+    from edgetl.quant.pt2e import capture
+
+    x = torch.randn(4, 3, 32, 32)
+    quantizer = make_quantizer(options)
+    prepared = prepare_pt2e(capture(model, x, stage="test", what="model").module(), quantizer)
+    with torch.no_grad():
+        prepared(x)
+    return convert_pt2e(prepared), quantizer
+
+
+def test_every_conv_and_linear_of_the_tiny_net_is_int8_with_uint8_activations():
+    from edgetl.backbones import create_model
+    from edgetl.quant import QuantizerOptions, count_quantized_layers
+
+    converted, quantizer = _ptq(create_model("tiny", 3, weights="none").eval(), QuantizerOptions())
+    assert count_quantized_layers(converted) == {"int8": 4, "float": 0}
+    assert quantizer.kept_float == []
+    act_dtypes = {n.args[-1] for n in converted.graph.nodes
+                  if n.op == "call_function" and "quantize_per_tensor" in str(n.target)}
+    assert act_dtypes == {torch.uint8}
+
+
+def test_keep_first_and_last_in_float():
+    from edgetl.backbones import create_model
+    from edgetl.quant import QuantizerOptions, count_quantized_layers
+
+    model = create_model("tiny", 3, weights="none").eval()
+    converted, quantizer = _ptq(model, QuantizerOptions(keep_first_fp=True, keep_last_fp=True))
+    assert count_quantized_layers(converted) == {"int8": 2, "float": 2}
+    assert [(k["kind"], k["reason"]) for k in quantizer.kept_float] == [("conv", "keep_first_fp"),
+                                                                         ("linear", "keep_last_fp")]
+
+
+def test_untraceable_model_is_an_export_error_naming_the_stage():
+    from edgetl.errors import ExportError
+    from edgetl.quant.pt2e import capture
+
+    class DataDependent(torch.nn.Module):
+        def forward(self, x):  # type: ignore[no-untyped-def]
+            return x * 2 if x.sum() > 0 else x
+
+    with pytest.raises(ExportError, match="quantize: cannot export the model"):
+        capture(DataDependent(), torch.randn(2, 3, 8, 8), stage="quantize", what="the model")

@@ -1,0 +1,167 @@
+"""The fine-tune stage on the tiny backbone: accuracy, outputs, determinism, Ctrl-C + resume, CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+import edgetl.cli
+from edgetl.backbones import load_checkpoint
+from edgetl.config import BuildConfig
+from edgetl.data import Preprocess, open_sample, preprocess_image, read_split
+from edgetl.errors import ConfigError
+from edgetl.fsutil import read_json
+from edgetl.manifest import read_manifest
+from edgetl.stages import finetune as finetune_module
+from edgetl.stages.finetune import finetune
+from edgetl.targets import load_target
+from tests.conftest import make_image_folder
+
+
+def tiny_cfg(data: Path, **train: Any) -> BuildConfig:
+    settings = {"backbone": "tiny", "image_size": 32, "batch_size": 8, "head_epochs": 1, "epochs": 4,
+                "head_lr": 1e-2, "lr": 1e-2, "backbone_lr": 1e-2, **train}
+    return BuildConfig().with_overrides({"data.path": str(data), "data.num_workers": 0,
+                                         **{f"train.{k}": v for k, v in settings.items()}})
+
+
+def test_tiny_training_reaches_high_accuracy_and_writes_every_output(tiny_imagefolder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run" / "train"
+    result = finetune(tiny_cfg(tiny_imagefolder), load_target("cpu"), out)
+
+    assert result.best_val_accuracy >= 0.9
+    assert result.epochs_run == 5 and 1 <= result.best_epoch <= 5
+    manifest = read_manifest(out)
+    assert manifest.stage == "train"
+    assert set(manifest.outputs) == {"model.pt", "labels.json", "split.json", "metrics.json"}
+    assert manifest.verify_outputs(out) == []
+    assert not (out / "last.pt").exists()  # a finished run leaves only its results
+    info = manifest.info
+    assert info["classes"] == ["blue", "green", "red"] == read_json(out / "labels.json")
+    assert info["class_counts"]["train"] == {"blue": 8, "green": 8, "red": 8}
+    assert info["imbalance_ratio"] == 1.0 and info["eval_split"] == "val"
+    assert read_split(out / "split.json").classes == info["classes"]
+
+    metrics = read_json(out / "metrics.json")
+    assert metrics["complete"] and [e["phase"] for e in metrics["epochs"]] == ["head"] + ["finetune"] * 4
+    assert sum(c["count"] for c in metrics["eval_per_class"].values()) == 12
+
+    # the checkpoint, fed with the deployment preprocessing from the manifest, gives the accuracy stated
+    import torch
+
+    ckpt = load_checkpoint(out / "model.pt")
+    assert (ckpt.image_size, ckpt.crop_pct, ckpt.classes) == (32, 0.875, info["classes"])
+    model = ckpt.build_model()
+    pp = Preprocess.model_validate(info["preprocess"])
+    samples = read_split(out / "split.json").splits["val"]
+    with torch.no_grad():
+        batch = torch.stack([torch.from_numpy(preprocess_image(open_sample(ref), pp)) for ref, _ in samples])
+        predicted = model(batch).argmax(1).tolist()
+    hits = sum(p == label for p, (_, label) in zip(predicted, samples, strict=True))
+    assert hits / len(samples) == pytest.approx(result.best_val_accuracy)
+
+
+def test_same_seed_gives_the_same_metrics(tiny_imagefolder: Path, tmp_path: Path) -> None:
+    cfg = tiny_cfg(tiny_imagefolder, epochs=2)
+    finetune(cfg, load_target("cpu"), tmp_path / "a")
+    finetune(cfg, load_target("cpu"), tmp_path / "b")
+    finetune(tiny_cfg(tiny_imagefolder, epochs=2, seed=1), load_target("cpu"), tmp_path / "c")
+
+    def losses(run: str) -> list[float]:
+        return [e["train_loss"] for e in read_json(tmp_path / run / "metrics.json")["epochs"]]
+
+    assert losses("a") == losses("b")
+    assert losses("a") != losses("c")
+
+
+def test_ctrl_c_keeps_last_epoch_and_resume_finishes_like_an_uninterrupted_run(
+    tiny_imagefolder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = tiny_cfg(tiny_imagefolder, epochs=3)
+    finetune(cfg, load_target("cpu"), tmp_path / "whole")
+
+    real_write = finetune_module._write_metrics
+
+    def interrupt_after_epoch_2(out_dir, state, *args, **kwargs):  # type: ignore[no-untyped-def]
+        real_write(out_dir, state, *args, **kwargs)
+        if state.epoch == 2 and not kwargs["complete"]:
+            raise KeyboardInterrupt  # what Ctrl-C raises, at the worst moment: right after an epoch's files
+
+    out = tmp_path / "cut" / "train"
+    monkeypatch.setattr(finetune_module, "_write_metrics", interrupt_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        finetune(cfg, load_target("cpu"), out)
+    monkeypatch.undo()
+    assert not (out / "manifest.json").exists()
+    assert load_checkpoint(out / "last.pt").extra["state"]["epoch"] == 2
+
+    with pytest.raises(ConfigError, match="another config"):
+        finetune(tiny_cfg(tiny_imagefolder, epochs=3, lr=0.5), load_target("cpu"), out, resume=True)
+
+    result = finetune(cfg, load_target("cpu"), out, resume=True)
+    assert result.epochs_run == 4
+    whole = read_json(tmp_path / "whole" / "metrics.json")["epochs"]
+    resumed = read_json(out / "metrics.json")["epochs"]
+    assert [(e["train_loss"], e["val_accuracy"]) for e in resumed] == [
+        (e["train_loss"], e["val_accuracy"]) for e in whole
+    ]
+
+
+def test_imbalanced_classes_are_reported_and_can_be_weighted(tmp_path: Path) -> None:
+    data = make_image_folder(tmp_path / "data", {"common": 12, "rare": 4})
+    out = tmp_path / "train"
+    finetune(tiny_cfg(data, epochs=1, balanced_loss=True), load_target("cpu"), out)
+    info = read_manifest(out).info
+    assert info["class_counts"]["train"] == {"common": 12, "rare": 4}
+    assert info["imbalance_ratio"] == 3.0
+    assert set(read_json(out / "metrics.json")["eval_per_class"]) == {"common", "rare"}
+
+
+def test_nothing_to_train_is_a_config_error(tiny_imagefolder: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="nothing to train"):
+        finetune(tiny_cfg(tiny_imagefolder, epochs=0, head_epochs=0), load_target("cpu"), tmp_path)
+
+
+def test_cli_train_prints_a_summary_and_writes_the_checkpoint(tiny_imagefolder: Path, tmp_path: Path) -> None:
+    config = tmp_path / "build.yaml"
+    config.write_text("data: {num_workers: 0}\ntrain: {head_lr: 0.01, lr: 0.01, backbone_lr: 0.01}\n")
+    result = CliRunner().invoke(edgetl.cli.cli, [
+        "train", "--data", str(tiny_imagefolder), "--backbone", "tiny", "--image-size", "32", "--epochs", "2",
+        "--head-epochs", "1", "--batch-size", "8", "--unfreeze", "2", "--seed", "3", "--config", str(config),
+        "--out", str(tmp_path / "run"),
+    ], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "best val acc" in result.output
+    assert (tmp_path / "run" / "train" / "model.pt").is_file()
+    assert read_manifest(tmp_path / "run" / "train").config["train"]["unfreeze"] == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--backbone", "resnet19"], "unknown backbone 'resnet19'; did you mean 'resnet18'"),
+        (["--weights", "no/such/weights.pt"], "weights file no/such/weights.pt does not exist"),
+        (["--unfreeze", "some"], "--unfreeze: expected 'all' or a number"),
+    ],
+)
+def test_cli_train_bad_options_exit_2_with_a_message(
+    tiny_imagefolder: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
+    result = CliRunner().invoke(edgetl.cli.cli, [
+        "train", "--data", str(tiny_imagefolder), "--backbone", "tiny", "--out", str(tmp_path), *args,
+    ], catch_exceptions=False)
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_dataloader_workers_give_repeatable_runs(tiny_imagefolder: Path, tmp_path: Path) -> None:
+    cfg = tiny_cfg(tiny_imagefolder, epochs=1).with_overrides({"data.num_workers": 2})
+    a = finetune(cfg, load_target("cpu"), tmp_path / "a")
+    b = finetune(cfg, load_target("cpu"), tmp_path / "b")
+    assert read_json(a.out_dir / "metrics.json")["epochs"] != []
+    assert [e["train_loss"] for e in read_json(a.out_dir / "metrics.json")["epochs"]] == [
+        e["train_loss"] for e in read_json(b.out_dir / "metrics.json")["epochs"]
+    ]

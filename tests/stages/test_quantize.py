@@ -1,0 +1,94 @@
+"""``edgetl quantize`` on the tiny backbone: int8 programs that load back, accuracies, manifest, errors, CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tests.quant.builders import fast_config, quantized_run
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    return quantized_run(tmp_path_factory)
+
+
+def test_programs_load_back_and_run_int8_at_any_batch(run):
+    from edgetl.quant import count_quantized_layers
+    from edgetl.quant.pt2e import load_program
+
+    for name in ("qat", "ptq"):
+        module = load_program(run / "quantize" / f"{name}.pt2").module()
+        assert count_quantized_layers(module) == {"int8": 4, "float": 0}
+        for batch in (1, 5):
+            assert module(torch.randn(batch, 3, 32, 32)).shape == (batch, 3)
+
+
+def test_metrics_and_manifest(run):
+    from edgetl.manifest import read_manifest
+
+    metrics = json.loads((run / "quantize" / "metrics.json").read_text())
+    assert set(metrics["accuracy"]) == {"fp32", "ptq", "qat"}
+    assert metrics["accuracy"]["fp32"] == 1.0  # colour classes: the tiny net separates them
+    assert metrics["accuracy"]["qat"] >= 0.9 and metrics["accuracy"]["ptq"] >= 0.9
+    manifest = read_manifest(run / "quantize")
+    assert manifest.stage == "quantize"
+    assert set(manifest.outputs) == {"qat.pt2", "ptq.pt2", "metrics.json"}
+    assert manifest.verify_outputs(run / "quantize") == []
+    assert manifest.info["source_manifest"] == read_manifest(run / "train").hash
+    assert manifest.input_hash
+
+
+def test_truncated_program_is_a_model_file_error(run, tmp_path):
+    from edgetl.errors import ModelFileError
+    from edgetl.quant.pt2e import load_program
+
+    blob = (run / "quantize" / "qat.pt2").read_bytes()
+    bad = tmp_path / "qat.pt2"
+    bad.write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(ModelFileError, match="corrupt or truncated"):
+        load_program(bad)
+
+
+def test_modified_checkpoint_is_refused(run, tmp_path):
+    from edgetl.errors import ModelFileError
+    from edgetl.stages.quantize import quantize
+    from edgetl.targets import load_target
+
+    train = tmp_path / "train"
+    shutil.copytree(run / "train", train)
+    with (train / "model.pt").open("ab") as fh:
+        fh.write(b"x")
+    with pytest.raises(ModelFileError, match="model.pt missing or not matching"):
+        quantize(fast_config(), load_target("cpu"), train, tmp_path / "quantize")
+
+
+def test_nothing_to_do_is_a_config_error(run, tmp_path):
+    from edgetl.errors import ConfigError
+    from edgetl.stages.quantize import quantize
+    from edgetl.targets import load_target
+
+    cfg = fast_config(**{"quantize.qat": False, "quantize.ptq_baseline": False})
+    with pytest.raises(ConfigError, match="nothing to produce"):
+        quantize(cfg, load_target("cpu"), run / "train", tmp_path / "quantize")
+
+
+def test_cli_ptq_only(run, tmp_path):
+    import yaml
+
+    from edgetl.cli import cli
+
+    shutil.copytree(run / "train", tmp_path / "train")
+    config = tmp_path / "fast.yaml"
+    config.write_text(yaml.safe_dump({"train": {"backbone": "tiny", "batch_size": 8}, "data": {"num_workers": 0}}))
+    result = CliRunner().invoke(cli, ["quantize", "--out", str(tmp_path), "--config", str(config), "--no-qat",
+                                      "--calibration-images", "8"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "int8 ptq" in result.output and "int8 qat" not in result.output
+    assert (tmp_path / "quantize" / "ptq.pt2").is_file() and not (tmp_path / "quantize" / "qat.pt2").exists()
