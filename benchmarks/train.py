@@ -98,7 +98,7 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="edgetl train: efficientnet_lite0, default recipe (CPU)")
+    table = Table(title="edgetl train: efficientnet_lite0 on CPU (recipe: default unless stated)")
     for col in ("dataset", "init", "recipe", "image size", "epochs (best)", "best val acc", "wall time"):
         table.add_column(col)
     for r in summary["rows"]:

@@ -115,7 +115,7 @@ STAGES: tuple[Stage, ...] = (
         (),
         lambda ctx: {
             "data": ctx.cfg.data.model_dump(mode="json", exclude={"num_workers"}),
-            "train": ctx.cfg.train.model_dump(mode="json", exclude={"device"}),
+            "train": ctx.cfg.train.model_dump(mode="json", exclude={"device", "threads"}),  # speed, not results
             "image_size": _image_size(ctx),
             "dataset": __import__("edgetl.data", fromlist=["x"]).dataset_fingerprint(ctx.cfg.data.path),
         },
