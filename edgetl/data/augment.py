@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from PIL import Image
 
+    from edgetl.config import TrainConfig
+    from edgetl.data.preprocess import Preprocess
+
 
 def train_transform(
     image_size: int,
@@ -74,3 +77,13 @@ class _EnlargeSmall:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(size={self.size})"
+
+
+def train_transform_for(train: TrainConfig, pp: Preprocess) -> Callable[[Image.Image], Any]:
+    """The training augmentation a ``TrainConfig`` asks for, around the model's evaluation preprocessing ``pp``.
+
+    Fine-tuning and QAT both use it, so QAT sees the distribution fine-tuning saw.
+    """
+    return train_transform(pp.image_size, pp.mean, pp.std, interpolation=pp.interpolation,
+                           min_crop_scale=train.min_crop_scale, hflip=train.hflip, color_jitter=train.color_jitter,
+                           resize_size=pp.resize_size)

@@ -117,6 +117,8 @@ def fold_pads(model: onnx.ModelProto) -> int:
                 continue
         else:
             continue
+        if pad is None:
+            continue
         spatial = _zero_spatial_pad(pad, values)
         if spatial is None:
             continue

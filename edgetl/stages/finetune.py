@@ -129,13 +129,11 @@ def _loaders(cfg: BuildConfig, index: DatasetIndex, pp: Any, spec: Any, dist: Di
     from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Subset
 
     from edgetl.data import ImageDataset, eval_transform, loader_settings
-    from edgetl.data.augment import train_transform
+    from edgetl.data.augment import train_transform_for
 
     t = cfg.train
-    augment = train_transform(pp.image_size, spec.mean, spec.std, interpolation=spec.interpolation,
-                              min_crop_scale=t.min_crop_scale, hflip=t.hflip, color_jitter=t.color_jitter,
-                              resize_size=pp.resize_size)
-    train_set = ImageDataset(index.splits["train"], augment)
+    augment = train_transform_for(t, pp)
+    train_set: Any = ImageDataset(index.splits["train"], augment)  # map-style: DataLoader needs only len/getitem
     generator = torch.Generator()
     if dist.enabled:
         sampler: Any = DistributedSampler(train_set, dist.world_size, dist.rank, shuffle=True, seed=t.seed)
@@ -148,7 +146,7 @@ def _loaders(cfg: BuildConfig, index: DatasetIndex, pp: Any, spec: Any, dist: Di
                               drop_last=per_rank > t.batch_size, **common)
 
     def eval_loader(split: str) -> DataLoader:
-        data = ImageDataset(index.splits[split], eval_transform(pp))
+        data: Any = ImageDataset(index.splits[split], eval_transform(pp))
         shard = Subset(data, list(range(dist.rank, len(data), dist.world_size)))  # exact: no padding, no repeats
         return DataLoader(shard, batch_size=t.batch_size * 2, shuffle=False, **common)
 
@@ -262,7 +260,7 @@ def _run(cfg: BuildConfig, target: TargetProfile, out_dir: Path, spec: Any, dist
     torch.manual_seed(t.seed)  # the new classifier's initialisation
     model = create_model(t.backbone, len(index.classes), t.weights)
     channels_last = True  # ~1.6x faster training on CPU (oneDNN) and on tensor cores; same results up to rounding
-    model = model.to(device, memory_format=torch.channels_last)
+    model = model.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
     best_state = _state_dict_cpu(model)
     if saved is not None:
         model.load_state_dict(saved.state_dict)

@@ -93,13 +93,11 @@ def _train_loader(cfg: BuildConfig, inputs: TrainInputs, seed: int) -> Any:
     from torch.utils.data import DataLoader
 
     from edgetl.data import ImageDataset, loader_settings
-    from edgetl.data.augment import train_transform
+    from edgetl.data.augment import train_transform_for
 
     t, pp = cfg.train, inputs.preprocess
-    augment = train_transform(pp.image_size, pp.mean, pp.std, interpolation=pp.interpolation,
-                              min_crop_scale=t.min_crop_scale, hflip=t.hflip, color_jitter=t.color_jitter,
-                              resize_size=pp.resize_size)
-    data = ImageDataset(inputs.index.splits["train"], augment)
+    augment = train_transform_for(t, pp)
+    data: Any = ImageDataset(inputs.index.splits["train"], augment)  # map-style: DataLoader needs only len/getitem
     generator = torch.Generator().manual_seed(seed)
     # a batch of one or two images gives noisy BatchNorm statistics; drop the last one when there is more than one
     return DataLoader(data, batch_size=t.batch_size, shuffle=True, generator=generator,
