@@ -48,6 +48,14 @@ def main() -> None:
     rc1, first_s, _ = run(build, RESULTS / f"{name}.build.log")
     rc2, rerun_s, rerun_out = run(build, RESULTS / f"{name}.rerun.log")
     reused = re.findall(r"\[(\w+)\] reused", rerun_out)
+    if not (out / "bench" / "results.json").is_file():
+        failed = {"target": args.target, "data": args.data, "build_rc": rc1, "build_s": round(first_s, 1),
+                  "rerun_rc": rc2, "rerun_s": round(rerun_s, 1), "rerun_reused": reused,
+                  "error": (rerun_out.strip().splitlines() or [""])[-1][:500]}
+        print(f"build failed (rc {rc1}, rerun rc {rc2}): {failed['error']}")
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / f"{name}.json").write_text(json.dumps(failed, indent=2) + "\n")
+        sys.exit(1)
     results = json.loads((out / "bench" / "results.json").read_text())
     eval_dir = Path(args.data) / results["eval_split"] if args.data != "digits" else None
     row: dict = {"target": args.target, "data": args.data, "build_rc": rc1, "build_s": round(first_s, 1),
