@@ -109,18 +109,19 @@ def _image_size(ctx: Context) -> int:
     return ctx.cfg.train.image_size or ctx.target.input.image_size
 
 
+def _train_key(ctx: Context) -> dict[str, Any]:
+    from edgetl.data import dataset_fingerprint
+
+    return {
+        "data": ctx.cfg.data.model_dump(mode="json", exclude={"num_workers"}),
+        "train": ctx.cfg.train.model_dump(mode="json", exclude={"device", "threads"}),  # speed, not results
+        "image_size": _image_size(ctx),
+        "dataset": dataset_fingerprint(ctx.cfg.data.path),
+    }
+
+
 STAGES: tuple[Stage, ...] = (
-    Stage(
-        "train",
-        (),
-        lambda ctx: {
-            "data": ctx.cfg.data.model_dump(mode="json", exclude={"num_workers"}),
-            "train": ctx.cfg.train.model_dump(mode="json", exclude={"device", "threads"}),  # speed, not results
-            "image_size": _image_size(ctx),
-            "dataset": __import__("edgetl.data", fromlist=["x"]).dataset_fingerprint(ctx.cfg.data.path),
-        },
-        _run_train,
-    ),
+    Stage("train", (), _train_key, _run_train),
     Stage(
         "quantize",
         ("train",),

@@ -31,7 +31,7 @@ def choose_int8_source(results: dict[str, Any]) -> str:
     return max(means, key=lambda s: (means[s], s == "qat"))
 
 
-def deployment_choice(target: TargetProfile, results: dict[str, Any]) -> tuple[str, str, str, str]:
+def deployment_choice(target: TargetProfile) -> tuple[str, str, str, str]:
     """(runtime, device, precision, format) the target prefers: its first runtime spec and precision."""
     spec = target.runtimes[0]
     return spec.runtime, spec.device, spec.precisions[0], RUNTIME_FORMAT[spec.runtime]
@@ -89,7 +89,7 @@ def check_budgets(target: TargetProfile, results: dict[str, Any]) -> list[dict[s
     """One row per budget: limit, measured value, where it was measured, and pass/fail/not measured."""
     budgets = target.budgets
     source = choose_int8_source(results)
-    runtime, device, precision, fmt = deployment_choice(target, results)
+    runtime, device, precision, fmt = deployment_choice(target)
     measured = _measured_row(target, results, source)
     rows: list[dict[str, Any]] = []
     if measured is not None:
