@@ -167,8 +167,10 @@ def run_ptq(cfg: BuildConfig, model: torch.nn.Module, example: torch.Tensor,
     return convert_pt2e(prepared), quantizer
 
 
-def run_qat(cfg: BuildConfig, inputs: TrainInputs, model: torch.nn.Module, example: torch.Tensor) -> tuple[Any, Any]:
-    """QAT: a few epochs of fake-quantized training from the fine-tuned weights, then ``convert_pt2e``."""
+def run_qat(cfg: BuildConfig, inputs: TrainInputs, model: torch.nn.Module, example: torch.Tensor,
+            calibration: list[torch.Tensor]) -> tuple[Any, Any]:
+    """QAT: range initialisation on ``calibration``, a few epochs of fake-quantized training from the fine-tuned
+    weights (BatchNorm folded with its running statistics, frozen by default), then ``convert_pt2e``."""
     import torch
     from torchao.quantization.pt2e import (
         disable_observer,
@@ -190,6 +192,13 @@ def run_qat(cfg: BuildConfig, inputs: TrainInputs, model: torch.nn.Module, examp
     freeze_bn_step = int(q.freeze_bn_at * total)
     quantizer = _quantizer(cfg, qat=True)
     prepared = prepare_qat_pt2e(_capture(model, example, "the fine-tuned model"), quantizer)
+    # Range initialisation: the fake-quant observers first see the PTQ calibration images (evaluation
+    # preprocessing, eval mode), so training starts from the ranges deployment will see, not from the first
+    # augmented batch. The measured recipe comparison is in QuantizeConfig.
+    move_exported_model_to_eval(prepared)
+    with torch.no_grad():
+        for images in calibration:
+            prepared(images)
     optimizer = torch.optim.AdamW(prepared.parameters(), lr=q.qat_lr, weight_decay=0.0)
     # no warm-up: the weights are already trained; decay to 0 so the last steps barely move the frozen grid
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total, 0))
@@ -274,7 +283,8 @@ def quantize(cfg: BuildConfig, target: TargetProfile, train_dir: Path, out_dir: 
             runs.append(("ptq", lambda: run_ptq(cfg, model, example, _calibration_batches(cfg, inputs))))
         if q.qat:
             # QAT trains a copy: the fp32 model stays the PTQ and parity reference
-            runs.append(("qat", lambda: run_qat(cfg, inputs, inputs.checkpoint.build_model(), example)))
+            runs.append(("qat", lambda: run_qat(cfg, inputs, inputs.checkpoint.build_model(), example,
+                                                _calibration_batches(cfg, inputs))))
         for name, run in runs:
             start = time.perf_counter()
             converted, quantizer = run()
