@@ -584,8 +584,16 @@ def export_cmd(target: str | None, config_file: str | None, out: str | None, ver
         click.echo("note: no OUT/quantize: fp32 only (run `edgetl quantize` first for int8)")
 
 
+def _interrupt_on_sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point. SIGTERM (a CI timeout, ``kill``, a container stop) takes the Ctrl-C path:
+    partial files are discarded, DataLoader workers are shut down, and the exit code is 130."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     cli.main(prog_name="edgetl")
 
 

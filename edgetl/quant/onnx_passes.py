@@ -94,6 +94,9 @@ def fold_pads(model: onnx.ModelProto) -> int:
         found = users.get(name, [])
         return found[0] if len(found) == 1 and name not in graph_outputs else None
 
+    def only_feeds(name: str, node: onnx.NodeProto) -> bool:
+        return sole_user(name) is node
+
     remove: list[onnx.NodeProto] = []
     rewired: list[onnx.NodeProto] = []
     folded = 0
@@ -105,15 +108,15 @@ def fold_pads(model: onnx.ModelProto) -> int:
         if first is not None and first.op_type == "DequantizeLinear":
             dq = first
             q = producer.get(dq.input[0])
-            if q is None or q.op_type != "QuantizeLinear" or sole_user(dq.output[0]) is not conv \
-                    or sole_user(q.output[0]) is not dq:
+            if q is None or q.op_type != "QuantizeLinear" or not only_feeds(dq.output[0], conv) \
+                    or not only_feeds(q.output[0], dq):
                 continue
             pad = producer.get(q.input[0])
-            if pad is None or pad.op_type != "Pad" or sole_user(pad.output[0]) is not q:
+            if pad is None or pad.op_type != "Pad" or not only_feeds(pad.output[0], q):
                 continue
         elif first is not None and first.op_type == "Pad":
             pad = first
-            if sole_user(pad.output[0]) is not conv:
+            if not only_feeds(pad.output[0], conv):
                 continue
         else:
             continue
