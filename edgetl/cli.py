@@ -591,9 +591,12 @@ def _interrupt_on_sigterm(signum: int, frame: Any) -> None:
 def main() -> None:
     """Console-script entry point. SIGTERM (a CI timeout, ``kill``, a container stop) takes the Ctrl-C path:
     partial files are discarded, DataLoader workers are shut down, and the exit code is 130."""
+    import faulthandler
     import signal
 
     signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+    # a crash inside a native library (a runtime, an exporter) prints the Python stack instead of dying silently
+    faulthandler.enable()
     cli.main(prog_name="edgetl")
 
 

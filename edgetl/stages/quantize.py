@@ -148,7 +148,7 @@ def _quantizer(cfg: BuildConfig, qat: bool, averaging_constant: float = 0.01) ->
 
 
 def run_ptq(cfg: BuildConfig, model: torch.nn.Module, example: torch.Tensor,
-            calibration: list[torch.Tensor]) -> tuple[Any, Any]:
+            calibration: list[torch.Tensor]) -> tuple[Any, Any, dict[str, Any]]:
     """Post-training quantization: observers on the exported graph, a calibration pass, ``convert_pt2e``."""
     import torch
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
@@ -164,13 +164,20 @@ def run_ptq(cfg: BuildConfig, model: torch.nn.Module, example: torch.Tensor,
             prepared(images)
             if bar:
                 bar(i + 1, 0.0, 0.0)
-    return convert_pt2e(prepared), quantizer
+    return convert_pt2e(prepared), quantizer, {"calibration_images": sum(len(b) for b in calibration)}
 
 
 def run_qat(cfg: BuildConfig, inputs: TrainInputs, model: torch.nn.Module, example: torch.Tensor,
-            calibration: list[torch.Tensor]) -> tuple[Any, Any]:
+            calibration: list[torch.Tensor], eval_batches: list[tuple[Any, Any]]) -> tuple[Any, Any, dict[str, Any]]:
     """QAT: range initialisation on ``calibration``, a few epochs of fake-quantized training from the fine-tuned
-    weights (BatchNorm folded with its running statistics, frozen by default), then ``convert_pt2e``."""
+    weights (BatchNorm folded with its running statistics, frozen by default), then ``convert_pt2e``.
+
+    Like fine-tuning, QAT keeps its best weights on the validation split: the fake-quant model is evaluated after
+    range initialisation (epoch 0, a post-training-quantized model) and after every epoch; the best (the later one
+    at equal accuracy) is converted. Returns the converted model, the quantizer, and the per-epoch history.
+    """
+    import copy
+
     import torch
     from torchao.quantization.pt2e import (
         disable_observer,
@@ -203,10 +210,24 @@ def run_qat(cfg: BuildConfig, inputs: TrainInputs, model: torch.nn.Module, examp
     # no warm-up: the weights are already trained; decay to 0 so the last steps barely move the frozen grid
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total, 0))
     criterion = torch.nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing)
-    move_exported_model_to_train(prepared)
+
+    def validate(epoch: int, train_loss: float | None, train_acc: float | None) -> None:
+        move_exported_model_to_eval(prepared)  # fake-quant with BatchNorm running statistics, as deployed
+        acc = torch_accuracy(prepared, eval_batches)
+        history.append({"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc, "val_accuracy": acc})
+        if acc >= best["accuracy"]:
+            best.update(accuracy=acc, epoch=epoch, state=copy.deepcopy(prepared.state_dict()))
+
+    history: list[dict[str, Any]] = []
+    best: dict[str, Any] = {"accuracy": -1.0, "epoch": 0, "state": None}
+    validate(0, None, None)
+    log.info("QAT epoch 0 (range initialisation only): val top-1 %.2f%%", 100 * history[-1]["val_accuracy"])
     step = 0
     with TrainProgress() as progress:
         for epoch in range(q.qat_epochs):
+            move_exported_model_to_train(prepared)
+            if step > freeze_bn_step:  # moving to train mode restores BatchNorm's batch statistics
+                freeze_batchnorm_stats(prepared)
             bar = progress.bar(f"QAT epoch {epoch + 1}/{q.qat_epochs}", steps_per_epoch)
             loss_sum = correct = seen = 0.0
             for i, (images, labels) in enumerate(loader):
@@ -229,13 +250,18 @@ def run_qat(cfg: BuildConfig, inputs: TrainInputs, model: torch.nn.Module, examp
                 seen += n
                 if bar:
                     bar(i + 1, loss_sum / seen, correct / seen)
-            log.info("QAT epoch %d/%d: train loss %.3f acc %.2f%% (%d steps, observers %s, BatchNorm %s)",
-                     epoch + 1, q.qat_epochs, loss_sum / max(1, seen), 100 * correct / max(1, seen), steps_per_epoch,
+            validate(epoch + 1, loss_sum / max(1, seen), correct / max(1, seen))
+            log.info("QAT epoch %d/%d: train loss %.3f acc %.2f%% | val top-1 %.2f%% (%d steps, observers %s, "
+                     "BatchNorm %s)", epoch + 1, q.qat_epochs, loss_sum / max(1, seen), 100 * correct / max(1, seen),
+                     100 * history[-1]["val_accuracy"], steps_per_epoch,
                      "frozen" if step > freeze_observers_step else "live", "frozen" if step > freeze_bn_step else "live")
-    if freeze_observers_step >= total:
-        prepared.apply(disable_observer)
+    prepared.load_state_dict(best["state"])
+    prepared.apply(disable_observer)
     move_exported_model_to_eval(prepared)
-    return convert_pt2e(prepared), quantizer
+    log.info("QAT keeps epoch %d (val top-1 %.2f%%)", best["epoch"], 100 * best["accuracy"])
+    report = {"epochs": q.qat_epochs, "lr": q.qat_lr, "steps_per_epoch": steps_per_epoch,
+              "kept_epoch": best["epoch"], "history": history}
+    return convert_pt2e(prepared), quantizer, report
 
 
 def _capture(model: torch.nn.Module, example: torch.Tensor, what: str) -> Any:
@@ -279,15 +305,17 @@ def quantize(cfg: BuildConfig, target: TargetProfile, train_dir: Path, out_dir: 
     with atomic_dir(out_dir) as tmp:
         programs: dict[str, Path] = {}
         runs: list[tuple[str, Any]] = []
+        reports: dict[str, dict[str, Any]] = {}
         if q.ptq_baseline:
             runs.append(("ptq", lambda: run_ptq(cfg, model, example, _calibration_batches(cfg, inputs))))
         if q.qat:
             # QAT trains a copy: the fp32 model stays the PTQ and parity reference
             runs.append(("qat", lambda: run_qat(cfg, inputs, inputs.checkpoint.build_model(), example,
-                                                _calibration_batches(cfg, inputs))))
+                                                _calibration_batches(cfg, inputs), eval_batches)))
         for name, run in runs:
             start = time.perf_counter()
-            converted, quantizer = run()
+            converted, quantizer, report = run()
+            reports[name] = report
             save_program(converted, example, tmp / PROGRAMS[name], stage=STAGE)
             walls[name] = round(time.perf_counter() - start, 2)
             programs[name] = out_dir / PROGRAMS[name]
@@ -299,7 +327,7 @@ def quantize(cfg: BuildConfig, target: TargetProfile, train_dir: Path, out_dir: 
         metrics = {
             "eval_split": inputs.index.eval_split, "eval_images": len(inputs.eval_samples),
             "accuracy": accuracy, "wall_time_s": walls, "int8_layers": layers, "kept_float": kept,
-            "qat": {"epochs": q.qat_epochs, "lr": q.qat_lr, "max_steps_per_epoch": q.max_steps_per_epoch},
+            "qat": reports.get("qat", {}),
             "calibration_images": q.calibration_images,
         }
         write_json(tmp / "metrics.json", metrics)

@@ -37,6 +37,11 @@ def test_metrics_and_manifest(run):
     assert set(metrics["accuracy"]) == {"fp32", "ptq", "qat"}
     assert metrics["accuracy"]["fp32"] == 1.0  # colour classes: the tiny net separates them
     assert metrics["accuracy"]["qat"] >= 0.9 and metrics["accuracy"]["ptq"] >= 0.9
+    # QAT validates after range initialisation (epoch 0) and after each epoch, and keeps its best epoch
+    qat = metrics["qat"]
+    history = [h["val_accuracy"] for h in qat["history"]]
+    assert [h["epoch"] for h in qat["history"]] == list(range(qat["epochs"] + 1))
+    assert history[qat["kept_epoch"]] == max(history)
     manifest = read_manifest(run / "quantize")
     assert manifest.stage == "quantize"
     assert set(manifest.outputs) == {"qat.pt2", "ptq.pt2", "metrics.json"}
