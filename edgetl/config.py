@@ -91,6 +91,11 @@ class ExportConfig(_Section):
     # per runtime and per batch size, so its bound is looser.
     max_logit_diff_fp32: float = Field(default=1e-2, gt=0)
     max_logit_diff_int8: float = Field(default=1.5, gt=0)
+    # int8 top-1 agreement counts a flip as agreeing when the torch reference's two top logits were closer than
+    # this (a near-tie that integer rounding can tip either way); both figures are recorded. Measured on
+    # hymenoptera QAT: ONNX Runtime's int8 kernels move logits by up to 0.165 and flipped 2 of 153 images, whose
+    # reference margins were 0.071 and 0.165 (the median margin is 2.8).
+    tie_margin_int8: float = Field(default=0.25, ge=0)
     parity_images: int | None = Field(default=None, ge=1)  # None: the whole evaluation split
 
 

@@ -178,8 +178,10 @@ def _check_int8(artifact: Artifact, counts: Any, kept: list[dict[str, Any]]) -> 
 def _check_parity(cfg: BuildConfig, artifact: Artifact, parity: dict[str, Any]) -> str | None:
     limit = cfg.export.max_logit_diff_fp32 if artifact.precision == "fp32" else cfg.export.max_logit_diff_int8
     problems = []
-    if parity["top1_agreement"] < cfg.export.min_top1_agreement:
-        problems.append(f"top-1 agreement {parity['top1_agreement']:.2%} < {cfg.export.min_top1_agreement:.2%}")
+    if parity["top1_agreement_beyond_ties"] < cfg.export.min_top1_agreement:
+        problems.append(f"top-1 agreement {parity['top1_agreement']:.2%} ({parity['flips']} flips, "
+                        f"{parity['near_tie_flips']} of them near-ties under {parity['tie_margin']:g}) "
+                        f"< {cfg.export.min_top1_agreement:.2%}")
     if parity["max_logit_diff"] > limit:
         problems.append(f"max |logit diff| {parity['max_logit_diff']:.4g} > {limit:g}")
     if not problems:
@@ -297,7 +299,8 @@ def _run_parity(cfg: BuildConfig, inputs: TrainInputs, root: Path, artifacts: li
         load = onnxruntime_runner if artifact.format == "onnx" else openvino_runner
         runners[artifact.name], counts[artifact.name] = load(root / artifact.path)
         runtime = "onnxruntime:cpu" if artifact.format == "onnx" else "openvino:CPU (f32 hint)"
-        tallies[artifact.name] = ParityTally(runtime, src.reference_label, runtime_batch)
+        ties = cfg.export.tie_margin_int8 if artifact.precision == "int8" else 0.0
+        tallies[artifact.name] = ParityTally(runtime, src.reference_label, runtime_batch, tie_margin=ties)
     references = {src.name: src.reference for _, src in artifacts}
     with Progress(transient=True) as progress, torch.inference_mode():
         task = progress.add_task("parity", total=len(samples))

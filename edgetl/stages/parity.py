@@ -150,8 +150,12 @@ class ParityTally:
     runtime: str
     reference: str
     batch_size: int
+    # a flip where the reference's top-2 logits are closer than this is a near-tie: kernel rounding, not a defect
+    tie_margin: float = 0.0
     n: int = 0
     agree: int = 0
+    near_tie_flips: int = 0
+    flip_margins: list[float] = field(default_factory=list)  # the reference's top-2 margin at each flip
     correct: int = 0
     reference_correct: int = 0
     max_diff: float = 0.0
@@ -164,11 +168,19 @@ class ParityTally:
         self.reference_correct += int((want == labels).sum())
         if len(labels):
             self.max_diff = max(self.max_diff, float(np.abs(logits.astype(np.float64) - reference).max()))
+        for i in np.flatnonzero(got != want):
+            margin = float(reference[i, want[i]] - reference[i, got[i]])
+            self.flip_margins.append(round(margin, 4))
+            self.near_tie_flips += margin < self.tie_margin
 
     def as_dict(self) -> dict[str, Any]:
         n = max(1, self.n)
         return {"runtime": self.runtime, "reference": self.reference, "n": self.n, "batch_size": self.batch_size,
-                "top1_agreement": self.agree / n, "max_logit_diff": self.max_diff,
+                "top1_agreement": self.agree / n, "flips": self.n - self.agree,
+                "near_tie_flips": self.near_tie_flips, "tie_margin": self.tie_margin,
+                "top1_agreement_beyond_ties": (self.agree + self.near_tie_flips) / n,
+                "flip_reference_margins": sorted(self.flip_margins)[:50],
+                "max_logit_diff": self.max_diff,
                 "accuracy": self.correct / n, "reference_accuracy": self.reference_correct / n}
 
 

@@ -171,3 +171,18 @@ def test_cli_export_prints_the_table(run, tmp_path):
     result = CliRunner().invoke(cli, ["export", "--out", str(tmp_path), "--target", "cpu"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "onnx-int8-qat" in result.output and "4/4" in result.output and "100.00%" in result.output
+
+
+def test_parity_counts_near_tie_flips_separately_and_gates_on_them():
+    import numpy as np
+
+    from edgetl.stages.parity import ParityTally
+
+    tally = ParityTally("onnxruntime:cpu", "torch int8", 1, tie_margin=0.25)
+    reference = np.array([[2.0, 1.9], [3.0, 0.0], [0.0, 3.0], [1.0, 0.5]])
+    runtime = np.array([[1.9, 2.0], [3.0, 0.1], [0.1, 3.0], [0.4, 0.6]])  # flips: a 0.1 near-tie, and a 0.5 margin
+    tally.update(runtime, reference, np.array([0, 0, 1, 0]))
+    d = tally.as_dict()
+    assert d["flips"] == 2 and d["near_tie_flips"] == 1
+    assert d["top1_agreement"] == 0.5 and d["top1_agreement_beyond_ties"] == 0.75
+    assert d["flip_reference_margins"] == [0.1, 0.5]
