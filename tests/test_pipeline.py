@@ -47,6 +47,10 @@ def test_build_produces_every_stage_and_a_bundle(built):
     ok = [r for r in results["rows"] if r["status"] == "ok"]
     assert {r["precision"] for r in ok} >= {"fp32", "int8"}
     assert (out / "report" / "report.html").is_file()
+    # the export stage's checks travel into results.json and the report
+    int8_onnx = next(r for r in ok if r["name"] == "onnx-int8-qat")
+    assert int8_onnx["parity"]["reference"] and int8_onnx["parity"]["n"] == 15 and int8_onnx["int8_ops"] == 4
+    assert "Export checks" in (out / "report" / "report.md").read_text()
     manifest = json.loads((out / "bundle" / "manifest.json").read_text())
     assert {"labels.json", "preprocess.json", "README.md"} <= {f["path"] for f in manifest["files"]}
     with tarfile.open(out / "bundle.tar.gz") as tar:

@@ -309,7 +309,8 @@ def measure_row(plan: Planned, *, threads: int | None, timing: TimingPlan, batch
     a = plan.artifact
     row = BenchRow(name=a.name, format=a.format, precision=plan.precision, source=a.source,  # type: ignore[arg-type]
                    runtime=plan.runtime, device=plan.device, proxy=plan.proxy, status="ok", note=plan.note,
-                   path=a.path, size_bytes=a.size_bytes or None, int8_ops=a.int8_ops)
+                   path=a.path, size_bytes=a.size_bytes or None, int8_ops=a.int8_ops,
+                   float_ops=a.float_ops, parity=a.parity or None)
     if plan.skip:
         return row.model_copy(update={"status": "skipped", "reason": plan.skip})
     runtime = RUNTIMES.get(plan.runtime)

@@ -110,6 +110,29 @@ def per_class_tables(results: BenchResults) -> list[Table]:
     return tables
 
 
+def export_checks_table(results: BenchResults) -> Table | None:
+    """What the export stage checked per artifact: agreement with its torch model, and int8 layers really int8."""
+    seen: dict[str, BenchRow] = {}
+    for r in results.rows:
+        if r.parity and r.name not in seen:
+            seen[r.name] = r
+    if not seen:
+        return None
+    rows = []
+    for r in seen.values():
+        p = r.parity or {}
+        flips = p.get("flips", 0)
+        agreement = _pct(p.get("top1_agreement"))
+        if flips:
+            agreement += f" ({flips} flips, {p.get('near_tie_flips', 0)} near-ties < {p.get('tie_margin', 0):g})"
+        layers = "-" if r.int8_ops is None else f"{r.int8_ops}/{r.int8_ops + (r.float_ops or 0)}"
+        rows.append([r.name, str(p.get("reference", "-")), str(p.get("runtime", "-")), str(p.get("n", "-")),
+                     agreement, _fmt(p.get("max_logit_diff"), ".3g"), layers])
+    return Table("Export checks (parity with the torch model, int8 layers)",
+                 ["artifact", "torch reference", "runtime", "images", "top-1 agreement", "max |logit diff|",
+                  "int8 convs+fc"], rows)
+
+
 def host_table(results: BenchResults) -> Table:
     h = results.host
     versions = h.get("versions", {})
@@ -307,7 +330,9 @@ def render_markdown(results: BenchResults) -> str:
              f"created {results.created} by edgetl {results.edgetl_version}.", ""]
     parts += [f"- {line}" for line in _headline(results)] + [""]
     parts += [f"> note: {n}" for n in results.notes] + ([""] if results.notes else [])
-    for table in (summary_table(results), *per_class_tables(results), host_table(results)):
+    checks = export_checks_table(results)
+    for table in (summary_table(results), *([checks] if checks else []), *per_class_tables(results),
+                  host_table(results)):
         parts.append(table.markdown())
     parts.append("Plots: see report.html (self-contained).")
     return "\n".join(parts) + "\n"
@@ -347,6 +372,9 @@ def render_html(results: BenchResults) -> str:
                        "Filled markers ran on the target (or on this host where the target is this host); hollow "
                        "markers are host proxies. The orange line joins the rows no other row beats on both axes."))
     body.append(summary_table(results).html())
+    checks = export_checks_table(results)
+    if checks:
+        body.append(checks.html())
     body.append(figure("Latency distribution", plot_latency_distribution(results),
                        "Every timed batch-1 run (up to the kept samples), per row, fastest first."))
     body.append(figure("Confusion matrices", plot_confusions(results),

@@ -69,6 +69,8 @@ class BenchRow(_Model):
     size_bytes: int | None = None  # on disk (OpenVINO: .xml + .bin)
     threads: int | None = None  # threads the runtime used (None: its default, not reported)
     int8_ops: int | None = None  # from the export manifest
+    float_ops: int | None = None  # convs/matmuls the runtime runs in float (export manifest)
+    parity: dict[str, Any] | None = None  # the export stage's parity figures for this artifact (parity.json)
     settings: dict[str, Any] = Field(default_factory=dict)  # runtime options that change the figures
 
     @property
