@@ -139,12 +139,11 @@ def _eval_batches(inputs: TrainInputs, batch_size: int) -> list[tuple[Any, Any]]
 
 
 # --------------------------------------------------------------------------------------------- PTQ and QAT
-def _quantizer(cfg: BuildConfig, qat: bool, averaging_constant: float = 0.01) -> Any:
+def _quantizer(cfg: BuildConfig, qat: bool) -> Any:
     from edgetl.quant import QuantizerOptions, make_quantizer
 
     q = cfg.quantize
-    return make_quantizer(QuantizerOptions(qat=qat, keep_first_fp=q.keep_first_fp, keep_last_fp=q.keep_last_fp,
-                                           averaging_constant=averaging_constant))
+    return make_quantizer(QuantizerOptions(qat=qat, keep_first_fp=q.keep_first_fp, keep_last_fp=q.keep_last_fp))
 
 
 def run_ptq(cfg: BuildConfig, model: torch.nn.Module, example: torch.Tensor,
@@ -172,9 +171,9 @@ def run_qat(cfg: BuildConfig, inputs: TrainInputs, model: torch.nn.Module, examp
     """QAT: range initialisation on ``calibration``, a few epochs of fake-quantized training from the fine-tuned
     weights (BatchNorm folded with its running statistics, frozen by default), then ``convert_pt2e``.
 
-    Like fine-tuning, QAT keeps its best weights on the validation split: the fake-quant model is evaluated after
-    range initialisation (epoch 0, a post-training-quantized model) and after every epoch; the best (the later one
-    at equal accuracy) is converted. Returns the converted model, the quantizer, and the per-epoch history.
+    Like fine-tuning, QAT keeps its best weights on the validation split: a converted copy is evaluated after
+    range initialisation (epoch 0, no training yet) and after every epoch; the best (the later one at equal
+    accuracy) is returned. Returns the converted model, the quantizer, and the per-epoch history.
     """
     import copy
 
@@ -187,6 +186,7 @@ def run_qat(cfg: BuildConfig, inputs: TrainInputs, model: torch.nn.Module, examp
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_qat_pt2e
 
     from edgetl.quant.pt2e import freeze_batchnorm_stats
+    from edgetl.quant.quantizer import calibrate_qat_ranges
     from edgetl.training.loop import warmup_cosine
     from edgetl.training.progress import TrainProgress
 
@@ -195,33 +195,34 @@ def run_qat(cfg: BuildConfig, inputs: TrainInputs, model: torch.nn.Module, examp
     loader = _train_loader(cfg, inputs, q.seed)
     steps_per_epoch = min(len(loader), q.max_steps_per_epoch or len(loader))
     total = q.qat_epochs * steps_per_epoch
-    freeze_observers_step = int(q.freeze_observers_at * total)
     freeze_bn_step = int(q.freeze_bn_at * total)
     quantizer = _quantizer(cfg, qat=True)
     prepared = prepare_qat_pt2e(_capture(model, example, "the fine-tuned model"), quantizer)
-    # Range initialisation: the fake-quant observers first see the PTQ calibration images (evaluation
-    # preprocessing, eval mode), so training starts from the ranges deployment will see, not from the first
-    # augmented batch. The measured recipe comparison is in QuantizeConfig.
+    # Range initialisation: activation ranges from PTQ's histogram calibration on the same images (evaluation
+    # preprocessing), fixed from then on, so QAT starts from the PTQ model and the weights learn the int8 grid.
     move_exported_model_to_eval(prepared)
-    with torch.no_grad():
-        for images in calibration:
-            prepared(images)
+    calibrate_qat_ranges(prepared, calibration)
     optimizer = torch.optim.AdamW(prepared.parameters(), lr=q.qat_lr, weight_decay=0.0)
     # no warm-up: the weights are already trained; decay to 0 so the last steps barely move the frozen grid
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total, 0))
     criterion = torch.nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing)
 
     def validate(epoch: int, train_loss: float | None, train_acc: float | None) -> None:
-        move_exported_model_to_eval(prepared)  # fake-quant with BatchNorm running statistics, as deployed
-        acc = torch_accuracy(prepared, eval_batches)
+        # the converted int8 model is what ships; the fake-quant graph can differ from it by a point or more
+        # (measured on digits), so each candidate is converted (a copy) and judged as converted
+        candidate = copy.deepcopy(prepared)
+        candidate.apply(disable_observer)
+        move_exported_model_to_eval(candidate)
+        converted = convert_pt2e(candidate)
+        acc = torch_accuracy(converted, eval_batches)
         history.append({"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc, "val_accuracy": acc})
         if acc >= best["accuracy"]:
-            best.update(accuracy=acc, epoch=epoch, state=copy.deepcopy(prepared.state_dict()))
+            best.update(accuracy=acc, epoch=epoch, model=converted)
 
     history: list[dict[str, Any]] = []
-    best: dict[str, Any] = {"accuracy": -1.0, "epoch": 0, "state": None}
+    best: dict[str, Any] = {"accuracy": -1.0, "epoch": 0, "model": None}
     validate(0, None, None)
-    log.info("QAT epoch 0 (range initialisation only): val top-1 %.2f%%", 100 * history[-1]["val_accuracy"])
+    log.info("QAT epoch 0 (PTQ ranges, no training yet): val top-1 %.2f%%", 100 * history[-1]["val_accuracy"])
     step = 0
     with TrainProgress() as progress:
         for epoch in range(q.qat_epochs):
@@ -233,8 +234,6 @@ def run_qat(cfg: BuildConfig, inputs: TrainInputs, model: torch.nn.Module, examp
             for i, (images, labels) in enumerate(loader):
                 if i >= steps_per_epoch:
                     break
-                if step == freeze_observers_step:
-                    prepared.apply(disable_observer)  # quantization grids fixed: the weights adapt to them
                 if step == freeze_bn_step:
                     freeze_batchnorm_stats(prepared)
                 logits = prepared(images)
@@ -251,17 +250,14 @@ def run_qat(cfg: BuildConfig, inputs: TrainInputs, model: torch.nn.Module, examp
                 if bar:
                     bar(i + 1, loss_sum / seen, correct / seen)
             validate(epoch + 1, loss_sum / max(1, seen), correct / max(1, seen))
-            log.info("QAT epoch %d/%d: train loss %.3f acc %.2f%% | val top-1 %.2f%% (%d steps, observers %s, "
-                     "BatchNorm %s)", epoch + 1, q.qat_epochs, loss_sum / max(1, seen), 100 * correct / max(1, seen),
+            log.info("QAT epoch %d/%d: train loss %.3f acc %.2f%% | val top-1 %.2f%% (%d steps, BatchNorm %s)",
+                     epoch + 1, q.qat_epochs, loss_sum / max(1, seen), 100 * correct / max(1, seen),
                      100 * history[-1]["val_accuracy"], steps_per_epoch,
-                     "frozen" if step > freeze_observers_step else "live", "frozen" if step > freeze_bn_step else "live")
-    prepared.load_state_dict(best["state"])
-    prepared.apply(disable_observer)
-    move_exported_model_to_eval(prepared)
+                     "frozen" if step > freeze_bn_step else "live")
     log.info("QAT keeps epoch %d (val top-1 %.2f%%)", best["epoch"], 100 * best["accuracy"])
     report = {"epochs": q.qat_epochs, "lr": q.qat_lr, "steps_per_epoch": steps_per_epoch,
               "kept_epoch": best["epoch"], "history": history}
-    return convert_pt2e(prepared), quantizer, report
+    return best["model"], quantizer, report
 
 
 def _capture(model: torch.nn.Module, example: torch.Tensor, what: str) -> Any:
