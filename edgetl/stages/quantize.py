@@ -185,7 +185,7 @@ def run_qat(cfg: BuildConfig, inputs: TrainInputs, model: torch.nn.Module, examp
     )
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_qat_pt2e
 
-    from edgetl.quant.pt2e import freeze_batchnorm_stats
+    from edgetl.quant.pt2e import freeze_batchnorm_stats, match_qat_batchnorm_eps
     from edgetl.quant.quantizer import calibrate_qat_ranges
     from edgetl.training.loop import warmup_cosine
     from edgetl.training.progress import TrainProgress
@@ -197,6 +197,7 @@ def run_qat(cfg: BuildConfig, inputs: TrainInputs, model: torch.nn.Module, examp
     total = q.qat_epochs * steps_per_epoch
     freeze_bn_step = int(q.freeze_bn_at * total)
     quantizer = _quantizer(cfg, qat=True)
+    match_qat_batchnorm_eps(model)
     prepared = prepare_qat_pt2e(_capture(model, example, "the fine-tuned model"), quantizer)
     # Range initialisation: activation ranges from PTQ's histogram calibration on the same images (evaluation
     # preprocessing), fixed from then on, so QAT starts from the PTQ model and the weights learn the int8 grid.

@@ -54,3 +54,40 @@ def test_untraceable_model_is_an_export_error_naming_the_stage():
 
     with pytest.raises(ExportError, match="quantize: cannot export the model"):
         capture(DataDependent(), torch.randn(2, 3, 8, 8), stage="quantize", what="the model")
+
+
+def test_qat_graph_computes_the_float_model_when_batchnorm_eps_is_not_the_default():
+    """torchao's QAT conv+BN pattern assumes eps 1e-5; the TF-ported EfficientNet-Lite uses 1e-3."""
+    from torch import nn
+    from torchao.quantization.pt2e import FakeQuantizeBase, move_exported_model_to_eval
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
+
+    from edgetl.quant import QuantizerOptions, make_quantizer
+    from edgetl.quant.pt2e import capture, match_qat_batchnorm_eps
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8, eps=1e-3), nn.ReLU(), nn.Conv2d(8, 4, 1),
+                          nn.BatchNorm2d(4, eps=1e-3))
+    for bn in (model[1], model[4]):
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(1e-4, 1e-2)  # small variances: where the eps matters
+    model.eval()
+    x = torch.randn(4, 3, 16, 16)
+    expected = model(x).detach()
+
+    def qat_graph_output(m: nn.Module) -> torch.Tensor:
+        prepared = prepare_qat_pt2e(capture(m, x, stage="test", what="m").module(),
+                                    make_quantizer(QuantizerOptions(qat=True)))
+        move_exported_model_to_eval(prepared)
+        for fq in prepared.modules():
+            if isinstance(fq, FakeQuantizeBase):
+                fq.disable_fake_quant()
+                fq.disable_observer()
+        return prepared(x).detach()
+
+    import copy
+
+    assert (qat_graph_output(copy.deepcopy(model)) - expected).abs().max() > 1e-2  # the mismatch this guards
+    assert match_qat_batchnorm_eps(model) == 2
+    assert torch.allclose(model(x), expected, atol=1e-5)  # the float model computes the same function
+    assert torch.allclose(qat_graph_output(model), expected, atol=1e-4)
