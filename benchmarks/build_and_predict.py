@@ -33,6 +33,9 @@ def run(args: list[str], log: Path) -> tuple[int, float, str]:
 
 
 def main() -> None:
+    import faulthandler
+
+    faulthandler.enable()  # a crash in a native library prints the Python stack instead of vanishing
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", default="jetson")
     parser.add_argument("--data", default="digits")

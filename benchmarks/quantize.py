@@ -189,6 +189,9 @@ def checks(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
+    import faulthandler
+
+    faulthandler.enable()  # a crash in a native library prints the Python stack instead of vanishing
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", action="append", choices=sorted(DATASETS), help="run only this data set")
     parser.add_argument("--train-dir", action="append", default=[], metavar="DATASET=PATH",

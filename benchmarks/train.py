@@ -72,6 +72,9 @@ def run_row(name: str, dataset: str, weights: str, image_size: int, overrides: d
 
 
 def main() -> None:
+    import faulthandler
+
+    faulthandler.enable()  # a crash in a native library prints the Python stack instead of vanishing
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", action="append", choices=sorted(ROWS), help="run only this row (repeatable)")
     parser.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: min(4, cpus))")
