@@ -563,6 +563,7 @@ def export_cmd(target: str | None, config_file: str | None, out: str | None, ver
 
     from edgetl.config import load_build_config
     from edgetl.stages.export import export
+    from edgetl.stages.parity import describe_agreement
     from edgetl.targets import load_target
 
     _setup_logging(verbose)
@@ -578,18 +579,10 @@ def export_cmd(target: str | None, config_file: str | None, out: str | None, ver
         p = a.parity
         table.add_row(a.name, a.precision, f"{a.size_bytes / 1e6:.2f}",
                       f"{a.int8_ops}/{(a.int8_ops or 0) + (a.float_ops or 0)}",
-                      _agreement_cell(p), f"{p['max_logit_diff']:.3g}", f"{100 * p['accuracy']:.2f}%")
+                      describe_agreement(p), f"{p['max_logit_diff']:.3g}", f"{100 * p['accuracy']:.2f}%")
     Console(width=140).print(table)
     if quant is None:
         click.echo("note: no OUT/quantize: fp32 only (run `edgetl quantize` first for int8)")
-
-
-def _agreement_cell(parity: dict[str, Any]) -> str:
-    text = f"{100 * parity['top1_agreement']:.2f}%"
-    flips = parity.get("flips", 0)
-    if flips:
-        text += f" ({flips} flips, {parity.get('near_tie_flips', 0)} near-ties)"
-    return text
 
 
 def _interrupt_on_sigterm(signum: int, frame: Any) -> None:

@@ -23,6 +23,7 @@ from edgetl.config import BuildConfig
 from edgetl.errors import ExportError, ModelFileError
 from edgetl.fsutil import atomic_dir, sha256_json, write_json
 from edgetl.manifest import Artifact, Manifest, hash_outputs, library_versions, read_manifest
+from edgetl.stages.parity import describe_agreement
 from edgetl.targets import TargetProfile
 
 if TYPE_CHECKING:
@@ -179,9 +180,7 @@ def _check_parity(cfg: BuildConfig, artifact: Artifact, parity: dict[str, Any]) 
     limit = cfg.export.max_logit_diff_fp32 if artifact.precision == "fp32" else cfg.export.max_logit_diff_int8
     problems = []
     if parity["top1_agreement_beyond_ties"] < cfg.export.min_top1_agreement:
-        problems.append(f"top-1 agreement {parity['top1_agreement']:.2%} ({parity['flips']} flips, "
-                        f"{parity['near_tie_flips']} of them near-ties under {parity['tie_margin']:g}) "
-                        f"< {cfg.export.min_top1_agreement:.2%}")
+        problems.append(f"top-1 agreement {describe_agreement(parity)} < {cfg.export.min_top1_agreement:.2%}")
     if parity["max_logit_diff"] > limit:
         problems.append(f"max |logit diff| {parity['max_logit_diff']:.4g} > {limit:g}")
     if not problems:

@@ -184,6 +184,15 @@ class ParityTally:
                 "accuracy": self.correct / n, "reference_accuracy": self.reference_correct / n}
 
 
+def describe_agreement(parity: dict[str, Any]) -> str:
+    """Raw top-1 agreement, with the flips and how many were near-ties: ``"99.31% (6 flips, 6 near-ties < 0.25)"``."""
+    text = f"{100 * parity['top1_agreement']:.2f}%"
+    flips = parity.get("flips", 0)
+    if flips:
+        text += f" ({flips} flips, {parity.get('near_tie_flips', 0)} near-ties < {parity.get('tie_margin', 0):g})"
+    return text
+
+
 def run_in_chunks(run: Runner, images: np.ndarray, batch_size: int) -> np.ndarray:
     """Run ``images`` through ``run`` ``batch_size`` at a time; a short last chunk is padded, the padding dropped."""
     outputs = []

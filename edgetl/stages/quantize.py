@@ -132,10 +132,11 @@ def torch_accuracy(model: Any, batches: list[tuple[Any, Any]], progress: Any = N
     return correct / max(1, total)
 
 
-def _eval_batches(inputs: TrainInputs, batch_size: int) -> list[tuple[Any, Any]]:
+def _split_batches(inputs: TrainInputs, split: str, batch_size: int) -> list[tuple[Any, Any]]:
+    """One split, preprocessed for evaluation, as (images, labels) NumPy batches."""
     from edgetl.data import iter_eval_batches
 
-    return list(iter_eval_batches(inputs.eval_samples, inputs.preprocess, batch_size))
+    return list(iter_eval_batches(inputs.index.splits[split], inputs.preprocess, batch_size))
 
 
 # --------------------------------------------------------------------------------------------- PTQ and QAT
@@ -167,13 +168,14 @@ def run_ptq(cfg: BuildConfig, model: torch.nn.Module, example: torch.Tensor,
 
 
 def run_qat(cfg: BuildConfig, inputs: TrainInputs, model: torch.nn.Module, example: torch.Tensor,
-            calibration: list[torch.Tensor], eval_batches: list[tuple[Any, Any]]) -> tuple[Any, Any, dict[str, Any]]:
+            calibration: list[torch.Tensor], val_batches: list[tuple[Any, Any]]) -> tuple[Any, Any, dict[str, Any]]:
     """QAT: range initialisation on ``calibration``, a few epochs of fake-quantized training from the fine-tuned
     weights (BatchNorm folded with its running statistics, frozen by default), then ``convert_pt2e``.
 
-    Like fine-tuning, QAT keeps its best weights on the validation split: a converted copy is evaluated after
-    range initialisation (epoch 0, no training yet) and after every epoch; the best (the later one at equal
-    accuracy) is returned. Returns the converted model, the quantizer, and the per-epoch history.
+    Like fine-tuning, QAT keeps its best weights on the validation split (``val_batches``; never the test split):
+    a converted copy is evaluated after range initialisation (epoch 0, no training yet) and after every epoch; the
+    best (the later one at equal accuracy) is returned. Returns the converted model, the quantizer, and a report
+    with the per-epoch history and the kept model's validation accuracy.
     """
     import copy
 
@@ -215,7 +217,7 @@ def run_qat(cfg: BuildConfig, inputs: TrainInputs, model: torch.nn.Module, examp
         candidate.apply(disable_observer)
         move_exported_model_to_eval(candidate)
         converted = convert_pt2e(candidate)
-        acc = torch_accuracy(converted, eval_batches)
+        acc = torch_accuracy(converted, val_batches)
         history.append({"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc, "val_accuracy": acc})
         if acc >= best["accuracy"]:
             best.update(accuracy=acc, epoch=epoch, model=converted)
@@ -227,16 +229,14 @@ def run_qat(cfg: BuildConfig, inputs: TrainInputs, model: torch.nn.Module, examp
     step = 0
     with TrainProgress() as progress:
         for epoch in range(q.qat_epochs):
-            move_exported_model_to_train(prepared)
-            if step > freeze_bn_step:  # moving to train mode restores BatchNorm's batch statistics
-                freeze_batchnorm_stats(prepared)
+            move_exported_model_to_train(prepared)  # (this restores BatchNorm's batch statistics)
             bar = progress.bar(f"QAT epoch {epoch + 1}/{q.qat_epochs}", steps_per_epoch)
             loss_sum = correct = seen = 0.0
             for i, (images, labels) in enumerate(loader):
                 if i >= steps_per_epoch:
                     break
-                if step == freeze_bn_step:
-                    freeze_batchnorm_stats(prepared)
+                if step >= freeze_bn_step:
+                    freeze_batchnorm_stats(prepared)  # a no-op once frozen
                 logits = prepared(images)
                 loss = criterion(logits, labels)
                 optimizer.zero_grad(set_to_none=True)
@@ -257,7 +257,8 @@ def run_qat(cfg: BuildConfig, inputs: TrainInputs, model: torch.nn.Module, examp
                      "frozen" if step > freeze_bn_step else "live")
     log.info("QAT keeps epoch %d (val top-1 %.2f%%)", best["epoch"], 100 * best["accuracy"])
     report = {"epochs": q.qat_epochs, "lr": q.qat_lr, "steps_per_epoch": steps_per_epoch,
-              "kept_epoch": best["epoch"], "history": history}
+              "kept_epoch": best["epoch"], "kept_val_accuracy": best["accuracy"],
+              "val_images": sum(len(labels) for _, labels in val_batches), "history": history}
     return best["model"], quantizer, report
 
 
@@ -291,7 +292,9 @@ def quantize(cfg: BuildConfig, target: TargetProfile, train_dir: Path, out_dir: 
     model = inputs.checkpoint.build_model().eval()
     size = inputs.preprocess.image_size
     example = torch.randn(2, 3, size, size)
-    eval_batches = _eval_batches(inputs, cfg.train.batch_size)
+    eval_batches = _split_batches(inputs, inputs.index.eval_split, cfg.train.batch_size)
+    validating_on_eval = inputs.index.eval_split == "val"
+    val_batches = eval_batches if validating_on_eval else _split_batches(inputs, "val", cfg.train.batch_size)
     accuracy = {"fp32": torch_accuracy(model, eval_batches)}
     walls: dict[str, float] = {}
     kept: list[dict[str, str]] = []
@@ -303,12 +306,13 @@ def quantize(cfg: BuildConfig, target: TargetProfile, train_dir: Path, out_dir: 
         programs: dict[str, Path] = {}
         runs: list[tuple[str, Any]] = []
         reports: dict[str, dict[str, Any]] = {}
+        calibration = _calibration_batches(cfg, inputs)  # PTQ's calibration and QAT's range initialisation
         if q.ptq_baseline:
-            runs.append(("ptq", lambda: run_ptq(cfg, model, example, _calibration_batches(cfg, inputs))))
+            runs.append(("ptq", lambda: run_ptq(cfg, model, example, calibration)))
         if q.qat:
             # QAT trains a copy: the fp32 model stays the PTQ and parity reference
             runs.append(("qat", lambda: run_qat(cfg, inputs, inputs.checkpoint.build_model(), example,
-                                                _calibration_batches(cfg, inputs), eval_batches)))
+                                                calibration, val_batches)))
         for name, run in runs:
             start = time.perf_counter()
             converted, quantizer, report = run()
@@ -316,7 +320,10 @@ def quantize(cfg: BuildConfig, target: TargetProfile, train_dir: Path, out_dir: 
             save_program(converted, example, tmp / PROGRAMS[name], stage=STAGE)
             walls[name] = round(time.perf_counter() - start, 2)
             programs[name] = out_dir / PROGRAMS[name]
-            accuracy[name] = torch_accuracy(converted, eval_batches)
+            # QAT already measured its kept model on val; evaluate again only when the evaluation split is test
+            kept_acc = report.get("kept_val_accuracy")
+            accuracy[name] = kept_acc if kept_acc is not None and validating_on_eval else torch_accuracy(
+                converted, eval_batches)
             layers[name] = count_quantized_layers(converted)
             kept = list(quantizer.kept_float)
             log.info("%s: top-1 %.2f%% (fp32 %.2f%%), %d int8 layers, %.1fs", name, 100 * accuracy[name],
@@ -324,7 +331,7 @@ def quantize(cfg: BuildConfig, target: TargetProfile, train_dir: Path, out_dir: 
         metrics = {
             "eval_split": inputs.index.eval_split, "eval_images": len(inputs.eval_samples),
             "accuracy": accuracy, "wall_time_s": walls, "int8_layers": layers, "kept_float": kept,
-            "qat": reports.get("qat", {}),
+            "qat": reports.get("qat", {}), "ptq": reports.get("ptq", {}),
             "calibration_images": q.calibration_images,
         }
         write_json(tmp / "metrics.json", metrics)

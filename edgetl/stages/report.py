@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edgetl.fsutil import write_text
+from edgetl.stages.parity import describe_agreement
 from edgetl.stages.results import BenchResults, BenchRow, load_results
 
 PRECISION_COLORS = {"fp32": "#1f77b4", "bf16": "#9467bd", "fp16": "#2ca02c", "int8": "#d62728"}
@@ -121,10 +122,7 @@ def export_checks_table(results: BenchResults) -> Table | None:
     rows = []
     for r in seen.values():
         p = r.parity or {}
-        flips = p.get("flips", 0)
-        agreement = _pct(p.get("top1_agreement"))
-        if flips:
-            agreement += f" ({flips} flips, {p.get('near_tie_flips', 0)} near-ties < {p.get('tie_margin', 0):g})"
+        agreement = describe_agreement(p) if "top1_agreement" in p else "-"
         layers = "-" if r.int8_ops is None else f"{r.int8_ops}/{r.int8_ops + (r.float_ops or 0)}"
         rows.append([r.name, str(p.get("reference", "-")), str(p.get("runtime", "-")), str(p.get("n", "-")),
                      agreement, _fmt(p.get("max_logit_diff"), ".3g"), layers])

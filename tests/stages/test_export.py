@@ -186,3 +186,14 @@ def test_parity_counts_near_tie_flips_separately_and_gates_on_them():
     assert d["flips"] == 2 and d["near_tie_flips"] == 1
     assert d["top1_agreement"] == 0.5 and d["top1_agreement_beyond_ties"] == 0.75
     assert d["flip_reference_margins"] == [0.1, 0.5]
+    # the gate: 0.75 beyond ties passes a 0.7 bound that the raw 0.5 would fail, and fails a 0.8 bound
+    from edgetl.config import BuildConfig
+    from edgetl.manifest import Artifact
+    from edgetl.stages.export import _check_parity
+
+    d.update(max_logit_diff=0.6, n=4)
+    artifact = Artifact(name="onnx-int8-qat", format="onnx", precision="int8", source="qat", path="m.onnx",
+                        size_bytes=1)
+    assert _check_parity(BuildConfig().with_overrides({"export.min_top1_agreement": 0.7}), artifact, d) is None
+    message = _check_parity(BuildConfig().with_overrides({"export.min_top1_agreement": 0.8}), artifact, d)
+    assert message is not None and "50.00% (2 flips, 1 near-ties < 0.25) < 80.00%" in message

@@ -97,3 +97,28 @@ def test_cli_ptq_only(run, tmp_path):
     assert result.exit_code == 0, result.output
     assert "int8 ptq" in result.output and "int8 qat" not in result.output
     assert (tmp_path / "quantize" / "ptq.pt2").is_file() and not (tmp_path / "quantize" / "qat.pt2").exists()
+
+
+def test_qat_selects_its_epoch_on_val_and_reports_on_test(run, tmp_path):
+    """With a test split, QAT's best-epoch choice must not look at the split the accuracy is reported on."""
+    import shutil
+
+    from edgetl.data import read_split, write_split
+    from edgetl.manifest import hash_outputs, read_manifest
+    from edgetl.stages.quantize import quantize
+    from edgetl.targets import load_target
+
+    train = tmp_path / "train"
+    shutil.copytree(run / "train", train)
+    index = read_split(train / "split.json")
+    val = sorted(index.splits["val"])
+    index.splits["test"], index.splits["val"] = val[::2], val[1::2]
+    write_split(index, train / "split.json")
+    manifest = read_manifest(train)
+    manifest.outputs = hash_outputs(train, ["model.pt", "split.json"])
+    manifest.write(train)
+
+    quantize(fast_config(), load_target("cpu"), train, tmp_path / "quantize")
+    metrics = json.loads((tmp_path / "quantize" / "metrics.json").read_text())
+    assert metrics["eval_split"] == "test" and metrics["eval_images"] == len(val[::2])
+    assert metrics["qat"]["val_images"] == len(val[1::2])
