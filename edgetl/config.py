@@ -56,7 +56,12 @@ class TrainConfig(_Section):
     patience: int = Field(default=3, ge=1)  # early stopping: fine-tuning epochs without val improvement
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    amp: bool = True  # mixed precision on CUDA; ignored on CPU
+    # mixed precision: float16 on CUDA; bfloat16 on CPUs that compute it natively (AVX512-BF16/AMX), else float32.
+    # Validation always runs in float32. Measured on an AMX CPU: a lite0 training step at 224 px 1.7x faster.
+    amp: bool = True
+    # Weight EMA during fine-tuning: validation (and so the kept checkpoint) uses an exponential moving average of
+    # the weights over about this many epochs; 0 turns it off.
+    ema_epochs: float = Field(default=0.0, ge=0)
     # CPU threads of the training process; None: torch's default (one per core). On a machine shared with other
     # jobs use fewer: measured here, 2 threads on 2 cores with one core busy ran a step 6x slower than 1 thread.
     threads: int | None = Field(default=None, ge=1)

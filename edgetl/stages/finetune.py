@@ -275,7 +275,11 @@ def _run(cfg: BuildConfig, target: TargetProfile, out_dir: Path, spec: Any, dist
     criterion = _criterion(cfg, index, device)
     total_epochs = t.head_epochs + t.epochs
     steps = min(len(train_loader), t.max_steps_per_epoch or len(train_loader))
-    amp = t.amp and device.type == "cuda"
+    from edgetl.training.loop import autocast_dtype_for
+
+    amp = autocast_dtype_for(device, t.amp)
+    if dist.is_main and amp is not None:
+        log.info("mixed precision: %s forward passes in training (validation in float32)", str(amp).split(".")[-1])
 
     def checkpoint(state_dict: dict[str, Any], extra: dict[str, Any] | None = None) -> Checkpoint:
         return Checkpoint(backbone=spec.name, classes=list(index.classes), image_size=image_size,
@@ -303,7 +307,8 @@ def _run(cfg: BuildConfig, target: TargetProfile, out_dir: Path, spec: Any, dist
             label = f"epoch {epoch + 1}/{total_epochs} {phase}"
             train_stats = run.train_epoch(train_loader, criterion, steps, progress.bar(label, steps), channels_last)
             run.sync_buffers()
-            val = _evaluate(model, val_loader, len(index.classes), device, dist, channels_last,
+            judged = run.judged_model()  # the weight EMA when it is on, else the model itself
+            val = _evaluate(judged, val_loader, len(index.classes), device, dist, channels_last,
                             progress.bar(f"  {label} val", len(val_loader)))
             lrs = {g["name"]: g["lr"] for g in run.optimizer.param_groups}
             seconds = time.perf_counter() - epoch_start
@@ -313,7 +318,7 @@ def _run(cfg: BuildConfig, target: TargetProfile, out_dir: Path, spec: Any, dist
                 "lr": lrs.get("head", lrs.get("head_no_decay")), "lr_backbone": lrs.get("backbone"), "time_s": seconds,
             }, val, total_epochs, t.patience)
             if improved:
-                best_state = _state_dict_cpu(model)
+                best_state = _state_dict_cpu(judged)
             state.wall_time_s = earlier_wall + time.perf_counter() - started
             if dist.is_main:
                 log.info("%s: train loss %.3f acc %.2f%% | val loss %.3f acc %.2f%%%s | %.0f s", label,
@@ -405,10 +410,10 @@ def _write_metrics(out_dir: Path, state: _State, index: DatasetIndex, counts: di
 
 
 class _Phase:
-    """The model's trainable set, optimizer, schedule and (CUDA) grad scaler for one phase: head or finetune."""
+    """One phase (head or finetune): the trainable set, optimizer, schedule, (CUDA) grad scaler and weight EMA."""
 
     def __init__(self, cfg: BuildConfig, spec: Any, model: nn.Module, phase: str, steps: int, dist: DistContext,
-                 device: torch.device, amp: bool) -> None:
+                 device: torch.device, amp: torch.dtype | None) -> None:
         import torch
 
         from edgetl.training.loop import frozen_norm_layers, param_groups, set_trainable, warmup_cosine
@@ -423,7 +428,13 @@ class _Phase:
         total = steps * (t.head_epochs if phase == "head" else t.epochs)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer,
                                                            warmup_cosine(total, int(total * t.warmup_ratio)))
-        self.scaler = torch.amp.GradScaler("cuda") if amp else None
+        self.amp = amp
+        self.scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
+        self.ema = None
+        if phase == "finetune" and t.ema_epochs > 0:
+            from edgetl.training.loop import WeightEMA
+
+            self.ema = WeightEMA(model, t.ema_epochs * steps)
         self.wrapped: nn.Module = model
         if dist.enabled:  # rebuilt per phase: DDP registers gradient hooks only for parameters trainable now
             from torch.nn.parallel import DistributedDataParallel
@@ -435,7 +446,13 @@ class _Phase:
 
         return train_one_epoch(self.wrapped, loader, criterion, self.optimizer, self.scheduler, self.device,
                                dist=self.dist, frozen_norms=self.frozen_norms, max_steps=steps, scaler=self.scaler,
-                               channels_last=channels_last, progress=progress)
+                               autocast_dtype=self.amp, channels_last=channels_last,
+                               after_step=None if self.ema is None else lambda: self.ema.update(self.model),
+                               progress=progress)
+
+    def judged_model(self) -> nn.Module:
+        """The model validation scores and the best checkpoint holds: the weight EMA when it is on."""
+        return self.model if self.ema is None else self.ema.module
 
     def sync_buffers(self) -> None:
         """Give every rank rank 0's BatchNorm statistics, so all ranks evaluate (and save) the same model."""
@@ -444,11 +461,16 @@ class _Phase:
 
             for buf in self.model.buffers():
                 tdist.broadcast(buf, src=0)
+            if self.ema is not None:  # each rank averaged its own statistics
+                for buf in self.ema.module.buffers():
+                    tdist.broadcast(buf, src=0)
 
     def state(self) -> dict[str, Any]:
         out = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
         if self.scaler is not None:
             out["scaler"] = self.scaler.state_dict()
+        if self.ema is not None:
+            out["ema"] = self.ema.state_dict()
         return out
 
     def load(self, extra: dict[str, Any]) -> None:
@@ -456,3 +478,5 @@ class _Phase:
         self.scheduler.load_state_dict(extra["scheduler"])
         if self.scaler is not None and "scaler" in extra:
             self.scaler.load_state_dict(extra["scaler"])
+        if self.ema is not None and "ema" in extra:
+            self.ema.load_state_dict(extra["ema"])

@@ -110,17 +110,22 @@ def train_one_epoch(
     frozen_norms: list[nn.Module] = (),  # type: ignore[assignment]
     max_steps: int | None = None,
     scaler: torch.amp.GradScaler | None = None,
+    autocast_dtype: torch.dtype | None = None,
     channels_last: bool = False,
+    after_step: Callable[[], None] | None = None,
     progress: ProgressFn | None = None,
 ) -> EpochStats:
-    """One pass over ``loader``; the scheduler steps per batch. Loss and accuracy are summed over all processes."""
+    """One pass over ``loader``; the scheduler steps per batch. Loss and accuracy are summed over all processes.
+
+    ``autocast_dtype`` runs the forward pass in mixed precision (float16 with a ``scaler`` on CUDA, bfloat16 on
+    CPU); ``after_step`` runs after every optimizer step (the weight EMA's update).
+    """
     import torch
 
     model.train()
     for m in frozen_norms:
         m.eval()
     totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, count
-    use_amp = scaler is not None
     for step, (images, labels) in enumerate(loader):
         if max_steps is not None and step >= max_steps:
             break
@@ -128,7 +133,7 @@ def train_one_epoch(
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         labels = labels.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+        with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
             logits = model(images)
             loss = criterion(logits, labels)
         optimizer.zero_grad(set_to_none=True)
@@ -141,6 +146,8 @@ def train_one_epoch(
             optimizer.step()
         if scheduler is not None:
             scheduler.step()
+        if after_step is not None:
+            after_step()
         n = labels.shape[0]
         totals += torch.tensor([loss.item() * n, (logits.argmax(1) == labels).sum().item(), n], dtype=torch.float64)
         if progress is not None:
@@ -148,6 +155,64 @@ def train_one_epoch(
     all_reduce_sum(dist, totals)
     count = int(totals[2].item())
     return EpochStats(loss=totals[0].item() / max(1, count), accuracy=totals[1].item() / max(1, count), count=count)
+
+
+def autocast_dtype_for(device: torch.device, enabled: bool) -> torch.dtype | None:
+    """The mixed-precision type for training on ``device``, or None for float32.
+
+    CUDA: float16 (with a grad scaler). CPU: bfloat16, but only where the CPU computes it natively (AVX512-BF16 or
+    AMX, as oneDNN reports); elsewhere bfloat16 is emulated and slower than float32, so training stays float32.
+    """
+    import torch
+
+    if not enabled:
+        return None
+    if device.type == "cuda":
+        return torch.float16
+    if device.type == "cpu" and cpu_has_native_bf16():
+        return torch.bfloat16
+    return None
+
+
+def cpu_has_native_bf16() -> bool:
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()) and bool(
+            torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except (AttributeError, RuntimeError):  # private probes: a torch without them gets float32
+        return False
+
+
+class WeightEMA:
+    """Exponential moving average of a model's weights and BatchNorm statistics (timm's ``ModelEmaV3``).
+
+    The horizon is given in optimizer steps: ``decay = 1 - 1 / horizon_steps``; it ramps up as
+    ``(1 + n) / (10 + n)`` over the first updates so the average is not anchored to the starting weights.
+    """
+
+    def __init__(self, model: nn.Module, horizon_steps: float) -> None:
+        from timm.utils import ModelEmaV3
+
+        self.ema = ModelEmaV3(model, decay=1.0 - 1.0 / max(1.0, horizon_steps))
+        self.max_decay = self.ema.decay
+        self.updates = 0
+
+    @property
+    def module(self) -> nn.Module:
+        return self.ema.module
+
+    def update(self, model: nn.Module) -> None:
+        self.ema.decay = min(self.max_decay, (1 + self.updates) / (10 + self.updates))
+        self.ema.update(model)
+        self.updates += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"weights": self.ema.module.state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.ema.module.load_state_dict(state["weights"])
+        self.updates = int(state["updates"])
 
 
 def evaluate(

@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from edgetl.backbones import create_model, get_backbone
-from edgetl.training.loop import frozen_norm_layers, param_groups, set_trainable, warmup_cosine
+from edgetl.training.loop import (
+    WeightEMA,
+    autocast_dtype_for,
+    cpu_has_native_bf16,
+    frozen_norm_layers,
+    param_groups,
+    set_trainable,
+    warmup_cosine,
+)
 
 
 def _trainable(model) -> set[str]:  # type: ignore[no-untyped-def]
@@ -51,3 +59,39 @@ def test_warmup_then_cosine_to_zero() -> None:
     assert f(55) == pytest.approx(0.5)
     assert f(100) == pytest.approx(0.0, abs=1e-9)
     assert all(f(s) >= f(s + 1) for s in range(10, 100))
+
+
+def test_mixed_precision_type_per_device() -> None:
+    import torch
+
+    assert autocast_dtype_for(torch.device("cpu"), enabled=False) is None
+    assert autocast_dtype_for(torch.device("cuda"), enabled=True) == torch.float16
+    # bfloat16 only where the CPU computes it natively; emulated it would be slower than float32
+    expected = torch.bfloat16 if cpu_has_native_bf16() else None
+    assert autocast_dtype_for(torch.device("cpu"), enabled=True) == expected
+
+
+def test_weight_ema_ramps_up_then_averages_over_its_horizon() -> None:
+    import torch
+
+    model = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    ema = WeightEMA(model, horizon_steps=4)  # decay 0.75 once the ramp (1+n)/(10+n) passes it
+    assert ema.max_decay == pytest.approx(0.75)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    ema.update(model)  # decay 0.1: 0.9 of the way to the model
+    assert ema.module.weight.item() == pytest.approx(0.9)
+    for _ in range(30):
+        ema.update(model)
+    assert ema.module.weight.item() == pytest.approx(1.0, abs=1e-3)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    ema.update(model)  # now at the full decay: a quarter of the way
+    assert ema.module.weight.item() == pytest.approx(0.75, abs=1e-3)
+
+    copy = WeightEMA(model, horizon_steps=4)
+    copy.load_state_dict(ema.state_dict())
+    assert copy.updates == ema.updates == 32
+    assert copy.module.weight.item() == ema.module.weight.item()
