@@ -50,6 +50,10 @@ class TrainConfig(_Section):
     # 1.3 M large images; on small data sets and small images it mostly crops the object away.
     min_crop_scale: float = Field(default=0.25, gt=0, le=1)
     color_jitter: float = Field(default=0.2, ge=0, le=1)  # brightness/contrast/saturation strength; no hue shift
+    # MixUp / CutMix on training batches (Beta(alpha, alpha) mixing; one of the two per batch when both are > 0;
+    # 0 turns each off). Regularisers for small data sets that a model overfits; they need more epochs to pay off.
+    mixup_alpha: float = Field(default=0.0, ge=0)
+    cutmix_alpha: float = Field(default=0.0, ge=0)
     # Weight the loss by inverse class frequency. Off by default: the reported accuracy is on the natural class mix,
     # which reweighting usually lowers; turn it on when the rare classes matter more than the overall accuracy.
     balanced_loss: bool = False

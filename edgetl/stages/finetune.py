@@ -295,7 +295,7 @@ def _run(cfg: BuildConfig, target: TargetProfile, out_dir: Path, spec: Any, dist
             epoch = state.epoch
             phase = "head" if epoch < t.head_epochs else "finetune"
             if phase != phase_started:
-                run = _Phase(cfg, spec, model, phase, steps, dist, device, amp)
+                run = _Phase(cfg, spec, model, phase, steps, dist, device, amp, len(index.classes))
                 if saved is not None and saved.extra.get("phase") == phase and "optimizer" in saved.extra:
                     run.load(saved.extra)
                 phase_started = phase
@@ -413,7 +413,7 @@ class _Phase:
     """One phase (head or finetune): the trainable set, optimizer, schedule, (CUDA) grad scaler and weight EMA."""
 
     def __init__(self, cfg: BuildConfig, spec: Any, model: nn.Module, phase: str, steps: int, dist: DistContext,
-                 device: torch.device, amp: torch.dtype | None) -> None:
+                 device: torch.device, amp: torch.dtype | None, num_classes: int) -> None:
         import torch
 
         from edgetl.training.loop import frozen_norm_layers, param_groups, set_trainable, warmup_cosine
@@ -430,6 +430,10 @@ class _Phase:
                                                            warmup_cosine(total, int(total * t.warmup_ratio)))
         self.amp = amp
         self.scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
+        from edgetl.training.loop import batch_mix
+
+        # the head warm-up fits a new classifier to clean images; mixing starts with the fine-tuning phase
+        self.mix = batch_mix(num_classes, t.mixup_alpha, t.cutmix_alpha) if phase == "finetune" else None
         self.ema = None
         if phase == "finetune" and t.ema_epochs > 0:
             from edgetl.training.loop import WeightEMA
@@ -448,6 +452,7 @@ class _Phase:
                                dist=self.dist, frozen_norms=self.frozen_norms, max_steps=steps, scaler=self.scaler,
                                autocast_dtype=self.amp, channels_last=channels_last,
                                after_step=None if self.ema is None else lambda: self.ema.update(self.model),
+                               mix=self.mix,
                                progress=progress)
 
     def judged_model(self) -> nn.Module:

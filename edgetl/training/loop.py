@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
 # progress(done_steps, running_loss, running_accuracy): called after every step (rank 0 draws a bar with it)
 ProgressFn = Callable[[int, float, float], None]
+# (images, class indices) -> (mixed images, soft targets N x C)
+BatchMix = Callable[["torch.Tensor", "torch.Tensor"], tuple["torch.Tensor", "torch.Tensor"]]
 
 
 @dataclass
@@ -113,12 +115,14 @@ def train_one_epoch(
     autocast_dtype: torch.dtype | None = None,
     channels_last: bool = False,
     after_step: Callable[[], None] | None = None,
+    mix: BatchMix | None = None,
     progress: ProgressFn | None = None,
 ) -> EpochStats:
     """One pass over ``loader``; the scheduler steps per batch. Loss and accuracy are summed over all processes.
 
     ``autocast_dtype`` runs the forward pass in mixed precision (float16 with a ``scaler`` on CUDA, bfloat16 on
-    CPU); ``after_step`` runs after every optimizer step (the weight EMA's update).
+    CPU); ``after_step`` runs after every optimizer step (the weight EMA's update); ``mix`` mixes each batch
+    (MixUp/CutMix: soft targets; the accuracy counts a hit on the largest share).
     """
     import torch
 
@@ -133,9 +137,15 @@ def train_one_epoch(
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         labels = labels.to(device, non_blocking=True)
+        targets = labels
+        if mix is not None:
+            images, targets = mix(images, labels)
+            labels = targets.argmax(1)
+            if channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
             logits = model(images)
-            loss = criterion(logits, labels)
+            loss = criterion(logits, targets)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -155,6 +165,17 @@ def train_one_epoch(
     all_reduce_sum(dist, totals)
     count = int(totals[2].item())
     return EpochStats(loss=totals[0].item() / max(1, count), accuracy=totals[1].item() / max(1, count), count=count)
+
+
+def batch_mix(num_classes: int, mixup_alpha: float, cutmix_alpha: float) -> BatchMix | None:
+    """torchvision's MixUp and/or CutMix (one of the two per batch when both are on); None when both are 0."""
+    from torchvision.transforms import v2
+
+    mixes = ([v2.MixUp(num_classes=num_classes, alpha=mixup_alpha)] if mixup_alpha > 0 else []) + (
+        [v2.CutMix(num_classes=num_classes, alpha=cutmix_alpha)] if cutmix_alpha > 0 else [])
+    if not mixes:
+        return None
+    return mixes[0] if len(mixes) == 1 else v2.RandomChoice(mixes)  # type: ignore[return-value]
 
 
 def autocast_dtype_for(device: torch.device, enabled: bool) -> torch.dtype | None:

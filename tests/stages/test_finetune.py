@@ -28,12 +28,13 @@ def tiny_cfg(data: Path, **train: Any) -> BuildConfig:
                                          **{f"train.{k}": v for k, v in settings.items()}})
 
 
-@pytest.mark.parametrize("ema_epochs", [0.0, 1.0], ids=["plain", "weight-ema"])
+@pytest.mark.parametrize("regularisers", [{}, {"ema_epochs": 1.0}, {"mixup_alpha": 0.2, "cutmix_alpha": 1.0}],
+                         ids=["plain", "weight-ema", "mixup-cutmix"])
 def test_tiny_training_reaches_high_accuracy_and_writes_every_output(
-    tiny_imagefolder: Path, tmp_path: Path, ema_epochs: float
+    tiny_imagefolder: Path, tmp_path: Path, regularisers: dict[str, float]
 ) -> None:
     out = tmp_path / "run" / "train"
-    result = finetune(tiny_cfg(tiny_imagefolder, ema_epochs=ema_epochs), load_target("cpu"), out)
+    result = finetune(tiny_cfg(tiny_imagefolder, **regularisers), load_target("cpu"), out)
 
     assert result.best_val_accuracy >= 0.9
     assert result.epochs_run == 5 and 1 <= result.best_epoch <= 5

@@ -8,6 +8,7 @@ from edgetl.backbones import create_model, get_backbone
 from edgetl.training.loop import (
     WeightEMA,
     autocast_dtype_for,
+    batch_mix,
     cpu_has_native_bf16,
     frozen_norm_layers,
     param_groups,
@@ -95,3 +96,17 @@ def test_weight_ema_ramps_up_then_averages_over_its_horizon() -> None:
     copy.load_state_dict(ema.state_dict())
     assert copy.updates == ema.updates == 32
     assert copy.module.weight.item() == ema.module.weight.item()
+
+
+def test_batch_mix_gives_soft_targets_that_sum_to_one() -> None:
+    import torch
+
+    assert batch_mix(3, 0.0, 0.0) is None
+    torch.manual_seed(0)
+    images, labels = torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 2, 0])
+    for mix in (batch_mix(3, 0.2, 0.0), batch_mix(3, 0.0, 1.0), batch_mix(3, 0.2, 1.0)):
+        assert mix is not None
+        mixed, targets = mix(images, labels)
+        assert mixed.shape == images.shape and targets.shape == (4, 3)
+        assert torch.allclose(targets.sum(1), torch.ones(4))
+        assert not torch.equal(mixed, images)  # each image now holds part of its neighbour
