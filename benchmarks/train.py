@@ -44,6 +44,10 @@ ROWS: dict[str, tuple[str, str, int, dict]] = {
     "flowers5-pretrained-224-ema": ("flowers5", "default", 224,
                                     {"head_epochs": 1, "epochs": 18, "lr": 5e-3, "backbone_lr": 1e-3, "patience": 5,
                                      "ema_epochs": 1.5}),
+    # the same with MixUp/CutMix against the overfitting (train 93 % vs val 82 % without them)
+    "flowers5-pretrained-224-ema-mix": ("flowers5", "default", 224,
+                                        {"head_epochs": 1, "epochs": 18, "lr": 5e-3, "backbone_lr": 1e-3,
+                                         "patience": 5, "ema_epochs": 1.5, "mixup_alpha": 0.2, "cutmix_alpha": 1.0}),
 }
 
 
