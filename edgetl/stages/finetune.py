@@ -277,7 +277,7 @@ def _run(cfg: BuildConfig, target: TargetProfile, out_dir: Path, spec: Any, dist
     steps = min(len(train_loader), t.max_steps_per_epoch or len(train_loader))
     from edgetl.training.loop import autocast_dtype_for
 
-    amp = autocast_dtype_for(device, t.amp)
+    amp = autocast_dtype_for(device, t.amp, t.cpu_bf16)
     if dist.is_main and amp is not None:
         log.info("mixed precision: %s forward passes in training (validation in float32)", str(amp).split(".")[-1])
 

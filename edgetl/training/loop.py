@@ -178,19 +178,17 @@ def batch_mix(num_classes: int, mixup_alpha: float, cutmix_alpha: float) -> Batc
     return mixes[0] if len(mixes) == 1 else v2.RandomChoice(mixes)  # type: ignore[return-value]
 
 
-def autocast_dtype_for(device: torch.device, enabled: bool) -> torch.dtype | None:
+def autocast_dtype_for(device: torch.device, amp: bool, cpu_bf16: bool = False) -> torch.dtype | None:
     """The mixed-precision type for training on ``device``, or None for float32.
 
-    CUDA: float16 (with a grad scaler). CPU: bfloat16, but only where the CPU computes it natively (AVX512-BF16 or
-    AMX, as oneDNN reports); elsewhere bfloat16 is emulated and slower than float32, so training stays float32.
+    CUDA: float16 (with a grad scaler) when ``amp``. CPU: bfloat16 when ``cpu_bf16`` and the CPU computes it
+    natively (AVX512-BF16 or AMX, as oneDNN reports); elsewhere bfloat16 is emulated and slower than float32.
     """
     import torch
 
-    if not enabled:
-        return None
     if device.type == "cuda":
-        return torch.float16
-    if device.type == "cpu" and cpu_has_native_bf16():
+        return torch.float16 if amp else None
+    if device.type == "cpu" and cpu_bf16 and cpu_has_native_bf16():
         return torch.bfloat16
     return None
 

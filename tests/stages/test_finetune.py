@@ -28,8 +28,9 @@ def tiny_cfg(data: Path, **train: Any) -> BuildConfig:
                                          **{f"train.{k}": v for k, v in settings.items()}})
 
 
-@pytest.mark.parametrize("regularisers", [{}, {"ema_epochs": 1.0}, {"mixup_alpha": 0.2, "cutmix_alpha": 1.0}],
-                         ids=["plain", "weight-ema", "mixup-cutmix"])
+@pytest.mark.parametrize("regularisers", [{}, {"ema_epochs": 1.0}, {"mixup_alpha": 0.2, "cutmix_alpha": 1.0},
+                                          {"cpu_bf16": True}],
+                         ids=["plain", "weight-ema", "mixup-cutmix", "cpu-bf16-where-native"])
 def test_tiny_training_reaches_high_accuracy_and_writes_every_output(
     tiny_imagefolder: Path, tmp_path: Path, regularisers: dict[str, float]
 ) -> None:

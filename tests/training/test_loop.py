@@ -65,11 +65,12 @@ def test_warmup_then_cosine_to_zero() -> None:
 def test_mixed_precision_type_per_device() -> None:
     import torch
 
-    assert autocast_dtype_for(torch.device("cpu"), enabled=False) is None
-    assert autocast_dtype_for(torch.device("cuda"), enabled=True) == torch.float16
-    # bfloat16 only where the CPU computes it natively; emulated it would be slower than float32
+    assert autocast_dtype_for(torch.device("cuda"), amp=True) == torch.float16
+    assert autocast_dtype_for(torch.device("cuda"), amp=False) is None
+    assert autocast_dtype_for(torch.device("cpu"), amp=True) is None  # CPU bfloat16 is opt-in
+    # and only where the CPU computes it natively; emulated it would be slower than float32
     expected = torch.bfloat16 if cpu_has_native_bf16() else None
-    assert autocast_dtype_for(torch.device("cpu"), enabled=True) == expected
+    assert autocast_dtype_for(torch.device("cpu"), amp=True, cpu_bf16=True) == expected
 
 
 def test_weight_ema_ramps_up_then_averages_over_its_horizon() -> None:
