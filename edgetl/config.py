@@ -50,6 +50,11 @@ class TrainConfig(_Section):
     # 1.3 M large images; on small data sets and small images it mostly crops the object away.
     min_crop_scale: float = Field(default=0.25, gt=0, le=1)
     color_jitter: float = Field(default=0.2, ge=0, le=1)  # brightness/contrast/saturation strength; no hue shift
+    # Policy augmentation after the crop (torchvision): "trivial" (TrivialAugmentWide: one random op of random
+    # strength per image, no tuning) or "randaugment" (2 ops, magnitude 9). "none" by default: they change colours
+    # and geometry in ways some domains (medical scans, digits) don't tolerate; turn on for natural photos.
+    auto_augment: Literal["none", "trivial", "randaugment"] = "none"
+    random_erasing: float = Field(default=0.0, ge=0, le=1)  # probability of erasing one random box per image
     # MixUp / CutMix on training batches (Beta(alpha, alpha) mixing; one of the two per batch when both are > 0;
     # 0 turns each off). Regularisers for small data sets that a model overfits; they need more epochs to pay off.
     mixup_alpha: float = Field(default=0.0, ge=0)

@@ -26,6 +26,8 @@ def train_transform(
     hflip: bool = True,
     color_jitter: float = 0.2,
     resize_size: int | None = None,
+    auto_augment: str = "none",
+    random_erasing: float = 0.0,
 ) -> Callable[[Image.Image], Any]:
     """PIL RGB image -> augmented CHW float tensor of ``image_size`` x ``image_size``.
 
@@ -42,6 +44,9 @@ def train_transform(
         hflip: flip horizontally with probability 0.5.
         color_jitter: strength of brightness/contrast/saturation jitter; 0 turns it off.
         resize_size: short side small images are enlarged to before cropping.
+        auto_augment: "none", "trivial" (TrivialAugmentWide) or "randaugment" (RandAugment, 2 ops, magnitude 9),
+            applied after the crop, flip and jitter.
+        random_erasing: probability of erasing one random box (after normalisation, so it is erased to the mean).
     """
     from torchvision import transforms as T
     from torchvision.transforms import InterpolationMode
@@ -57,7 +62,19 @@ def train_transform(
         steps.append(T.RandomHorizontalFlip())
     if color_jitter > 0:
         steps.append(T.ColorJitter(brightness=color_jitter, contrast=color_jitter, saturation=color_jitter))
+    policies: dict[str, Callable[[], Any]] = {
+        "none": lambda: None,
+        "trivial": lambda: T.TrivialAugmentWide(interpolation=mode),
+        "randaugment": lambda: T.RandAugment(num_ops=2, magnitude=9, interpolation=mode),
+    }
+    if auto_augment not in policies:
+        raise ValueError(f"unknown auto_augment {auto_augment!r}; expected one of {sorted(policies)}")
+    policy = policies[auto_augment]()
+    if policy is not None:
+        steps.append(policy)
     steps += [T.ToTensor(), T.Normalize(list(mean), list(std))]
+    if random_erasing > 0:
+        steps.append(T.RandomErasing(p=random_erasing, value=0))
     return T.Compose(steps)
 
 
@@ -86,4 +103,5 @@ def train_transform_for(train: TrainConfig, pp: Preprocess) -> Callable[[Image.I
     """
     return train_transform(pp.image_size, pp.mean, pp.std, interpolation=pp.interpolation,
                            min_crop_scale=train.min_crop_scale, hflip=train.hflip, color_jitter=train.color_jitter,
-                           resize_size=pp.resize_size)
+                           resize_size=pp.resize_size, auto_augment=train.auto_augment,
+                           random_erasing=train.random_erasing)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -155,7 +156,10 @@ def train_one_epoch(
             loss.backward()
             optimizer.step()
         if scheduler is not None:
-            scheduler.step()
+            with warnings.catch_warnings():
+                # a float16 step the scaler skipped (inf gradients) still advances the schedule: intended
+                warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+                scheduler.step()
         if after_step is not None:
             after_step()
         n = labels.shape[0]

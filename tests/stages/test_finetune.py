@@ -29,8 +29,8 @@ def tiny_cfg(data: Path, **train: Any) -> BuildConfig:
 
 
 @pytest.mark.parametrize("regularisers", [{}, {"ema_epochs": 1.0}, {"mixup_alpha": 0.2, "cutmix_alpha": 1.0},
-                                          {"cpu_bf16": True}],
-                         ids=["plain", "weight-ema", "mixup-cutmix", "cpu-bf16-where-native"])
+                                          {"cpu_bf16": True}, {"auto_augment": "randaugment", "random_erasing": 0.25}],
+                         ids=["plain", "weight-ema", "mixup-cutmix", "cpu-bf16-where-native", "randaugment-erasing"])
 def test_tiny_training_reaches_high_accuracy_and_writes_every_output(
     tiny_imagefolder: Path, tmp_path: Path, regularisers: dict[str, float]
 ) -> None:
