@@ -2,10 +2,15 @@
 
 An ImageFolder root holds ``train/CLASS/*`` plus ``val/`` and optionally ``test/``. With only ``train/``, a seeded,
 stratified split is made and recorded in ``split.json`` so every later stage evaluates on exactly the same images.
+
+Byte-identical files are found while the images are checked: the same image under two classes (one label is
+wrong) and the same image in train and an evaluation split (the evaluation is inflated) are warned about by name.
+A split edgetl makes itself never holds such a leak: held-out copies of training images go back to train.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 from collections import Counter
@@ -38,6 +43,7 @@ class DatasetIndex(BaseModel):
     split_made: bool = False  # True when edgetl made val/test from train
     split_seed: int | None = None
     skipped: list[str] = Field(default_factory=list)  # unreadable files left out
+    duplicates: list[list[str]] = Field(default_factory=list)  # groups of byte-identical files, any class or split
     fingerprint: str = ""  # hash of the file list (+ sizes, mtimes): changes when the data changes
 
     @property
@@ -55,7 +61,9 @@ class DatasetIndex(BaseModel):
 
     def summary(self) -> str:
         parts = [f"{split} {len(samples)}" for split, samples in self.splits.items()]
-        return f"{self.source}: {len(self.classes)} classes, " + ", ".join(parts)
+        extra = [f"{len(self.skipped)} unreadable skipped"] if self.skipped else []
+        extra += [f"{len(self.duplicates)} groups of identical files"] if self.duplicates else []
+        return f"{self.source}: {len(self.classes)} classes, " + ", ".join(parts + extra)
 
 
 def write_split(index: DatasetIndex, path: str | Path) -> Path:
@@ -93,8 +101,11 @@ def _scan_split(split_dir: Path, class_to_idx: dict[str, int], split: str) -> li
     return samples
 
 
-def _check_readable(samples: list[Sample], strict: bool) -> tuple[list[Sample], list[str]]:
-    """Fully decode each image once; unreadable ones are skipped with one warning (or an error if strict)."""
+def _check_readable(samples: list[Sample], strict: bool, digests: dict[str, str]) -> tuple[list[Sample], list[str]]:
+    """Fully decode each image once; unreadable ones are skipped with one warning (or an error if strict).
+
+    The sha256 of each readable file's bytes goes into ``digests`` (path -> hex digest).
+    """
     from rich.progress import Progress
 
     from edgetl.data.preprocess import load_image
@@ -106,6 +117,7 @@ def _check_readable(samples: list[Sample], strict: bool) -> tuple[list[Sample], 
         for ref, label in samples:
             try:
                 load_image(ref)
+                digests[ref] = hashlib.sha256(Path(ref).read_bytes()).hexdigest()
                 good.append((ref, label))
             except DataError:
                 bad.append(ref)
@@ -135,6 +147,47 @@ def stratified_split(samples: list[Sample], ratio: float, seed: int) -> tuple[li
         held.extend(items[:n_held])
         keep.extend(items[n_held:])
     return sorted(keep), sorted(held)
+
+
+def _listing(groups: list[list[str]], limit: int = 10) -> str:
+    lines = [" = ".join(g) for g in groups[:limit]]
+    if len(groups) > limit:
+        lines.append(f"... and {len(groups) - limit} more (all in split.json, 'duplicates')")
+    return "\n  ".join(lines)
+
+
+def find_duplicates(splits: dict[str, list[Sample]], digests: dict[str, str]) -> list[list[str]]:
+    """Groups (two or more paths, sorted) of byte-identical files across all splits and classes."""
+    groups: dict[str, list[str]] = {}
+    for samples in splits.values():
+        for ref, _ in samples:
+            groups.setdefault(digests[ref], []).append(ref)
+    return sorted(sorted(g) for g in groups.values() if len(g) > 1)
+
+
+def _return_leaks_to_train(splits: dict[str, list[Sample]], digests: dict[str, str]) -> int:
+    """Move held-out copies of training images (same bytes) back to train; returns how many moved."""
+    in_train = {digests[ref] for ref, _ in splits["train"]}
+    moved = 0
+    for split in ("val", "test"):
+        leaked = [s for s in splits.get(split, []) if digests[s[0]] in in_train]
+        if leaked:
+            splits[split] = [s for s in splits[split] if digests[s[0]] not in in_train]
+            splits["train"] = sorted(splits["train"] + leaked)
+            moved += len(leaked)
+    return moved
+
+
+def _warn_duplicates(duplicates: list[list[str]], splits: dict[str, list[Sample]]) -> None:
+    where = {ref: (split, label) for split, samples in splits.items() for ref, label in samples}
+    conflicts = [g for g in duplicates if len({where[r][1] for r in g}) > 1]
+    leaks = [g for g in duplicates if len({where[r][0] for r in g}) > 1]
+    if conflicts:
+        log.warning("%d image(s) are filed under two or more classes (byte-identical files); at most one label is "
+                    "right, so fix or remove the others:\n  %s", len(conflicts), _listing(conflicts))
+    if leaks:
+        log.warning("%d image(s) are in two splits (byte-identical files): an evaluation on images the model "
+                    "trained on is inflated; remove one copy:\n  %s", len(leaks), _listing(leaks))
 
 
 def _fingerprint(samples_by_split: dict[str, list[Sample]]) -> str:
@@ -174,8 +227,9 @@ def _resolve_folder(cfg: DataConfig) -> DatasetIndex:
 
     skipped: list[str] = []
     splits: dict[str, list[Sample]] = {}
+    digests: dict[str, str] = {}
     for split, samples in raw.items():
-        splits[split], bad = _check_readable(samples, cfg.strict)
+        splits[split], bad = _check_readable(samples, cfg.strict, digests)
         skipped.extend(bad)
     counts = Counter(label for _, label in splits["train"])
     emptied = [classes[i] for i in range(len(classes)) if counts.get(i, 0) == 0]
@@ -189,6 +243,10 @@ def _resolve_folder(cfg: DataConfig) -> DatasetIndex:
     if "test" not in splits and cfg.test_ratio > 0:
         splits["train"], splits["test"] = stratified_split(splits["train"], cfg.test_ratio, cfg.split_seed + 1)
         made = True
+    if made and (moved := _return_leaks_to_train(splits, digests)):
+        log.info("kept %d held-out copies of training images in train, so the evaluation split has no leak", moved)
+    duplicates = find_duplicates(splits, digests)
+    _warn_duplicates(duplicates, splits)
     return DatasetIndex(
         source=str(root.resolve()),
         classes=classes,
@@ -196,6 +254,7 @@ def _resolve_folder(cfg: DataConfig) -> DatasetIndex:
         split_made=made,
         split_seed=cfg.split_seed if made else None,
         skipped=skipped,
+        duplicates=duplicates,
         fingerprint=_fingerprint(splits),
     )
 

@@ -77,3 +77,32 @@ def test_builtin_digits_is_offline_and_rgb():
     assert sum(len(s) for s in index.splits.values()) == 1797
     img = open_sample(index.splits["val"][0][0])
     assert img.mode == "RGB" and img.size == (8, 8)
+
+
+def test_identical_files_under_two_classes_and_in_two_splits_are_named(tmp_path, caplog):
+    import shutil
+
+    root = make_image_folder(tmp_path / "d", {"a": 4, "b": 4})
+    shutil.copyfile(root / "train" / "a" / "a_0.png", root / "train" / "b" / "copy_of_a0.png")  # label conflict
+    shutil.copyfile(root / "train" / "a" / "a_1.png", root / "val" / "a" / "leaked.png")  # train/val leak
+    index = resolve_dataset(DataConfig(path=str(root)))
+    assert len(index.duplicates) == 2
+    assert "1 image(s) are filed under two or more classes" in caplog.text and "copy_of_a0.png" in caplog.text
+    assert "1 image(s) are in two splits" in caplog.text and "leaked.png" in caplog.text
+    assert "2 groups of identical files" in index.summary()
+    # a user's own val/ is theirs: warned about, never changed
+    assert any(ref.endswith("leaked.png") for ref, _ in index.splits["val"])
+
+
+def test_a_split_edgetl_makes_keeps_copies_of_training_images_out_of_val(tmp_path):
+    import shutil
+
+    root = make_image_folder(tmp_path / "d", {"a": 10, "b": 10}, splits=("train",))
+    for i in range(10):  # every "a" image twice: whichever copy is held out, its twin may be in train
+        shutil.copyfile(root / "train" / "a" / f"a_{i}.png", root / "train" / "a" / f"twin_{i}.png")
+    index = resolve_dataset(DataConfig(path=str(root), val_ratio=0.3))
+    train_names = {ref.rsplit("/", 1)[1].split("_")[1] for ref, label in index.splits["train"] if label == 0}
+    val_names = {ref.rsplit("/", 1)[1].split("_")[1] for ref, label in index.splits["val"] if label == 0}
+    assert not train_names & val_names  # no image (by content) on both sides
+    assert len(index.duplicates) == 10
+    assert sum(len(s) for s in index.splits.values()) == 30  # nothing dropped, only moved
