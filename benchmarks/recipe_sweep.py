@@ -41,6 +41,9 @@ GRIDS: dict[str, dict[str, dict]] = {
         "long-trivial-erase-crop08": {**_LONG, "auto_augment": "trivial", "random_erasing": 0.25,
                                       "min_crop_scale": 0.08},
     },
+    # the same recipe on other splits and seeds: how much of a difference between variants is noise
+    "flowers5-seeds": {f"base-split{sp}-seed{sd}": {**_BASE, "data.split_seed": sp, "seed": sd}
+                       for sp, sd in ((1, 0), (2, 0), (3, 0), (0, 1), (0, 2), (0, 0))},
     # the second round: rates, batch size, partial unfreezing, stronger decay, warm-up length, resolution
     "flowers5-more": {
         "low-lr": {**_BASE, "lr": 2e-3, "backbone_lr": 3e-4},
@@ -66,7 +69,7 @@ def _run_variant(name: str, overrides: dict, data: str, out: str, workers: int, 
 
     cfg = BuildConfig().with_overrides({
         "data.path": data, "data.num_workers": workers, "train.device": device,
-        **{f"train.{k}": v for k, v in overrides.items()},
+        **{k if "." in k else f"train.{k}": v for k, v in overrides.items()},  # "data.split_seed" etc. as given
     })
     start = time.perf_counter()
     try:
@@ -87,7 +90,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="ImageFolder root (or a built-in data set name)")
     parser.add_argument("--grid", choices=sorted(GRIDS), help="a built-in grid of variants")
-    parser.add_argument("--variants", type=Path, help="JSON file: {name: {train overrides}}")
+    parser.add_argument("--variants", type=Path,
+                        help='JSON file: {name: {train overrides}}; dotted keys ("data.split_seed") name any section')
     parser.add_argument("--only", action="append", help="run only this variant (repeatable)")
     parser.add_argument("--parallel", type=int, default=1, help="variants run at once")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers per variant")
