@@ -449,10 +449,11 @@ class _Phase:
     def train_epoch(self, loader: Any, criterion: nn.Module, steps: int, progress: Any, channels_last: bool) -> Any:
         from edgetl.training.loop import train_one_epoch
 
+        ema = self.ema
         return train_one_epoch(self.wrapped, loader, criterion, self.optimizer, self.scheduler, self.device,
                                dist=self.dist, frozen_norms=self.frozen_norms, max_steps=steps, scaler=self.scaler,
                                autocast_dtype=self.amp, channels_last=channels_last,
-                               after_step=None if self.ema is None else lambda: self.ema.update(self.model),
+                               after_step=None if ema is None else lambda: ema.update(self.model),
                                mix=self.mix,
                                progress=progress)
 
