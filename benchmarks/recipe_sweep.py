@@ -82,7 +82,7 @@ def _run_variant(name: str, overrides: dict, data: str, out: str, workers: int, 
         "best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy,
         "wall_time_s": round(time.perf_counter() - start, 1),
         "val_accuracy_per_epoch": [round(h["val_accuracy"], 4) for h in history],
-        "train_accuracy_per_epoch": [round(h.get("train_accuracy", float("nan")), 4) for h in history],
+        "train_accuracy_per_epoch": [round(h["train_accuracy"], 4) for h in history],
     }
 
 

@@ -62,16 +62,12 @@ def train_transform(
         steps.append(T.RandomHorizontalFlip())
     if color_jitter > 0:
         steps.append(T.ColorJitter(brightness=color_jitter, contrast=color_jitter, saturation=color_jitter))
-    policies: dict[str, Callable[[], Any]] = {
-        "none": lambda: None,
-        "trivial": lambda: T.TrivialAugmentWide(interpolation=mode),
-        "randaugment": lambda: T.RandAugment(num_ops=2, magnitude=9, interpolation=mode),
-    }
-    if auto_augment not in policies:
-        raise ValueError(f"unknown auto_augment {auto_augment!r}; expected one of {sorted(policies)}")
-    policy = policies[auto_augment]()
-    if policy is not None:
-        steps.append(policy)
+    if auto_augment == "trivial":
+        steps.append(T.TrivialAugmentWide(interpolation=mode))
+    elif auto_augment == "randaugment":
+        steps.append(T.RandAugment(num_ops=2, magnitude=9, interpolation=mode))
+    elif auto_augment != "none":
+        raise ValueError(f"unknown auto_augment {auto_augment!r}; expected 'none', 'trivial' or 'randaugment'")
     steps += [T.ToTensor(), T.Normalize(list(mean), list(std))]
     if random_erasing > 0:
         steps.append(T.RandomErasing(p=random_erasing, value=0))

@@ -10,7 +10,6 @@ A split edgetl makes itself never holds such a leak: held-out copies of training
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 from collections import Counter
@@ -20,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from edgetl.config import DataConfig
 from edgetl.errors import DataError
-from edgetl.fsutil import read_json, sha256_json, write_json
+from edgetl.fsutil import read_json, sha256_file, sha256_json, write_json
 
 log = logging.getLogger("edgetl.data")
 
@@ -117,7 +116,7 @@ def _check_readable(samples: list[Sample], strict: bool, digests: dict[str, str]
         for ref, label in samples:
             try:
                 load_image(ref)
-                digests[ref] = hashlib.sha256(Path(ref).read_bytes()).hexdigest()
+                digests[ref] = sha256_file(ref)
                 good.append((ref, label))
             except DataError:
                 bad.append(ref)
@@ -170,9 +169,12 @@ def _return_leaks_to_train(splits: dict[str, list[Sample]], digests: dict[str, s
     in_train = {digests[ref] for ref, _ in splits["train"]}
     moved = 0
     for split in ("val", "test"):
-        leaked = [s for s in splits.get(split, []) if digests[s[0]] in in_train]
+        kept: list[Sample] = []
+        leaked: list[Sample] = []
+        for sample in splits.get(split, []):
+            (leaked if digests[sample[0]] in in_train else kept).append(sample)
         if leaked:
-            splits[split] = [s for s in splits[split] if digests[s[0]] not in in_train]
+            splits[split] = kept
             splits["train"] = sorted(splits["train"] + leaked)
             moved += len(leaked)
     return moved

@@ -417,7 +417,14 @@ class _Phase:
                  device: torch.device, amp: torch.dtype | None, num_classes: int) -> None:
         import torch
 
-        from edgetl.training.loop import frozen_norm_layers, param_groups, set_trainable, warmup_cosine
+        from edgetl.training.loop import (
+            WeightEMA,
+            batch_mix,
+            frozen_norm_layers,
+            param_groups,
+            set_trainable,
+            warmup_cosine,
+        )
 
         t = cfg.train
         self.model, self.dist, self.device = model, dist, device
@@ -431,14 +438,10 @@ class _Phase:
                                                            warmup_cosine(total, int(total * t.warmup_ratio)))
         self.amp = amp
         self.scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
-        from edgetl.training.loop import batch_mix
-
         # the head warm-up fits a new classifier to clean images; mixing starts with the fine-tuning phase
         self.mix = batch_mix(num_classes, t.mixup_alpha, t.cutmix_alpha) if phase == "finetune" else None
         self.ema = None
         if phase == "finetune" and t.ema_epochs > 0:
-            from edgetl.training.loop import WeightEMA
-
             self.ema = WeightEMA(model, t.ema_epochs * steps)
         self.wrapped: nn.Module = model
         if dist.enabled:  # rebuilt per phase: DDP registers gradient hooks only for parameters trainable now
