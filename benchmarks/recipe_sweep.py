@@ -10,6 +10,8 @@ measured, including the variants the call's limit stopped, with their figures up
 
     python benchmarks/recipe_sweep.py --data ../shared/datasets/flowers5 --grid flowers5 --parallel 6
     python benchmarks/recipe_sweep.py --data ../shared/datasets/flowers5 --grid flowers5-more --parallel 6
+    python benchmarks/recipe_sweep.py --data ../shared/datasets/flowers5 --grid flowers5-seeds --parallel 6
+    python benchmarks/recipe_sweep.py --data ../shared/datasets/hymenoptera --grid hymenoptera --device cpu
     python benchmarks/recipe_sweep.py --data DIR --variants my_grid.json      # {"name": {"epochs": 30, ...}}
 
 The grids are starting points, not tuned results; the winners are re-run on the CPU by ``benchmarks/train.py``.
@@ -40,6 +42,12 @@ GRIDS: dict[str, dict[str, dict]] = {
         "long-trivial-bblr3e-3": {**_LONG, "auto_augment": "trivial", "backbone_lr": 3e-3},
         "long-trivial-erase-crop08": {**_LONG, "auto_augment": "trivial", "random_erasing": 0.25,
                                       "min_crop_scale": 0.08},
+    },
+    # flowers5's base recipe against the default on an ImageNet-like set (is it a better default? measured: no)
+    "hymenoptera": {
+        "default-224": {"image_size": 224},
+        "default-224-ema": {"image_size": 224, "ema_epochs": 1.5},
+        "base-224-ema": _BASE,
     },
     # the same recipe on other splits and seeds: how much of a difference between variants is noise
     "flowers5-seeds": {f"base-split{sp}-seed{sd}": {**_BASE, "data.split_seed": sp, "seed": sd}
