@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup  ## fine-tune -> QAT -> export -> bench -> report -> bundle on the built-in digits set, offline
-	$(BIN)/edgetl build --config configs/demo.yaml --out $(OUT)
+	$(BIN)/edgetl build --config edgetl/configs/demo.yaml --out $(OUT)
 
 test: setup  ## the default test run (fast; real-data tests are marked slow)
 	$(BIN)/python -m pytest -q

@@ -165,6 +165,9 @@ def load_build_config(path: str | Path | None = None) -> BuildConfig:
     if path is None:
         return BuildConfig()
     p = Path(path)
+    shipped = Path(__file__).resolve().parent / "configs" / f"{path}.yaml"
+    if not p.exists() and shipped.is_file():  # a shipped config by name: `--config demo`
+        p = shipped
     try:
         raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
     except FileNotFoundError as exc:

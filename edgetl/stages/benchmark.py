@@ -21,7 +21,7 @@ import numpy as np
 from edgetl.config import BuildConfig
 from edgetl.errors import ConfigError, DataError, ModelFileError
 from edgetl.manifest import Artifact, read_manifest
-from edgetl.stages.measure import (
+from edgetl.bench.measure import (
     MEMORY_METHOD,
     PeakRss,
     TimingPlan,
@@ -32,7 +32,7 @@ from edgetl.stages.measure import (
     throughput,
     timed_runs,
 )
-from edgetl.stages.results import BenchResults, BenchRow, BenchSettings
+from edgetl.bench.results import BenchResults, BenchRow, BenchSettings
 from edgetl.targets import RUNTIME_DEVICES, TargetProfile
 
 log = logging.getLogger("edgetl.bench")

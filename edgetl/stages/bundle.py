@@ -16,7 +16,7 @@ from edgetl import __version__
 from edgetl.errors import ModelFileError
 from edgetl.fsutil import atomic_dir, atomic_path, read_json, sha256_file, write_json, write_text
 from edgetl.manifest import Artifact, read_manifest
-from edgetl.stages.budgets import RUNTIME_FORMAT, choose_int8_source
+from edgetl.bench.budgets import RUNTIME_FORMAT, choose_int8_source
 from edgetl.targets import TargetProfile
 
 BUNDLE_FORMAT = "edgetl-bundle-v1"

@@ -2,8 +2,8 @@
 
 Sources: the fine-tuned checkpoint (fp32) and the quantize stage's converted programs (``qat.pt2``, ``ptq.pt2``).
 ONNX goes through the dynamo exporter (the TorchScript exporter cannot export PT2E models); zero ``Pad`` ops in front
-of convs are folded into the conv (``edgetl.quant.onnx_passes``). OpenVINO IR is converted from the ONNX files and
-saved with fp32 weights. Every artifact then passes ``edgetl.stages.parity``: top-1 agreement and logit difference
+of convs are folded into the conv (``edgetl.export.onnx_passes``). OpenVINO IR is converted from the ONNX files and
+saved with fp32 weights. Every artifact then passes ``edgetl.export.parity``: top-1 agreement and logit difference
 against its torch model, and (int8) the proof that its convolutions run in int8 in the runtime.
 """
 
@@ -23,7 +23,7 @@ from edgetl.config import BuildConfig
 from edgetl.errors import ExportError, ModelFileError
 from edgetl.fsutil import atomic_dir, sha256_json, write_json
 from edgetl.manifest import Artifact, Manifest, hash_outputs, library_versions, read_manifest
-from edgetl.stages.parity import describe_agreement
+from edgetl.export.parity import describe_agreement
 from edgetl.targets import TargetProfile
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ def export_onnx(model: Any, example: torch.Tensor, path: Path, *, opset: int, dy
     import onnx
     import torch
 
-    from edgetl.quant.onnx_passes import fold_pads
+    from edgetl.export.onnx_passes import fold_pads
     from edgetl.quant.pt2e import batch_dim, export_failure
 
     try:
@@ -290,7 +290,7 @@ def _run_parity(cfg: BuildConfig, inputs: TrainInputs, root: Path, artifacts: li
     from rich.progress import Progress
 
     from edgetl.data import iter_eval_batches
-    from edgetl.stages.parity import ParityTally, onnxruntime_runner, openvino_runner, run_in_chunks
+    from edgetl.export.parity import ParityTally, onnxruntime_runner, openvino_runner, run_in_chunks
 
     samples = inputs.eval_samples[: cfg.export.parity_images] if cfg.export.parity_images else inputs.eval_samples
     runners, tallies, counts = {}, {}, {}

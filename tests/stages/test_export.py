@@ -93,7 +93,7 @@ def test_int8_onnx_uses_qdq_and_ir_keeps_fp32_weights(run):
 
 def test_corrupt_model_files_are_model_file_errors(run, tmp_path):
     from edgetl.errors import ModelFileError
-    from edgetl.stages.parity import load_onnx_checked, load_openvino_checked
+    from edgetl.export.parity import load_onnx_checked, load_openvino_checked
 
     blob = (run / "export" / "model_int8_qat.onnx").read_bytes()
     (tmp_path / "half.onnx").write_bytes(blob[: len(blob) // 2])
@@ -176,7 +176,7 @@ def test_cli_export_prints_the_table(run, tmp_path):
 def test_parity_counts_near_tie_flips_separately_and_gates_on_them():
     import numpy as np
 
-    from edgetl.stages.parity import ParityTally
+    from edgetl.export.parity import ParityTally
 
     tally = ParityTally("onnxruntime:cpu", "torch int8", 1, tie_margin=0.25)
     reference = np.array([[2.0, 1.9], [3.0, 0.0], [0.0, 3.0], [1.0, 0.5]])

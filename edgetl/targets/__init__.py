@@ -1,4 +1,5 @@
-"""Target profiles: one YAML file per device in ``targets/``, loaded into a frozen, validated ``TargetProfile``.
+"""Target profiles: one YAML file per device in ``edgetl/targets/`` (shipped as package data), loaded into a frozen,
+validated ``TargetProfile``.
 
 A user's own file works anywhere a name does (``--target ./my-board.yaml``) and may ``extends:`` a shipped profile
 (by name or path), overriding fields; mappings merge key by key, lists and scalars replace.
@@ -158,9 +159,9 @@ class TargetProfile(_Frozen):
 
 
 def targets_dir() -> Path:
-    """Shipped profiles: ``$EDGETL_TARGETS_DIR`` or the repository's ``targets/`` folder."""
+    """Shipped profiles: ``$EDGETL_TARGETS_DIR`` or the package's own folder (package data, so a wheel has them)."""
     env = os.environ.get(TARGETS_DIR_ENV)
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "targets"
+    return Path(env) if env else Path(__file__).resolve().parent
 
 
 @lru_cache(maxsize=4)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from edgetl.errors import BudgetExceededError, ConfigError
 from edgetl.fsutil import write_text
-from edgetl.stages.results import BenchResults, BenchRow, load_results
+from edgetl.bench.results import BenchResults, BenchRow, load_results
 
 GATE_NAME = "gate.md"
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgetl.runtimes.base import Session
-from edgetl.stages.results import ClassMetrics, LatencyStats
+from edgetl.bench.results import ClassMetrics, LatencyStats
 
 MEMORY_METHOD = (
     "peak_memory_mb = peak resident set size (psutil, sampled every 2 ms) during load, first inference, warm-up "

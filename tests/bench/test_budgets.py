@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from edgetl.stages.budgets import budget_table, check_budgets, choose_int8_source
+from edgetl.bench.budgets import budget_table, check_budgets, choose_int8_source
 from edgetl.targets import load_target
 
 

@@ -53,7 +53,7 @@ def test_fold_pads_into_a_float_conv_is_exact(tmp_path):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from edgetl.quant.onnx_passes import fold_pads
+    from edgetl.export.onnx_passes import fold_pads
 
     rng = np.random.default_rng(0)
     weight = numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w")
@@ -81,7 +81,7 @@ def test_fold_pads_is_exact_and_removes_every_pad(tmp_path, int8):
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     from edgetl.quant import QuantizerOptions, make_quantizer
-    from edgetl.quant.onnx_passes import fold_pads
+    from edgetl.export.onnx_passes import fold_pads
     from edgetl.quant.pt2e import capture
 
     model = _padded_net()

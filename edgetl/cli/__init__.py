@@ -66,7 +66,7 @@ def cli() -> None:
 # ---------------------------------------------------------------------------------------------------- targets
 @cli.group(cls=_Group)
 def targets() -> None:
-    """List, show and validate target profiles (targets/*.yaml)."""
+    """List, show and validate target profiles (edgetl/targets/*.yaml, or your own file)."""
 
 
 @targets.command("list")
@@ -214,7 +214,7 @@ def build_cmd(target: str | None, data: str | None, backbone: str | None, weight
         _print_results(Path(cfg.out))
         raise
     _print_results(result.out)
-    from edgetl.stages.budgets import budget_table
+    from edgetl.bench.budgets import budget_table
 
     click.echo(budget_table(result.budget_rows))
     click.echo(f"\nreport: {result.out / 'report' / 'report.html'}")
@@ -341,9 +341,9 @@ def bench_cmd(source: str, target: str | None, config_file: str | None, out: str
 
     from edgetl.config import load_build_config
     from edgetl.stages.benchmark import benchmark
-    from edgetl.stages.gate import check_regressions, parse_percent
-    from edgetl.stages.report import results_table, write_report
-    from edgetl.stages.results import RESULTS_NAME
+    from edgetl.bench.gate import check_regressions, parse_percent
+    from edgetl.report.render import results_table, write_report
+    from edgetl.bench.results import RESULTS_NAME
     from edgetl.targets import load_target
 
     cfg = load_build_config(config_file).with_overrides({
@@ -380,7 +380,7 @@ def report_cmd(results: str, out: str | None) -> None:
 
     Example: edgetl report runs/default/bench/results.json --out runs/default/report
     """
-    from edgetl.stages.report import write_report
+    from edgetl.report.render import write_report
 
     path = Path(results)
     out_dir = Path(out) if out else (path if path.is_dir() else path.parent)
@@ -403,7 +403,7 @@ def gate_cmd(results: str, baseline: str, max_latency_regression: str | None, ma
     Example: edgetl gate runs/pr/bench/results.json baseline/results.json --max-latency-regression 10%
     """
     from edgetl.config import load_build_config
-    from edgetl.stages.gate import check_regressions, parse_percent
+    from edgetl.bench.gate import check_regressions, parse_percent
 
     cfg = load_build_config(config_file).with_overrides({
         "bench.max_latency_regression": None if max_latency_regression is None
@@ -563,7 +563,7 @@ def export_cmd(target: str | None, config_file: str | None, out: str | None, ver
 
     from edgetl.config import load_build_config
     from edgetl.stages.export import export
-    from edgetl.stages.parity import describe_agreement
+    from edgetl.export.parity import describe_agreement
     from edgetl.targets import load_target
 
     _setup_logging(verbose)
@@ -600,6 +600,3 @@ def main() -> None:
     faulthandler.enable()
     cli.main(prog_name="edgetl")
 
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

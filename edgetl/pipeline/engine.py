@@ -89,7 +89,7 @@ def _run_bench(ctx: Context, resume: bool) -> None:
 
 
 def _run_report(ctx: Context, resume: bool) -> None:
-    from edgetl.stages.report import write_report
+    from edgetl.report.render import write_report
 
     write_report(ctx.dir("bench") / "results.json", ctx.dir("report"))
 
@@ -239,13 +239,13 @@ def build(
 
     result.results_path = ctx.dir("bench") / "results.json"
     result.bundle_dir = ctx.dir("bundle")
-    from edgetl.stages.budgets import check_budgets
+    from edgetl.bench.budgets import check_budgets
 
     result.budget_rows = check_budgets(target, read_json(result.results_path))
     write_json(out / "budgets.json", result.budget_rows)
     failed = [r for r in result.budget_rows if r["status"] == "fail"]
     if failed and cfg.budget_check:
-        from edgetl.stages.budgets import budget_table
+        from edgetl.bench.budgets import budget_table
 
         raise BudgetExceededError(
             f"{len(failed)} budget(s) of target {target.name} missed: " + ", ".join(r["budget"] for r in failed),
