@@ -71,11 +71,11 @@ def convert_ir(onnx_path: Path, xml: Path) -> Path:
 
 def edgetl_p50(runtime: str, device: str, model: Path, precision: str, threads: int, seconds: float) -> dict:
     """Load with edgetl's runtime adapter and time batch-1 runs exactly as `edgetl bench` does."""
-    from edgetl.runtimes import RUNTIMES
     from edgetl.bench.measure import TimingPlan, latency_stats, timed_runs
+    from edgetl.runtimes import RUNTIMES
 
     session = RUNTIMES.get(runtime).load(model, device, precision, threads)
-    x = np.random.default_rng(0).standard_normal((1, 3, SIZE, SIZE), dtype=np.float32)
+    x = {next(iter(session.inputs)): np.random.default_rng(0).standard_normal((1, 3, SIZE, SIZE), dtype=np.float32)}
     samples = timed_runs(lambda: session.run(x), TimingPlan(warmup=20, min_iterations=50, min_time_s=seconds))
     session.close()
     stats = latency_stats(samples)

@@ -11,8 +11,6 @@ from typing import Any
 
 import numpy as np
 
-from edgetl.data.dataset import IMAGE_EXTENSIONS
-from edgetl.data.preprocess import Preprocess, load_image, preprocess_image, to_rgb
 from edgetl.errors import ModelFileError
 from edgetl.fsutil import read_json, sha256_file
 from edgetl.stages.bundle import BUNDLE_FORMAT, BUNDLE_MANIFEST
@@ -31,7 +29,10 @@ class Bundle:
         self.root = root
         self.manifest = _verified_manifest(root)
         self.labels: list[str] = read_json(root / "labels.json")
-        self.preprocess = Preprocess.model_validate(read_json(root / "preprocess.json"))
+        self.preprocess: dict[str, Any] = read_json(root / "preprocess.json")
+        from edgetl.tasks import get_task
+
+        self.task = get_task(self.manifest.get("task", "image_classification"))
         self._session: Any = None
         self.model_entry = self._choose_model()
         self.model_file = root / self.model_entry["path"]
@@ -44,19 +45,27 @@ class Bundle:
             raise ModelFileError(f"bundle {self.root} holds no ONNX or OpenVINO model")
         return dict(models[0])
 
-    def _run(self, batch: np.ndarray) -> np.ndarray:
+    def _run(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         if self._session is None:
             from edgetl.runtimes import open_model
 
             self._session = open_model(self.model_file, precision=self.model_entry["precision"])
         return np.asarray(self._session.run(batch))
 
+    def collect(self, paths: list[Path]) -> list[Path]:
+        """The inputs given (directories expanded by the bundle's task)."""
+        return self.task.collect_predict_inputs(paths)
+
+    def truth(self, item: str | Path) -> str | None:
+        return self.task.predict_truth(Path(item), self.labels)
+
     def predict(self, images: list[Path], top_k: int = 3, batch_size: int = 1) -> Iterator[Prediction]:
-        """Top-k classes per image. Batch 1 by default: int8 kernels round differently per batch size, and the
+        """Top-k classes per input. Batch 1 by default: int8 kernels round differently per batch size, and the
         benchmark states accuracy at batch 1 (the deployed case)."""
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
-            x = np.stack([preprocess_image(to_rgb(load_image(p)), self.preprocess) for p in chunk])
+            samples = [self.task.read_predict_input(p, self.preprocess) for p in chunk]
+            x = {name: np.stack([s[name] for s in samples]) for name in samples[0]}
             logits = self._run(x)
             z = logits - logits.max(axis=1, keepdims=True)
             probs = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
@@ -107,14 +116,3 @@ def open_bundle(path: str | Path) -> Bundle:
     if not p.exists():
         raise ModelFileError(f"bundle {p} does not exist")
     return Bundle(p)
-
-
-def collect_images(paths: list[Path]) -> list[Path]:
-    """Files as given; directories searched recursively for images."""
-    out: list[Path] = []
-    for p in paths:
-        if p.is_dir():
-            out.extend(sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_EXTENSIONS and q.is_file()))
-        else:
-            out.append(p)
-    return out

@@ -36,6 +36,13 @@ class Registry(Generic[T]):
 
         return wrap
 
+    def unregister(self, name: str) -> T:
+        """Remove an entry and its aliases (plugins and tests that register temporarily)."""
+        entry = self._entries.pop(self.canonical(name))
+        for alias in [a for a, n in self._aliases.items() if n == name]:
+            del self._aliases[alias]
+        return entry
+
     def canonical(self, name: str) -> str:
         if name in self._entries:
             return name

@@ -70,23 +70,17 @@ def convert_ir(onnx_path: Path, xml: Path) -> Path:
 
 def make_run_dir(root: Path, data_root: Path) -> Path:
     """A run directory with train/ (checkpoint, manifest, split) and export/ (4 artifacts, manifest)."""
-    from edgetl.backbones import Checkpoint, save_checkpoint
     from edgetl.config import DataConfig
-    from edgetl.data import Preprocess, resolve_dataset, write_split
+    from edgetl.data import Preprocess, resolve_dataset
     from edgetl.manifest import Artifact, Manifest, hash_outputs
+    from tests.quant.builders import write_float_artifact
 
     model = tiny_model(len(CLASSES))
     train, export = root / "train", root / "export"
-    train.mkdir(parents=True, exist_ok=True)
     index = resolve_dataset(DataConfig(path=str(data_root)))
     assert index.classes == CLASSES
-    write_split(index, train / "split.json")
     pp = Preprocess.make(SIZE, 1.0, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "bilinear")
-    save_checkpoint(Checkpoint(backbone="tiny", classes=CLASSES, image_size=SIZE, mean=[0.5] * 3, std=[0.5] * 3,
-                               crop_pct=1.0, interpolation="bilinear", state_dict=model.state_dict()),
-                    train / "model.pt")
-    Manifest(stage="train", outputs=hash_outputs(train, ["model.pt", "split.json"]),
-             info={"backbone": "tiny", "classes": CLASSES, "preprocess": pp.model_dump(mode="json")}).write(train)
+    write_float_artifact(train, model, index, pp.model_dump(mode="json"))
 
     meta = {"classes": json.dumps(CLASSES), "preprocess": json.dumps(pp.model_dump(mode="json"))}
     fp32 = export_onnx(model, export / "model_fp32.onnx", meta)
@@ -104,7 +98,13 @@ def make_run_dir(root: Path, data_root: Path) -> Path:
                  for n, (f, p, s, rel) in files.items()]
     outputs = [rel for *_, rel in files.values()]
     outputs += [rel.replace(".xml", ".bin") for rel in outputs if rel.endswith(".xml")]
-    Manifest(stage="export", outputs=hash_outputs(export, outputs), info={"artifacts": artifacts}).write(export)
+    from edgetl.artifacts import read_model_artifact
+
+    card = read_model_artifact(train).card
+    Manifest(stage="export", outputs=hash_outputs(export, outputs),
+             info={"artifacts": artifacts, "task": card.task, "io": card.io.model_dump(mode="json"),
+                   "backbone": "tiny", "classes": CLASSES, "preprocess": pp.model_dump(mode="json"),
+                   "float_model": "../train/model.pt", "split": "../train/split.json"}).write(export)
     return root
 
 

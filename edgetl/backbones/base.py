@@ -31,6 +31,8 @@ class BackboneSpec:
         mean, std: input normalisation, RGB, on 0..1 pixels.
         interpolation: resize interpolation the weights were trained with.
         weights_help: where the default weights come from, shown when they cannot be found.
+        task: the task registry entry (``edgetl.tasks``) whose inputs the model takes.
+        in_channels: image channels the stem takes.
     """
 
     name: str
@@ -43,6 +45,8 @@ class BackboneSpec:
     interpolation: str = "bilinear"
     weights_help: str = ""
     description: str = ""
+    task: str = "image_classification"  # the edgetl.tasks entry that feeds it
+    in_channels: int = 3
 
     def preprocess_info(self) -> dict[str, Any]:
         return {"mean": list(self.mean), "std": list(self.std), "interpolation": self.interpolation}

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgetl.runtimes import runtime_format
 from edgetl.targets import TargetProfile
-
-# the format a runtime consumes
-RUNTIME_FORMAT = {"onnxruntime": "onnx", "tensorrt": "onnx", "openvino": "openvino", "torch": "torch"}
 
 
 def _ok(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -34,7 +32,7 @@ def choose_int8_source(results: dict[str, Any]) -> str:
 def deployment_choice(target: TargetProfile) -> tuple[str, str, str, str]:
     """(runtime, device, precision, format) the target prefers: its first runtime spec and precision."""
     spec = target.runtimes[0]
-    return spec.runtime, spec.device, spec.precisions[0], RUNTIME_FORMAT[spec.runtime]
+    return spec.runtime, spec.device, spec.precisions[0], runtime_format(spec.runtime)
 
 
 def _measured_row(target: TargetProfile, results: dict[str, Any], source: str) -> dict[str, Any] | None:

@@ -13,9 +13,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgetl.bench.results import BenchResults, BenchRow, load_results
 from edgetl.errors import BudgetExceededError, ConfigError
 from edgetl.fsutil import write_text
-from edgetl.bench.results import BenchResults, BenchRow, load_results
 
 GATE_NAME = "gate.md"
 

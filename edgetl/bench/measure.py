@@ -2,7 +2,7 @@
 
 Latency follows the house rule: ``time.perf_counter_ns``, warm-up first, then timed runs until both a minimum
 count and a minimum time are reached. Each figure times one ``session.run`` call as an application sees it
-(input in, logits out as NumPy), batch 1 unless the model only accepts another batch size.
+(named NumPy inputs in, logits out), batch 1 unless the model only accepts another batch size.
 """
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-from edgetl.runtimes.base import Session
 from edgetl.bench.results import ClassMetrics, LatencyStats
+from edgetl.runtimes.base import Session
 
 MEMORY_METHOD = (
     "peak_memory_mb = peak resident set size (psutil, sampled every 2 ms) during load, first inference, warm-up "
@@ -65,9 +65,9 @@ def keep_samples(samples_ns: list[int], limit: int) -> list[float]:
     return [round(s / 1e6, 4) for s in samples_ns[::step]]
 
 
-def throughput(session: Session, batch: np.ndarray, plan: TimingPlan) -> float:
-    """Images per second running ``batch`` repeatedly (one call at a time)."""
-    b = int(batch.shape[0])
+def throughput(session: Session, batch: Mapping[str, np.ndarray], plan: TimingPlan) -> float:
+    """Samples per second running the named-input ``batch`` repeatedly (one call at a time)."""
+    b = int(next(iter(batch.values())).shape[0])
     sub = TimingPlan(warmup=max(1, plan.warmup // b), min_iterations=max(3, math.ceil(plan.min_iterations / b)),
                      min_time_s=plan.min_time_s)
     samples = timed_runs(lambda: session.run(batch), sub)
@@ -133,23 +133,3 @@ def accuracy_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str])
         confusion_matrix=confusion_matrix(y_true, y_pred, labels=labels).astype(int).tolist(),
         n=int(len(y_true)),
     )
-
-
-def predict_all(session: Session, images: np.ndarray, batch_size: int,
-                on_batch: Callable[[int], None] | None = None) -> np.ndarray:
-    """Arg-max class of every image; a fixed-batch model gets its batch size, the last batch zero-padded."""
-    fixed = session.fixed_batch
-    size = fixed or batch_size
-    preds: list[np.ndarray] = []
-    for start in range(0, len(images), size):
-        chunk = np.ascontiguousarray(images[start : start + size], dtype=np.float32)
-        n = len(chunk)
-        if fixed and n < fixed:
-            chunk = np.concatenate([chunk, np.zeros((fixed - n, *chunk.shape[1:]), dtype=np.float32)])
-        logits = np.asarray(session.run(chunk))
-        if logits.ndim != 2:
-            logits = logits.reshape(logits.shape[0], -1)
-        preds.append(logits[:n].argmax(axis=1))
-        if on_batch:
-            on_batch(n)
-    return np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)

@@ -52,6 +52,8 @@ class BenchRow(_Model):
     runtime: str
     device: str
     proxy: bool = False  # measured on this host standing in for the target's device
+    # where the figures were measured: this host, the target device itself, or a model-based estimate
+    measured_on: Literal["host", "device", "estimate"] = "host"
     status: Literal["ok", "skipped", "failed"]
     reason: str = ""  # why skipped or failed
     note: str = ""  # context for an ok row, e.g. "host proxy for tensorrt:gpu"

@@ -266,16 +266,16 @@ def predict_cmd(bundle: str, images: tuple[str, ...], top_k: int) -> None:
       edgetl predict runs/default/bundle photo.jpg
       edgetl predict runs/default/bundle.tar.gz ../shared/datasets/hymenoptera/val
     """
-    from edgetl.predict import collect_images, open_bundle
+    from edgetl.predict import open_bundle
 
     b = open_bundle(bundle)
-    paths = collect_images([Path(p) for p in images])
+    paths = b.collect([Path(p) for p in images])
     labelled = correct = 0
     for pred in b.predict(paths, top_k=top_k):
         shown = ", ".join(f"{label} {p:.3f}" for label, p in pred.top)
         click.echo(f"{pred.image}: {shown}")
-        truth = Path(pred.image).parent.name
-        if truth in b.labels:
+        truth = b.truth(pred.image)
+        if truth is not None:
             labelled += 1
             correct += pred.top[0][0] == truth
     if labelled:
@@ -339,11 +339,11 @@ def bench_cmd(source: str, target: str | None, config_file: str | None, out: str
     """
     from rich.console import Console
 
-    from edgetl.config import load_build_config
-    from edgetl.stages.benchmark import benchmark
     from edgetl.bench.gate import check_regressions, parse_percent
-    from edgetl.report.render import results_table, write_report
     from edgetl.bench.results import RESULTS_NAME
+    from edgetl.config import load_build_config
+    from edgetl.report.render import results_table, write_report
+    from edgetl.stages.benchmark import benchmark
     from edgetl.targets import load_target
 
     cfg = load_build_config(config_file).with_overrides({
@@ -402,8 +402,8 @@ def gate_cmd(results: str, baseline: str, max_latency_regression: str | None, ma
 
     Example: edgetl gate runs/pr/bench/results.json baseline/results.json --max-latency-regression 10%
     """
-    from edgetl.config import load_build_config
     from edgetl.bench.gate import check_regressions, parse_percent
+    from edgetl.config import load_build_config
 
     cfg = load_build_config(config_file).with_overrides({
         "bench.max_latency_regression": None if max_latency_regression is None
@@ -527,12 +527,15 @@ def quantize_cmd(target: str | None, config_file: str | None, out: str | None, q
     })
     profile = load_target(cfg.target)
     run = Path(cfg.out)
-    result = quantize(cfg, profile, run / "train", run / "quantize")
+    from edgetl.pipeline.engine import Context
+
+    float_dir = Context(cfg, profile, run, current="quantize").input_dir("float_model") or run / "train"
+    result = quantize(cfg, profile, float_dir, run / "quantize")
     table = Table(title=f"edgetl quantize: torch top-1 on the {result.eval_split} split")
     for column in ("model", "accuracy", "vs fp32", "wall time", "file"):
         table.add_column(column)
     fp32 = result.accuracy["fp32"]
-    table.add_row("fp32", f"{100 * fp32:.2f}%", "-", "-", str(run / "train" / "model.pt"))
+    table.add_row("fp32", f"{100 * fp32:.2f}%", "-", "-", str(float_dir / "model.pt"))
     for name, path in result.programs.items():
         acc = result.accuracy[name]
         table.add_row(f"int8 {name}", f"{100 * acc:.2f}%", f"{100 * (acc - fp32):+.2f} pt",
@@ -562,8 +565,8 @@ def export_cmd(target: str | None, config_file: str | None, out: str | None, ver
     from rich.table import Table
 
     from edgetl.config import load_build_config
-    from edgetl.stages.export import export
     from edgetl.export.parity import describe_agreement
+    from edgetl.stages.export import export
     from edgetl.targets import load_target
 
     _setup_logging(verbose)
@@ -571,7 +574,10 @@ def export_cmd(target: str | None, config_file: str | None, out: str | None, ver
     profile = load_target(cfg.target)
     run = Path(cfg.out)
     quant = run / "quantize" if (run / "quantize" / "manifest.json").is_file() else None
-    result = export(cfg, profile, run / "train", quant, run / "export")
+    from edgetl.pipeline.engine import Context
+
+    float_dir = Context(cfg, profile, run, current="export").input_dir("float_model") or run / "train"
+    result = export(cfg, profile, float_dir, quant, run / "export")
     table = Table(title=f"edgetl export: {run / 'export'} (target {profile.name})")
     for column in ("artifact", "precision", "size MB", "int8 convs+fc", "agreement", "max diff", "accuracy"):
         table.add_column(column)

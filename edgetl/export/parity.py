@@ -5,15 +5,14 @@ Parity runs each artifact in its runtime (ONNX Runtime CPUExecutionProvider; Ope
 split, preprocessed with the shared ``preprocess_image``, and compares logits with the torch model it came from: the
 fine-tuned fp32 model for fp32 artifacts, the converted int8 torch program for int8 ones.
 
-The int8 proof reads what the runtime will execute, not what the file contains: ONNX Runtime's optimised graph
-(``SessionOptions.optimized_model_filepath``: ``QLinearConv`` / ``QGemm`` vs float ``Conv`` / ``Gemm``) and OpenVINO's
-``get_runtime_model()`` (``runtimePrecision`` u8/i8 vs f32 per convolution and fully-connected layer).
+Every artifact runs through the same runtime adapters the benchmark uses (``edgetl.runtimes``). The int8 proof
+reads what the runtime will execute, not what the file contains (``Session.op_counts``): ONNX Runtime's optimised
+graph (``QLinearConv`` / ``QGemm`` vs float ``Conv`` / ``Gemm``) and OpenVINO's ``get_runtime_model()``
+(``runtimePrecision`` u8/i8 vs f32 per convolution and fully-connected layer).
 """
 
 from __future__ import annotations
 
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,30 +20,10 @@ from typing import Any
 import numpy as np
 
 from edgetl.errors import ModelFileError
+from edgetl.runtimes.base import OpCount
 
-ORT_INT8 = {"conv": {"QLinearConv", "ConvInteger"},
-            "matmul": {"QLinearMatMul", "MatMulInteger", "QGemm", "MatMulIntegerToFloat", "DynamicQuantizeMatMul"}}
-ORT_FLOAT = {"conv": {"Conv", "FusedConv", "ConvTranspose"}, "matmul": {"MatMul", "FusedMatMul", "Gemm", "FusedGemm"}}
-OV_LAYERS = {"conv": {"Convolution", "GroupConvolution", "Deconvolution", "GroupDeconvolution"},
-             "matmul": {"FullyConnected", "MatMul"}}
-OV_INT8_PRECISIONS = {"u8", "i8"}
-
-
-@dataclass
-class OpCount:
-    """Compute layers (convolutions, matmuls) of a runtime's executable graph, by the precision they run in."""
-
-    int8: dict[str, int] = field(default_factory=lambda: {"conv": 0, "matmul": 0})
-    float: dict[str, int] = field(default_factory=lambda: {"conv": 0, "matmul": 0})
-    float_names: dict[str, list[str]] = field(default_factory=lambda: {"conv": [], "matmul": []})
-
-    @property
-    def int8_total(self) -> int:
-        return sum(self.int8.values())
-
-    @property
-    def float_total(self) -> int:
-        return sum(self.float.values())
+__all__ = ["OpCount", "ParityTally", "describe_agreement", "load_onnx_checked", "load_openvino_checked",
+           "open_checked_session", "run_in_chunks"]
 
 
 # --------------------------------------------------------------------------------------------------- loading
@@ -81,65 +60,25 @@ def load_openvino_checked(path: str | Path) -> Any:
 
 
 # --------------------------------------------------------------------------------------------------- runners
-Runner = Callable[[np.ndarray], np.ndarray]
+# the runtime and device each exported format is checked on: the CPU runtimes every host has
+PARITY_RUNTIME = {"onnx": ("onnxruntime", "cpu"), "openvino": ("openvino", "CPU")}
 
 
-def onnxruntime_runner(path: Path) -> tuple[Runner, OpCount]:
-    """An ONNX Runtime CPU session, and the op precisions of the graph it optimised."""
-    import onnx
-    import onnxruntime as ort
+def open_checked_session(path: Path, fmt: str, precision: str) -> tuple[Any, OpCount, str]:
+    """A runtime-adapter session for a freshly exported artifact, the precision its layers run in, and a label.
 
-    load_onnx_checked(path)
-    with tempfile.TemporaryDirectory(prefix="edgetl-ort-") as tmp:
-        options = ort.SessionOptions()
-        options.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
-        options.log_severity_level = 3  # the "optimised model is hardware specific" warning is expected here
-        try:
-            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
-            raise ModelFileError(f"ONNX Runtime cannot load {path}: {str(exc).splitlines()[0]}",
-                                 hint="re-export it (edgetl export)") from exc
-        optimized = onnx.load(options.optimized_model_filepath, load_external_data=False)
-    counts = OpCount()
-    for node in optimized.graph.node:
-        for kind in ("conv", "matmul"):
-            if node.op_type in ORT_INT8[kind]:
-                counts.int8[kind] += 1
-            elif node.op_type in ORT_FLOAT[kind]:
-                counts.float[kind] += 1
-                counts.float_names[kind].append(node.name or node.output[0])
-    name = session.get_inputs()[0].name
+    The file is validated first (a corrupt one is a ``ModelFileError``). OpenVINO on the CPU runs with
+    ``INFERENCE_PRECISION_HINT`` f32 for fp32 and int8 artifacts alike (the adapter's rule), so int8 and fp32
+    differ only by quantization.
+    """
+    from edgetl.runtimes import RUNTIMES
 
-    def run(batch: np.ndarray) -> np.ndarray:
-        return np.asarray(session.run(None, {name: batch})[0])
-
-    return run, counts
-
-
-def openvino_runner(xml: Path) -> tuple[Runner, OpCount]:
-    """An OpenVINO CPU compiled model (f32 inference precision), and the precision each layer runs in."""
-    import openvino as ov
-
-    model = load_openvino_checked(xml)
-    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    counts = OpCount()
-    for op in compiled.get_runtime_model().get_ops():
-        info = op.get_rt_info()
-        layer = info["layerType"].astype(str) if "layerType" in info else op.get_type_name()
-        precision = info["runtimePrecision"].astype(str) if "runtimePrecision" in info else ""
-        for kind, types in OV_LAYERS.items():
-            if layer in types:
-                if precision in OV_INT8_PRECISIONS:
-                    counts.int8[kind] += 1
-                else:
-                    counts.float[kind] += 1
-                    counts.float_names[kind].append(f"{op.get_friendly_name()} ({precision or '?'})")
-    request = compiled.create_infer_request()
-
-    def run(batch: np.ndarray) -> np.ndarray:
-        return np.asarray(request.infer({0: batch})[compiled.output(0)]).copy()
-
-    return run, counts
+    (load_onnx_checked if fmt == "onnx" else load_openvino_checked)(path)
+    runtime, device = PARITY_RUNTIME[fmt]
+    session = RUNTIMES.get(runtime).load(path, device, precision, None)
+    counts = session.op_counts() or OpCount()
+    label = "onnxruntime:cpu" if fmt == "onnx" else "openvino:CPU (f32 hint)"
+    return session, counts, label
 
 
 # --------------------------------------------------------------------------------------------------- parity
@@ -193,14 +132,16 @@ def describe_agreement(parity: dict[str, Any]) -> str:
     return text
 
 
-def run_in_chunks(run: Runner, images: np.ndarray, batch_size: int) -> np.ndarray:
-    """Run ``images`` through ``run`` ``batch_size`` at a time; a short last chunk is padded, the padding dropped."""
+def run_in_chunks(session: Any, inputs: dict[str, np.ndarray], batch_size: int) -> np.ndarray:
+    """Run named ``inputs`` through ``session`` ``batch_size`` at a time; a short last chunk is padded, the padding
+    dropped."""
+    n = len(next(iter(inputs.values())))
     outputs = []
-    for start in range(0, len(images), batch_size):
-        chunk = images[start : start + batch_size]
-        short = batch_size - len(chunk)
+    for start in range(0, n, batch_size):
+        chunk = {k: v[start : start + batch_size] for k, v in inputs.items()}
+        short = batch_size - len(next(iter(chunk.values())))
         if short:
-            chunk = np.concatenate([chunk, np.zeros((short, *chunk.shape[1:]), dtype=chunk.dtype)])
-        out = run(np.ascontiguousarray(chunk))
+            chunk = {k: np.concatenate([v, np.zeros((short, *v.shape[1:]), dtype=v.dtype)]) for k, v in chunk.items()}
+        out = np.asarray(session.run({k: np.ascontiguousarray(v) for k, v in chunk.items()}))
         outputs.append(out[: len(out) - short] if short else out)
     return np.concatenate(outputs)

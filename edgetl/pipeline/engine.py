@@ -1,9 +1,15 @@
-"""``edgetl build``: every stage in order, cached by the hash of its inputs, resumable after an interruption.
+"""``edgetl build``: every registered stage in order, cached by the hash of its inputs, resumable.
 
-Each stage's cache key hashes the config sections and target fields it reads, the content of the upstream stage
-directories, and the library versions. ``OUT/build.json`` records, per stage, that key and the hash of what the stage
-wrote. A rerun reuses a stage only when both still match, so a half-written or edited stage directory is never
-trusted; changing one setting reruns that stage and the ones after it.
+The stage contract (``StageDef``): a stage declares the artifact kinds it consumes and produces, its cache key,
+whether it is enabled (and why not), and one run function that returns the stage's typed result. The engine
+resolves what a stage consumes as the output of the latest enabled stage before it that produced that kind, so an
+optional stage between fine-tuning and quantization (pruning, distillation) that produces a ``float_model`` is
+picked up by quantize, export, bench and bundle with no edit to them.
+
+Each stage's cache key hashes the config sections and target fields it reads, the content of the stage
+directories it consumes from, and the library versions. ``OUT/build.json`` records, per stage, that key and the
+hash of what the stage wrote. A rerun reuses a stage only when both still match, so a half-written or edited
+stage directory is never trusted; changing one setting reruns that stage and the ones after it.
 """
 
 from __future__ import annotations
@@ -19,30 +25,89 @@ from edgetl.config import BuildConfig
 from edgetl.errors import BudgetExceededError, ConfigError
 from edgetl.fsutil import read_json, sha256_file, sha256_json, write_json
 from edgetl.manifest import library_versions
+from edgetl.registry import Registry
 from edgetl.targets import TargetProfile
 
 log = logging.getLogger("edgetl.build")
 
 STATE_FILE = "build.json"
+# artifact kinds that flow between stages
+KINDS = ("dataset", "float_model", "int8_models", "exported", "results", "report", "bundle")
+
+
+@dataclass(frozen=True)
+class StageDef:
+    """One pipeline stage.
+
+    Attributes:
+        name: the stage and its directory under OUT/.
+        order: position in the pipeline (stages run by increasing order).
+        consumes: artifact kinds it reads; each resolves to the latest enabled stage before it producing the kind.
+        produces: artifact kinds it writes.
+        key: what it reads from config and target (hashed into its cache key).
+        run: ``run(ctx, resume) -> result``; reads its inputs through ``ctx.input_dir(kind)``.
+        disabled: ``disabled(ctx) -> reason`` when the stage does not run for this build, else None.
+    """
+
+    name: str
+    order: int
+    consumes: tuple[str, ...]
+    produces: tuple[str, ...]
+    key: Callable[[Context], Any]
+    run: Callable[[Context, bool], Any]
+    disabled: Callable[[Context], str | None] = lambda ctx: None
+
+
+STAGES: Registry[StageDef] = Registry("stage")
+
+
+def register_stage(stage: StageDef) -> StageDef:
+    unknown = [k for k in (*stage.consumes, *stage.produces) if k not in KINDS]
+    if unknown:
+        raise ValueError(f"stage {stage.name}: unknown artifact kind(s) {unknown}; known: {KINDS}")
+    return STAGES.register(stage.name, stage)
+
+
+def ordered_stages() -> list[StageDef]:
+    from edgetl.pipeline import stages as _builtin  # noqa: F401  (registers the built-in stages)
+
+    return sorted((STAGES.get(n) for n in STAGES.names()), key=lambda s: s.order)
+
+
+def stage_names() -> tuple[str, ...]:
+    return tuple(s.name for s in ordered_stages())
 
 
 @dataclass
 class Context:
+    """One build: config, target, run directory, and which stage provides each artifact kind."""
+
     cfg: BuildConfig
     target: TargetProfile
     out: Path
+    current: str | None = None  # the stage running now
 
     def dir(self, stage: str) -> Path:
         return self.out / stage
 
+    def provider(self, kind: str, before: str | None = None) -> StageDef | None:
+        """The latest enabled stage before ``before`` (default: the running stage) that produces ``kind``.
 
-@dataclass(frozen=True)
-class Stage:
-    name: str
-    depends: tuple[str, ...]
-    key: Callable[[Context], Any]  # what the stage reads from config/target/data (hashed)
-    run: Callable[[Context, bool], None]  # (context, resume)
-    enabled: Callable[[Context], bool] = lambda ctx: True
+        Outside a build (a single-stage command) a provider must also have written its manifest.
+        """
+        before = before or self.current
+        found = None
+        for stage in ordered_stages():
+            if stage.name == before:
+                break
+            if kind in stage.produces and stage.disabled(self) is None:
+                found = stage
+        return found
+
+    def input_dir(self, kind: str) -> Path | None:
+        """The stage directory holding the ``kind`` this stage consumes (None: no enabled stage produces it)."""
+        stage = self.provider(kind)
+        return self.dir(stage.name) if stage is not None else None
 
 
 @dataclass
@@ -60,95 +125,6 @@ class BuildResult:
     results_path: Path | None = None
     bundle_dir: Path | None = None
     budget_rows: list[dict[str, Any]] = field(default_factory=list)
-
-
-# ------------------------------------------------------------------------------------------- stage runners
-def _run_train(ctx: Context, resume: bool) -> None:
-    from edgetl.stages.finetune import finetune
-
-    finetune(ctx.cfg, ctx.target, ctx.dir("train"), resume=resume)
-
-
-def _run_quantize(ctx: Context, resume: bool) -> None:
-    from edgetl.stages.quantize import quantize
-
-    quantize(ctx.cfg, ctx.target, ctx.dir("train"), ctx.dir("quantize"))
-
-
-def _run_export(ctx: Context, resume: bool) -> None:
-    from edgetl.stages.export import export
-
-    quant = ctx.dir("quantize") if ctx.target.wants_int8 else None
-    export(ctx.cfg, ctx.target, ctx.dir("train"), quant, ctx.dir("export"))
-
-
-def _run_bench(ctx: Context, resume: bool) -> None:
-    from edgetl.stages.benchmark import benchmark
-
-    benchmark(ctx.cfg, ctx.target, ctx.out, ctx.dir("bench"))
-
-
-def _run_report(ctx: Context, resume: bool) -> None:
-    from edgetl.report.render import write_report
-
-    write_report(ctx.dir("bench") / "results.json", ctx.dir("report"))
-
-
-def _run_bundle(ctx: Context, resume: bool) -> None:
-    from edgetl.stages.bundle import make_bundle
-
-    make_bundle(ctx.out, ctx.target, ctx.dir("bundle"))
-
-
-def _target_part(ctx: Context, *fields: str) -> dict[str, Any]:
-    dumped = ctx.target.model_dump(mode="json")
-    return {f: dumped[f] for f in fields}
-
-
-def _image_size(ctx: Context) -> int:
-    return ctx.cfg.train.image_size or ctx.target.input.image_size
-
-
-def _train_key(ctx: Context) -> dict[str, Any]:
-    from edgetl.data import dataset_fingerprint
-
-    return {
-        "data": ctx.cfg.data.model_dump(mode="json", exclude={"num_workers"}),
-        "train": ctx.cfg.train.model_dump(mode="json", exclude={"device", "threads"}),  # speed, not results
-        "image_size": _image_size(ctx),
-        "dataset": dataset_fingerprint(ctx.cfg.data.path),
-    }
-
-
-STAGES: tuple[Stage, ...] = (
-    Stage("train", (), _train_key, _run_train),
-    Stage(
-        "quantize",
-        ("train",),
-        lambda ctx: {"quantize": ctx.cfg.quantize.model_dump(mode="json")},
-        _run_quantize,
-        enabled=lambda ctx: ctx.target.wants_int8,
-    ),
-    Stage(
-        "export",
-        ("train", "quantize"),
-        lambda ctx: {"export": ctx.cfg.export.model_dump(mode="json"), **_target_part(ctx, "export", "input")},
-        _run_export,
-    ),
-    Stage(
-        "bench",
-        ("export",),
-        lambda ctx: {
-            "bench": ctx.cfg.bench.model_dump(mode="json"),
-            **_target_part(ctx, "runtimes", "input", "benchmark", "hardware"),
-        },
-        _run_bench,
-    ),
-    Stage("report", ("bench",), lambda ctx: {}, _run_report),
-    Stage("bundle", ("export", "bench"), lambda ctx: _target_part(ctx, "name", "runtimes", "input", "export"),
-          _run_bundle),
-)
-STAGE_NAMES = tuple(s.name for s in STAGES)
 
 
 def dir_hash(path: Path) -> str:
@@ -181,30 +157,32 @@ def build(
     on_stage: Callable[[StageOutcome], None] | None = None,
 ) -> BuildResult:
     """Run (or reuse) every stage for ``target``; raise ``BudgetExceededError`` after the bundle on a budget miss."""
-    unknown = [s for s in force if s not in STAGE_NAMES]
+    stages = ordered_stages()
+    names = tuple(s.name for s in stages)
+    unknown = [s for s in force if s not in names]
     if unknown:
-        raise ConfigError(f"--force: unknown stage {unknown[0]!r}", hint=f"stages: {', '.join(STAGE_NAMES)}")
+        raise ConfigError(f"--force: unknown stage {unknown[0]!r}", hint=f"stages: {', '.join(names)}")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     ctx = Context(cfg, target, out)
     state = _load_state(out)
     versions = library_versions()
     result = BuildResult(out=out)
-    upstream_hash: dict[str, str] = {}
-    for stage in STAGES:
-        if not stage.enabled(ctx):
-            outcome = StageOutcome(stage.name, "skipped", reason=f"target {target.name} asks for no int8")
-            upstream_hash[stage.name] = "skipped"
+    output_hash: dict[str, str] = {}
+    for stage in stages:
+        ctx.current = stage.name
+        reason = stage.disabled(ctx)
+        if reason is not None:
+            outcome = StageOutcome(stage.name, "skipped", reason=reason)
             result.stages.append(outcome)
             if on_stage:
                 on_stage(outcome)
             continue
-        key = sha256_json({
-            "stage": stage.name,
-            "key": stage.key(ctx),
-            "upstream": {d: upstream_hash.get(d, "") for d in stage.depends},
-            "versions": versions,
-        })
+        upstream = {}
+        for kind in stage.consumes:
+            provider = ctx.provider(kind)
+            upstream[kind] = (provider.name, output_hash.get(provider.name, "")) if provider else None
+        key = sha256_json({"stage": stage.name, "key": stage.key(ctx), "upstream": upstream, "versions": versions})
         stage_dir = ctx.dir(stage.name)
         record = state.get(stage.name, {})
         reusable = (
@@ -221,7 +199,7 @@ def build(
             resume = record.get("input_hash") == key and record.get("status") == "started"
             state[stage.name] = {"input_hash": key, "status": "started"}
             # every later stage must rerun: forget them before this one starts
-            for later in STAGE_NAMES[STAGE_NAMES.index(stage.name) + 1 :]:
+            for later in names[names.index(stage.name) + 1 :]:
                 state.pop(later, None)
             write_json(out / STATE_FILE, state)
             start = time.perf_counter()
@@ -232,21 +210,24 @@ def build(
             write_json(out / STATE_FILE, state)
             outcome = StageOutcome(stage.name, "ran", seconds=seconds,
                                    reason="resumed" if resume else ("forced" if stage.name in force else ""))
-        upstream_hash[stage.name] = state[stage.name]["output_hash"]
+        output_hash[stage.name] = state[stage.name]["output_hash"]
         result.stages.append(outcome)
         if on_stage:
             on_stage(outcome)
+    ctx.current = None
 
-    result.results_path = ctx.dir("bench") / "results.json"
-    result.bundle_dir = ctx.dir("bundle")
-    from edgetl.bench.budgets import check_budgets
+    results_stage = ctx.provider("results", before="\0end")
+    bundle_stage = ctx.provider("bundle", before="\0end")
+    result.results_path = ctx.dir(results_stage.name) / "results.json" if results_stage else None
+    result.bundle_dir = ctx.dir(bundle_stage.name) if bundle_stage else None
+    from edgetl.bench.budgets import budget_table, check_budgets
 
+    if result.results_path is None:
+        return result
     result.budget_rows = check_budgets(target, read_json(result.results_path))
     write_json(out / "budgets.json", result.budget_rows)
     failed = [r for r in result.budget_rows if r["status"] == "fail"]
     if failed and cfg.budget_check:
-        from edgetl.bench.budgets import budget_table
-
         raise BudgetExceededError(
             f"{len(failed)} budget(s) of target {target.name} missed: " + ", ".join(r["budget"] for r in failed),
             table=budget_table(result.budget_rows),

@@ -66,7 +66,7 @@ def export_failure(stage: str, what: str, exc: BaseException) -> ExportError:
 
 
 def batch_dim(dynamic: bool) -> Any:
-    """``dynamic_shapes`` for a single NCHW input: a dynamic batch dimension, or None for a fixed shape."""
+    """``dynamic_shapes`` for a single input: a dynamic batch dimension, or None for a fixed shape."""
     if not dynamic:
         return None
     from torch.export import Dim
@@ -74,13 +74,40 @@ def batch_dim(dynamic: bool) -> Any:
     return ({0: Dim("batch", min=1, max=1024)},)
 
 
-def capture(model: torch.nn.Module, example: torch.Tensor, *, stage: str, what: str,
-            dynamic: bool = True) -> ExportedProgram:
-    """``torch.export.export`` with a dynamic batch; an untraceable model becomes an ``ExportError``."""
+def example_args(example: Any) -> tuple[Any, ...]:
+    """Positional arguments from an example: one tensor, a tuple, or named inputs (a dict, in call order)."""
+    if isinstance(example, dict):
+        return tuple(example.values())
+    return tuple(example) if isinstance(example, (tuple, list)) else (example,)
+
+
+def dynamic_shapes_for(example: Any, io: Any = None, dynamic: bool = True) -> Any:
+    """``dynamic_shapes`` for ``example``: every axis the ``ModelIO`` marks dynamic, one ``Dim`` per axis name
+    (shared between inputs, like the batch of ``input_ids`` and ``attention_mask``); just the batch without ``io``."""
+    if not dynamic:
+        return None
+    args = example_args(example)
+    if io is None:
+        return batch_dim(True) if len(args) == 1 else tuple({0: _dim("batch")} for _ in args)
+    dims: dict[str, Any] = {}
+    return tuple({axis: dims.setdefault(name, _dim(name)) for axis, name in spec.dynamic_axes.items()}
+                 for spec in io.inputs)
+
+
+def _dim(name: str) -> Any:
+    from torch.export import Dim
+
+    return Dim(name, min=1, max=1024) if name == "batch" else Dim(name, min=2, max=4096)
+
+
+def capture(model: torch.nn.Module, example: Any, *, stage: str, what: str,
+            dynamic: bool = True, io: Any = None) -> ExportedProgram:
+    """``torch.export.export`` with the dynamic axes of ``io`` (default: the batch); an untraceable model becomes
+    an ``ExportError``. ``example``: a tensor, or named inputs."""
     import torch
 
     try:
-        return torch.export.export(model, (example,), dynamic_shapes=batch_dim(dynamic))
+        return torch.export.export(model, example_args(example), dynamic_shapes=dynamic_shapes_for(example, io, dynamic))
     except Exception as exc:  # torch.export raises many types (UserError, Unsupported, RuntimeError, ...)
         raise export_failure(stage, what, exc) from exc
 
@@ -127,11 +154,12 @@ def freeze_batchnorm_stats(model: GraphModule) -> int:
     return changed
 
 
-def save_program(model: torch.nn.Module, example: torch.Tensor, path: Path, *, stage: str) -> Path:
-    """Re-export a converted int8 model with a dynamic batch and ``torch.export.save`` it atomically."""
+def save_program(model: torch.nn.Module, example: Any, path: Path, *, stage: str, model_io: Any = None) -> Path:
+    """Re-export a converted int8 model with its dynamic axes (``model_io``) and ``torch.export.save`` it
+    atomically."""
     import torch
 
-    program = capture(model, example, stage=stage, what=path.name)
+    program = capture(model, example, stage=stage, what=path.name, io=model_io)
     buffer = io.BytesIO()  # torch.export.save warns about a file name not ending in .pt2 (the atomic temp name)
     torch.export.save(program, buffer)
     with atomic_path(path) as tmp:

@@ -92,7 +92,7 @@ def weight_spec(qat: bool):  # type: ignore[no-untyped-def]
                             ch_axis=0, observer_or_fake_quant_ctr=ctr)
 
 
-def calibrate_qat_ranges(prepared: torch.nn.Module, batches: list[torch.Tensor]) -> int:
+def calibrate_qat_ranges(prepared: torch.nn.Module, batches: list[Any]) -> int:
     """Set every activation range of a QAT-prepared model exactly as PTQ would, then fix it.
 
     The model runs in float (fake-quant off) on ``batches`` while each activation fake-quant's histogram observer
@@ -113,8 +113,8 @@ def calibrate_qat_ranges(prepared: torch.nn.Module, batches: list[torch.Tensor])
              for m in acts]
     try:
         with torch.no_grad():
-            for images in batches:
-                prepared(images)
+            for batch in batches:  # one tensor, or a model's positional inputs
+                prepared(*batch) if isinstance(batch, (tuple, list)) else prepared(batch)
     finally:
         for h in hooks:
             h.remove()

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgetl.fsutil import write_text
-from edgetl.export.parity import describe_agreement
 from edgetl.bench.results import BenchResults, BenchRow, load_results
+from edgetl.export.parity import describe_agreement
+from edgetl.fsutil import write_text
 
 PRECISION_COLORS = {"fp32": "#1f77b4", "bf16": "#9467bd", "fp16": "#2ca02c", "int8": "#d62728"}
 FORMAT_MARKERS = {"torch": "s", "onnx": "o", "openvino": "D", "tensorrt": "^"}

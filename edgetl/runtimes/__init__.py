@@ -1,7 +1,8 @@
 """Runtimes: one adapter per inference library, behind one interface, in a registry.
 
 ``RUNTIMES.get("openvino").available("CPU") -> (ok, reason)``; ``.load(path, device, precision, threads)`` returns a
-``Session`` whose ``run(NCHW float32) -> logits``. Importing this package imports no runtime library: each adapter
+``Session`` whose ``run({input name: array}) -> logits``. Each adapter states its formats and, per device, the
+precisions it runs (``capabilities``); target validation, planning, budgets and the report read them here. Importing this package imports no runtime library: each adapter
 imports its library when it is asked something, so a missing optional runtime (TensorRT, CUDA) is a reason, not an
 import error.
 """
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from edgetl.errors import ModelFileError
 from edgetl.registry import Registry
-from edgetl.runtimes.base import Runtime, Session
+from edgetl.runtimes.base import OpCount, Runtime, Session
 from edgetl.runtimes.onnxruntime_runtime import OnnxRuntime
 from edgetl.runtimes.openvino_runtime import OpenVino
 from edgetl.runtimes.tensorrt_runtime import TensorRt
@@ -32,6 +33,11 @@ DEFAULT_RUNTIME = {"onnx": ("onnxruntime", "cpu"), "openvino": ("openvino", "CPU
 
 def get_runtime(name: str) -> Runtime:
     return RUNTIMES.get(name)
+
+
+def runtime_format(name: str) -> str:
+    """The artifact format the runtime ``name`` consumes (onnx, openvino, torch)."""
+    return RUNTIMES.get(name).format
 
 
 def model_format(path: str | Path) -> str:
@@ -58,5 +64,5 @@ def open_model(path: str | Path, runtime: str | None = None, device: str | None 
     return adapter.load(Path(path), device, precision, threads)
 
 
-__all__ = ["DEFAULT_RUNTIME", "FORMAT_BY_SUFFIX", "RUNTIMES", "Runtime", "Session", "get_runtime", "model_format",
-           "open_model"]
+__all__ = ["DEFAULT_RUNTIME", "FORMAT_BY_SUFFIX", "RUNTIMES", "OpCount", "Runtime", "Session", "get_runtime",
+           "model_format", "open_model", "runtime_format"]

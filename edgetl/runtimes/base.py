@@ -1,8 +1,15 @@
-"""The interface every runtime adapter implements, and the model-file checks they share."""
+"""The interface every runtime adapter implements, and the model-file checks they share.
+
+An adapter states what it can do (``formats``, ``capabilities``: device -> precisions, ``reduces_precision``);
+target validation, benchmark planning, budgets, the bundle and the report read those facts from here, and the
+export stage's parity check runs through the same adapters' sessions.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,19 +22,48 @@ from edgetl.errors import ModelFileError
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
-class Session(ABC):
-    """A loaded model ready to run: ``run(NCHW float32) -> logits``."""
+@dataclass
+class OpCount:
+    """Compute layers (convolutions, matmuls) of a runtime's executable graph, by the precision they run in."""
 
-    #: NCHW input shape; ``None`` where a dimension is dynamic (usually the batch).
-    input_shape: tuple[int | None, ...]
+    int8: dict[str, int] = field(default_factory=lambda: {"conv": 0, "matmul": 0})
+    float: dict[str, int] = field(default_factory=lambda: {"conv": 0, "matmul": 0})
+    float_names: dict[str, list[str]] = field(default_factory=lambda: {"conv": [], "matmul": []})
+
+    @property
+    def int8_total(self) -> int:
+        return sum(self.int8.values())
+
+    @property
+    def float_total(self) -> int:
+        return sum(self.float.values())
+
+
+class Session(ABC):
+    """A loaded model ready to run: ``run({input name: array}) -> the first output``."""
+
+    #: the model's inputs in order: name -> shape, ``None`` where a dimension is dynamic (usually the batch).
+    inputs: dict[str, tuple[int | None, ...]]
     #: threads the runtime really uses (None: not reported by the runtime).
     threads: int | None = None
     #: the runtime settings that change the figures, recorded with each result row.
     settings: dict[str, Any]
 
     @abstractmethod
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        """Logits of shape (N, classes) for a float32 NCHW batch."""
+    def run(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The first output (logits, N x classes) for a batch of named inputs."""
+
+    def op_counts(self) -> OpCount | None:
+        """Compute layers of the runtime's executable graph by the precision they run in (the int8 proof).
+
+        None where the runtime cannot tell (then an int8 artifact cannot be proven int8 on it).
+        """
+        return None
+
+    @property
+    def input_shape(self) -> tuple[int | None, ...]:
+        """The first input's shape."""
+        return next(iter(self.inputs.values())) if self.inputs else ()
 
     def close(self) -> None:  # noqa: B027  (optional hook)
         """Free the runtime's resources now rather than at garbage collection."""
@@ -40,15 +76,32 @@ class Session(ABC):
 
 
 class Runtime(ABC):
-    """A runtime adapter: which devices this host offers, and loading a model file on one of them."""
+    """A runtime adapter: what it can run, which devices this host offers, and loading a model file."""
 
     name: str = ""
-    formats: tuple[str, ...] = ()  # artifact formats it consumes: onnx | openvino | torch
+    formats: tuple[str, ...] = ()  # artifact formats it consumes: onnx | openvino | torch (the first is its own)
+    #: device (edgetl's name) -> the precisions the runtime runs there; a target asking for more is rejected
+    capabilities: dict[str, frozenset[str]] = {}
+    #: runs an fp32 model at a lower float precision (a compile-time hint or autocast)
+    reduces_precision: bool = False
     install_hint: str = ""
+
+    @property
+    def format(self) -> str:
+        """The artifact format this runtime consumes."""
+        return self.formats[0]
+
+    def runs(self, artifact_format: str, artifact_precision: str, precision: str) -> bool:
+        """Whether an artifact of this format and precision can be run at ``precision`` by this runtime."""
+        if artifact_format not in self.formats:
+            return False
+        if artifact_precision == precision:
+            return True
+        return precision in ("bf16", "fp16") and artifact_precision == "fp32" and self.reduces_precision
 
     @abstractmethod
     def devices(self) -> list[str]:
-        """Devices of this runtime present on this host, in edgetl's device names (targets.RUNTIME_DEVICES)."""
+        """Devices of this runtime present on this host, in edgetl's device names (the keys of ``capabilities``)."""
 
     def available(self, device: str) -> tuple[bool, str]:
         """``(True, "")`` or ``(False, reason)`` for running on ``device`` here; never raises."""

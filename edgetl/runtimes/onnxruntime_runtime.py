@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgetl.errors import ModelFileError
-from edgetl.runtimes.base import Runtime, Session, check_onnx_file, static_dims
+from edgetl.runtimes.base import OpCount, Runtime, Session, check_onnx_file, static_dims
 
-# edgetl device name (targets.RUNTIME_DEVICES["onnxruntime"]) -> ONNX Runtime execution provider
+# edgetl device name -> ONNX Runtime execution provider
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",
     "cuda": "CUDAExecutionProvider",
@@ -18,12 +20,29 @@ PROVIDERS = {
     "openvino": "OpenVINOExecutionProvider",
     "coreml": "CoreMLExecutionProvider",
 }
+# the int8 proof: compute ops of the optimised graph, by the precision they run in
+INT8_OPS = {"conv": {"QLinearConv", "ConvInteger"},
+            "matmul": {"QLinearMatMul", "MatMulInteger", "QGemm", "MatMulIntegerToFloat", "DynamicQuantizeMatMul"}}
+FLOAT_OPS = {"conv": {"Conv", "FusedConv", "ConvTranspose"}, "matmul": {"MatMul", "FusedMatMul", "Gemm", "FusedGemm"}}
+
+
+def _session(path: Path, options: Any, providers: list[str]) -> Any:
+    import onnxruntime as ort
+
+    try:
+        return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+    except Exception as exc:  # ORT raises its own pybind error types
+        text = str(exc)
+        if "INVALID_PROTOBUF" in text or "Protobuf parsing failed" in text:
+            raise ModelFileError(f"{path} is not a readable ONNX model: {text.splitlines()[0]}") from exc
+        raise
 
 
 class OnnxRuntimeSession(Session):
     def __init__(self, path: Path, device: str, precision: str, threads: int | None) -> None:
         import onnxruntime as ort
 
+        self._path = path
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # errors only: EP fallback warnings would drown the progress bar
@@ -32,18 +51,11 @@ class OnnxRuntimeSession(Session):
             options.inter_op_num_threads = 1
         provider = PROVIDERS[device]
         # The CPU provider stays last so that a node the accelerator cannot run still runs (as ORT does by default).
-        providers = [provider] if provider == "CPUExecutionProvider" else [provider, "CPUExecutionProvider"]
-        try:
-            self._session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
-        except Exception as exc:  # ORT raises its own pybind error types
-            text = str(exc)
-            if "INVALID_PROTOBUF" in text or "Protobuf parsing failed" in text:
-                raise ModelFileError(f"{path} is not a readable ONNX model: {text.splitlines()[0]}") from exc
-            raise
-        inp = self._session.get_inputs()[0]
-        self._input_name = inp.name
+        self._providers = [provider] if provider == "CPUExecutionProvider" else [provider, "CPUExecutionProvider"]
+        self._options = options
+        self._session = _session(path, options, self._providers)
+        self.inputs = {i.name: static_dims(list(i.shape)) for i in self._session.get_inputs()}
         self._output_name = self._session.get_outputs()[0].name
-        self.input_shape = static_dims(list(inp.shape))
         self.threads = threads
         self.settings: dict[str, Any] = {
             "providers": self._session.get_providers(),
@@ -51,8 +63,30 @@ class OnnxRuntimeSession(Session):
             "graph_optimization_level": "ORT_ENABLE_ALL",
         }
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        return self._session.run([self._output_name], {self._input_name: batch})[0]
+    def run(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        return self._session.run([self._output_name], dict(inputs))[0]
+
+    def op_counts(self) -> OpCount:
+        """From the graph ONNX Runtime optimised for this session's providers (``optimized_model_filepath``)."""
+        import onnx
+        import onnxruntime as ort
+
+        with tempfile.TemporaryDirectory(prefix="edgetl-ort-") as tmp:
+            options = ort.SessionOptions()
+            options.graph_optimization_level = self._options.graph_optimization_level
+            options.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
+            options.log_severity_level = 3  # the "optimised model is hardware specific" warning is expected here
+            _session(self._path, options, self._providers)
+            optimized = onnx.load(options.optimized_model_filepath, load_external_data=False)
+        counts = OpCount()
+        for node in optimized.graph.node:
+            for kind in ("conv", "matmul"):
+                if node.op_type in INT8_OPS[kind]:
+                    counts.int8[kind] += 1
+                elif node.op_type in FLOAT_OPS[kind]:
+                    counts.float[kind] += 1
+                    counts.float_names[kind].append(node.name or node.output[0])
+        return counts
 
     def close(self) -> None:
         self._session = None
@@ -61,6 +95,13 @@ class OnnxRuntimeSession(Session):
 class OnnxRuntime(Runtime):
     name = "onnxruntime"
     formats = ("onnx",)
+    capabilities = {
+        "cpu": frozenset({"fp32", "int8"}),
+        "cuda": frozenset({"fp32", "fp16", "int8"}),
+        "tensorrt": frozenset({"fp32", "fp16", "int8"}),
+        "openvino": frozenset({"fp32", "fp16", "int8"}),
+        "coreml": frozenset({"fp32", "fp16"}),
+    }
     install_hint = "pip install onnxruntime (CPU) or onnxruntime-gpu (CUDA, TensorRT providers)"
 
     def devices(self) -> list[str]:

@@ -9,13 +9,14 @@ size, as an application with a fixed batch would do (static shapes are OpenVINO'
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgetl.errors import ModelFileError
-from edgetl.runtimes.base import Runtime, Session, check_openvino_files, short_error, static_dims
+from edgetl.runtimes.base import OpCount, Runtime, Session, check_openvino_files, short_error, static_dims
 
 # edgetl precision -> INFERENCE_PRECISION_HINT, per device kind. None: leave the device's default.
 _HINTS: dict[str, dict[str, str | None]] = {
@@ -23,6 +24,9 @@ _HINTS: dict[str, dict[str, str | None]] = {
     "GPU": {"fp32": "f32", "fp16": "f16", "int8": None},
     "NPU": {"fp16": None, "int8": None},
 }
+LAYERS = {"conv": {"Convolution", "GroupConvolution", "Deconvolution", "GroupDeconvolution"},
+          "matmul": {"FullyConnected", "MatMul"}}
+INT8_PRECISIONS = {"u8", "i8"}
 
 
 class OpenVinoSession(Session):
@@ -42,49 +46,72 @@ class OpenVinoSession(Session):
             self._config["INFERENCE_PRECISION_HINT"] = hint
         if threads is not None and device == "CPU":
             self._config["INFERENCE_NUM_THREADS"] = threads
-        partial = self._model.inputs[0].get_partial_shape()
-        dims = [d.get_length() if d.is_static else None for d in partial]
-        self.input_shape = static_dims(dims)
-        self._dynamic_batch = bool(dims) and dims[0] is None
-        self._requests: dict[int, Any] = {}
-        self._inputs: dict[int, np.ndarray] = {}
-        first_batch = 1 if self._dynamic_batch else (dims[0] or 1)
+        self.inputs = {}
+        for port in self._model.inputs:
+            dims = [d.get_length() if d.is_static else None for d in port.get_partial_shape()]
+            self.inputs[port.get_any_name()] = static_dims(dims)
+        self._names = list(self.inputs)
+        self._dynamic = any(d is None for shape in self.inputs.values() for d in shape)
+        self._requests: dict[tuple[tuple[int, ...], ...], Any] = {}
+        self._buffers: dict[tuple[tuple[int, ...], ...], list[np.ndarray]] = {}
+        first = tuple(tuple(1 if d is None else d for d in shape) for shape in self.inputs.values())
         try:
-            self._request_for(first_batch)
+            request = self._request_for(first)
         except RuntimeError as exc:
             text = str(exc)
             if "bin" in text.lower() and ("weights" in text.lower() or "size" in text.lower()):
                 raise ModelFileError(f"{path.with_suffix('.bin')} does not match {path.name} (truncated?): "
                                      f"{short_error(exc)}") from exc
             raise
-        compiled = self._requests[first_batch].get_compiled_model()
+        compiled = request.get_compiled_model()
         self.threads = _int_property(compiled, "INFERENCE_NUM_THREADS") or threads
         self.settings = {**self._config, "device": device,
                          "effective_inference_precision": _type_name(_property(compiled, "INFERENCE_PRECISION_HINT")),
-                         "reshaped_per_batch": self._dynamic_batch}
+                         "reshaped_per_shape": self._dynamic}
 
-    def _request_for(self, batch: int) -> Any:
-        request = self._requests.get(batch)
+    def _request_for(self, shapes: tuple[tuple[int, ...], ...]) -> Any:
+        request = self._requests.get(shapes)
         if request is None:
-            if self._dynamic_batch:
-                shape = [batch, *[d if d is not None else -1 for d in self.input_shape[1:]]]
-                self._model.reshape({self._model.inputs[0]: shape})
+            if self._dynamic:  # static shapes are OpenVINO's fast path: compile once per shape, as an app would
+                self._model.reshape({port: list(shape) for port, shape in zip(self._model.inputs, shapes, strict=True)})
             compiled = self._core.compile_model(self._model, self._device, self._config)
             request = compiled.create_infer_request()
-            self._requests[batch] = request
-            self._inputs[batch] = request.get_input_tensor(0).data  # a NumPy view of the request's own buffer
+            self._requests[shapes] = request
+            # NumPy views of the request's own input buffers
+            self._buffers[shapes] = [request.get_input_tensor(i).data for i in range(len(shapes))]
         return request
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        request = self._request_for(int(batch.shape[0]))
-        # Copying into the request's buffer and calling infer() without arguments costs about 15 us less per call
+    def run(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        arrays = [inputs[name] for name in self._names]
+        shapes = tuple(tuple(int(d) for d in a.shape) for a in arrays)
+        request = self._request_for(shapes)
+        # Copying into the request's buffers and calling infer() without arguments costs about 15 us less per call
         # than infer({0: batch}) (measured), which matters for small models and for parity with benchmark_app.
-        np.copyto(self._inputs[int(batch.shape[0])], batch, casting="same_kind")
+        for buffer, array in zip(self._buffers[shapes], arrays, strict=True):
+            np.copyto(buffer, array, casting="same_kind")
         request.infer()
         return request.get_output_tensor(0).data.copy()
 
+    def op_counts(self) -> OpCount:
+        """The precision each convolution / fully-connected layer runs in (``runtimePrecision`` of the runtime
+        model OpenVINO compiled)."""
+        request = next(iter(self._requests.values()))
+        counts = OpCount()
+        for op in request.get_compiled_model().get_runtime_model().get_ops():
+            info = op.get_rt_info()
+            layer = info["layerType"].astype(str) if "layerType" in info else op.get_type_name()
+            precision = info["runtimePrecision"].astype(str) if "runtimePrecision" in info else ""
+            for kind, types in LAYERS.items():
+                if layer in types:
+                    if precision in INT8_PRECISIONS:
+                        counts.int8[kind] += 1
+                    else:
+                        counts.float[kind] += 1
+                        counts.float_names[kind].append(f"{op.get_friendly_name()} ({precision or '?'})")
+        return counts
+
     def close(self) -> None:
-        self._inputs.clear()
+        self._buffers.clear()
         self._requests.clear()
 
 
@@ -111,6 +138,12 @@ def _int_property(compiled: Any, name: str) -> int | None:
 class OpenVino(Runtime):
     name = "openvino"
     formats = ("openvino",)
+    capabilities = {
+        "CPU": frozenset({"fp32", "bf16", "int8"}),
+        "GPU": frozenset({"fp32", "fp16", "int8"}),
+        "NPU": frozenset({"fp16", "int8"}),
+    }
+    reduces_precision = True
     install_hint = "pip install openvino (GPU and NPU need Intel's drivers as well)"
 
     def __init__(self) -> None:

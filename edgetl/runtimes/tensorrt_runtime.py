@@ -7,6 +7,7 @@ Written against the TensorRT 10 Python API (``execute_async_v3``, named I/O tens
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -51,15 +52,15 @@ class TensorRtSession(Session):
         self._input_name = inp.name
         self._output_name = network.get_output(0).name
         self._stream = torch.cuda.Stream()
-        self.input_shape = tuple(None if d == -1 else int(d) for d in shape)
+        self.inputs = {inp.name: tuple(None if d == -1 else int(d) for d in shape)}
         self.threads = threads
         self.settings: dict[str, Any] = {"builder_flags": {"fp16": precision in ("fp16", "int8"),
                                                            "int8": precision == "int8"},
                                          "tensorrt": trt.__version__}
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
+    def run(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
         torch = self._torch
-        x = torch.from_numpy(np.ascontiguousarray(batch)).cuda()
+        x = torch.from_numpy(np.ascontiguousarray(inputs[self._input_name])).cuda()
         self._context.set_input_shape(self._input_name, tuple(x.shape))
         out_shape = tuple(self._context.get_tensor_shape(self._output_name))
         y = torch.empty(out_shape, dtype=torch.float32, device="cuda")
@@ -77,6 +78,8 @@ class TensorRtSession(Session):
 class TensorRt(Runtime):
     name = "tensorrt"
     formats = ("onnx",)
+    capabilities = {"gpu": frozenset({"fp32", "fp16", "int8"})}
+    reduces_precision = True
     install_hint = "pip install tensorrt (needs an NVIDIA GPU and driver); on Jetson it comes with JetPack"
 
     def devices(self) -> list[str]:

@@ -10,14 +10,19 @@ import json
 import shutil
 import tarfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgetl import __version__
+from edgetl.bench.budgets import choose_int8_source
 from edgetl.errors import ModelFileError
 from edgetl.fsutil import atomic_dir, atomic_path, read_json, sha256_file, write_json, write_text
 from edgetl.manifest import Artifact, read_manifest
-from edgetl.bench.budgets import RUNTIME_FORMAT, choose_int8_source
+from edgetl.runtimes import runtime_format
 from edgetl.targets import TargetProfile
+
+if TYPE_CHECKING:
+    from edgetl.artifacts import ModelIO
+    from edgetl.tasks import Task
 
 BUNDLE_FORMAT = "edgetl-bundle-v1"
 BUNDLE_MANIFEST = "manifest.json"
@@ -27,7 +32,7 @@ def _pick_artifacts(target: TargetProfile, artifacts: list[Artifact], int8_sourc
     """One artifact per format the target's runtimes consume, at the most preferred precision exported."""
     chosen: dict[str, Artifact] = {}
     for spec in target.runtimes:
-        fmt = RUNTIME_FORMAT[spec.runtime]
+        fmt = runtime_format(spec.runtime)
         if fmt in chosen or fmt == "torch":
             continue
         for precision in spec.precisions:
@@ -43,17 +48,14 @@ def _pick_artifacts(target: TargetProfile, artifacts: list[Artifact], int8_sourc
     return list(chosen.values())
 
 
-def _onnx_input_name(path: Path) -> str:
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    return model.graph.input[0].name
-
-
-def trtexec_script(model_file: str, input_name: str, target: TargetProfile, int8: bool) -> str:
-    size = target.input.image_size
+def trtexec_script(model_file: str, io: ModelIO, target: TargetProfile, int8: bool) -> str:
+    """The ``trtexec`` command that builds and times the engine on the device, at the model's own input shapes
+    (from its artifact) and the target's batch sizes."""
     batches = sorted(target.input.batch_sizes)
-    shape = lambda b: f"{input_name}:{b}x{target.input.channels}x{size}x{size}"  # noqa: E731
+
+    def shape(b: int) -> str:
+        return ",".join(f"{t.name}:{'x'.join(str(d) for d in t.with_batch(b))}" for t in io.inputs)
+
     if target.input.dynamic_batch:
         shapes = f"--minShapes={shape(batches[0])} --optShapes={shape(batches[0])} --maxShapes={shape(batches[-1])}"
     else:
@@ -75,8 +77,8 @@ echo "engine: $(pwd)/model.engine; latency percentiles are in trtexec.log (this 
 """
 
 
-def _readme(target: TargetProfile, files: list[dict[str, Any]], labels: list[str], pp: dict[str, Any],
-            summary: dict[str, Any]) -> str:
+def _readme(target: TargetProfile, task: Task, io: ModelIO, files: list[dict[str, Any]], labels: list[str],
+            pp: dict[str, Any], summary: dict[str, Any]) -> str:
     primary = files[0]["path"]
     onnx_file = next((f["path"] for f in files if f["format"] == "onnx"), None)
     lines = [
@@ -98,63 +100,8 @@ def _readme(target: TargetProfile, files: list[dict[str, Any]], labels: list[str
         json.dumps(summary, indent=2),
         "```",
         "",
-        "## Preprocessing (`preprocess.json`)",
-        "",
-        f"RGB, resize the short side to {pp['resize_size']} px ({pp['interpolation']}), centre-crop "
-        f"{pp['image_size']}x{pp['image_size']}, scale to 0..1, subtract mean {list(pp['mean'])}, divide by std "
-        f"{list(pp['std'])}, layout NCHW float32. Output: one logit per class, in `labels.json` order.",
-        "",
-        "## Python",
-        "",
-        "```python",
-        "import json, numpy as np, onnxruntime as ort",
-        "from PIL import Image",
-        "",
-        "pp = json.load(open('preprocess.json')); labels = json.load(open('labels.json'))",
-        "img = Image.open('image.jpg').convert('RGB')",
-        "s = pp['resize_size'] / min(img.size)",
-        "img = img.resize((max(pp['image_size'], round(img.width * s)), max(pp['image_size'], round(img.height * s))),",
-        "                 Image.Resampling.BICUBIC if pp['interpolation'] == 'bicubic' else Image.Resampling.BILINEAR)",
-        "l, t = (img.width - pp['image_size']) // 2, (img.height - pp['image_size']) // 2",
-        "img = img.crop((l, t, l + pp['image_size'], t + pp['image_size']))",
-        "x = (np.asarray(img, np.float32) / 255 - pp['mean']) / pp['std']",
-        "x = x.transpose(2, 0, 1)[None].astype(np.float32)",
-        f"sess = ort.InferenceSession('{onnx_file or primary}', providers=['CPUExecutionProvider'])",
-        "logits = sess.run(None, {sess.get_inputs()[0].name: x})[0][0]",
-        "print(labels[int(logits.argmax())])",
-        "```",
-        "",
-        "Or, with edgetl installed: `edgetl predict path/to/bundle image.jpg`.",
-        "",
+        task.bundle_readme(pp, io, primary, onnx_file),
     ]
-    if onnx_file:
-        lines += [
-            "## C++ (ONNX Runtime)",
-            "",
-            "```cpp",
-            "#include <onnxruntime_cxx_api.h>",
-            "#include <vector>",
-            "// x: preprocessed image as above, NCHW float32, shape {1, 3, H, W}",
-            "int classify(const std::vector<float>& x, int64_t h, int64_t w) {",
-            "  Ort::Env env(ORT_LOGGING_LEVEL_WARNING, \"edgetl\");",
-            "  Ort::SessionOptions opts;",
-            f"  Ort::Session session(env, \"{onnx_file}\", opts);",
-            "  Ort::AllocatorWithDefaultOptions alloc;",
-            "  auto in_name = session.GetInputNameAllocated(0, alloc);",
-            "  auto out_name = session.GetOutputNameAllocated(0, alloc);",
-            "  std::array<int64_t, 4> shape{1, 3, h, w};",
-            "  auto mem = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);",
-            "  Ort::Value input = Ort::Value::CreateTensor<float>(mem, const_cast<float*>(x.data()), x.size(),",
-            "                                                     shape.data(), shape.size());",
-            "  const char* ins[] = {in_name.get()}; const char* outs[] = {out_name.get()};",
-            "  auto out = session.Run(Ort::RunOptions{nullptr}, ins, &input, 1, outs, 1);",
-            "  const float* logits = out[0].GetTensorData<float>();",
-            "  size_t n = out[0].GetTensorTypeAndShapeInfo().GetElementCount();",
-            "  return int(std::max_element(logits, logits + n) - logits);  // index into labels.json",
-            "}",
-            "```",
-            "",
-        ]
     if any(r.runtime == "tensorrt" for r in target.runtimes):
         lines += [
             "## On the device (TensorRT)",
@@ -167,25 +114,36 @@ def _readme(target: TargetProfile, files: list[dict[str, Any]], labels: list[str
     return "\n".join(lines)
 
 
-def make_bundle(run_dir: Path, target: TargetProfile, out_dir: Path) -> Path:
-    """Assemble ``out_dir`` (and ``out_dir``.tar.gz) from a run's train, export and bench stages."""
-    run_dir, out_dir = Path(run_dir), Path(out_dir)
-    train = read_manifest(run_dir / "train")
-    export = read_manifest(run_dir / "export")
-    results_path = run_dir / "bench" / "results.json"
-    results: dict[str, Any] = read_json(results_path) if results_path.is_file() else {"rows": []}
+def make_bundle(export_dir: Path, results_path: Path | None, target: TargetProfile, out_dir: Path) -> Path:
+    """Assemble ``out_dir`` (and ``out_dir``.tar.gz) from an export stage and the benchmark's results.
+
+    Everything the bundle states about the model (task, named inputs, labels, preprocessing) comes from the
+    export manifest, which carries the model artifact's card: the bundle never re-derives it from the target.
+    """
+    from edgetl.artifacts import ModelIO
+    from edgetl.tasks import get_task
+
+    export_dir, out_dir = Path(export_dir), Path(out_dir)
+    export = read_manifest(export_dir)
+    results: dict[str, Any] = read_json(results_path) if results_path and results_path.is_file() else {"rows": []}
     artifacts = [Artifact.model_validate(a) for a in export.info.get("artifacts", [])]
     source = choose_int8_source(results)
     picked = _pick_artifacts(target, artifacts, source)
     if not picked:
-        raise ModelFileError(f"{run_dir / 'export'} has no artifact in a format {target.name} runs")
-    labels = list(train.info["classes"])
-    pp = dict(train.info["preprocess"])
+        raise ModelFileError(f"{export_dir} has no artifact in a format {target.name} runs")
+    info = export.info
+    if not info.get("io"):
+        raise ModelFileError(f"{export_dir / 'manifest.json'} does not describe the model's inputs",
+                             hint="rerun `edgetl export` with this edgetl version")
+    labels = list(info["classes"])
+    pp = dict(info["preprocess"])
+    io = ModelIO.model_validate(info["io"])
+    task = get_task(info.get("task", "image_classification"))
 
     with atomic_dir(out_dir) as tmp:
         files: list[dict[str, Any]] = []
         for art in picked:
-            src = run_dir / "export" / art.path
+            src = export_dir / art.path
             suffix = ".xml" if art.format == "openvino" else ".onnx"
             name = f"model_{art.precision}{suffix}"
             shutil.copy2(src, tmp / name)
@@ -201,13 +159,12 @@ def make_bundle(run_dir: Path, target: TargetProfile, out_dir: Path) -> Path:
         if any(r.runtime == "tensorrt" for r in target.runtimes):
             onnx_entry = next((f for f in files if f["format"] == "onnx"), None)
             if onnx_entry:
-                script = trtexec_script(onnx_entry["path"], _onnx_input_name(tmp / onnx_entry["path"]), target,
-                                        onnx_entry["precision"] == "int8")
+                script = trtexec_script(onnx_entry["path"], io, target, onnx_entry["precision"] == "int8")
                 write_text(tmp / "build_engine.sh", script)
                 (tmp / "build_engine.sh").chmod(0o755)
         summary = _summary(results, picked)
         _hash_entries(tmp, files)
-        write_text(tmp / "README.md", _readme(target, files, labels, pp, summary))
+        write_text(tmp / "README.md", _readme(target, task, io, files, labels, pp, summary))
         extras = [{"path": name, "format": "text"} for name in
                   ("labels.json", "preprocess.json", "README.md", "build_engine.sh") if (tmp / name).is_file()]
         _hash_entries(tmp, extras)
@@ -216,13 +173,16 @@ def make_bundle(run_dir: Path, target: TargetProfile, out_dir: Path) -> Path:
             "format": BUNDLE_FORMAT,
             "edgetl_version": __version__,
             "target": target.name,
-            "backbone": train.info.get("backbone"),
+            "task": task.name,
+            "inputs": [t.model_dump(mode="json") for t in io.inputs],
+            "backbone": info.get("backbone"),
             "classes": labels,
             "primary": files[0]["path"],
             "int8_source": source,
             "files": files,
             "measured": summary,
-            "source_manifests": {"train": train.hash, "export": export.hash},
+            "lineage": {"float_model": info.get("float_source"), "source_manifest": info.get("source_manifest")},
+            "source_manifests": {"export": export.hash},
         }
         write_json(tmp / BUNDLE_MANIFEST, manifest)
     tar_path = out_dir.with_suffix(".tar.gz")

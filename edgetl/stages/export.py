@@ -1,16 +1,17 @@
-"""``edgetl export``: ONNX (fp32, int8 QDQ) and OpenVINO IR, each self-describing and checked against torch.
+"""Stage ``export``: ONNX (fp32, int8 QDQ) and OpenVINO IR, each self-describing and checked against torch.
 
-Sources: the fine-tuned checkpoint (fp32) and the quantize stage's converted programs (``qat.pt2``, ``ptq.pt2``).
-ONNX goes through the dynamo exporter (the TorchScript exporter cannot export PT2E models); zero ``Pad`` ops in front
-of convs are folded into the conv (``edgetl.export.onnx_passes``). OpenVINO IR is converted from the ONNX files and
-saved with fp32 weights. Every artifact then passes ``edgetl.export.parity``: top-1 agreement and logit difference
-against its torch model, and (int8) the proof that its convolutions run in int8 in the runtime.
+Sources: the current float model artifact (whichever stage made it) and the quantize stage's int8 program
+artifacts. ONNX goes through the dynamo exporter (``edgetl.export.writers``); OpenVINO IR is converted from the ONNX
+files and saved with fp32 weights. Every artifact then passes the parity check through the runtime adapters
+(``edgetl.export.parity``): top-1 agreement and logit difference against its torch model, and (int8) the proof
+that its compute layers run in int8, checked against the precision plan its model card carries.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,22 +22,23 @@ import numpy as np
 from edgetl import __version__
 from edgetl.config import BuildConfig
 from edgetl.errors import ExportError, ModelFileError
-from edgetl.fsutil import atomic_dir, sha256_json, write_json
-from edgetl.manifest import Artifact, Manifest, hash_outputs, library_versions, read_manifest
 from edgetl.export.parity import describe_agreement
+from edgetl.export.writers import export_onnx, export_openvino
+from edgetl.fsutil import atomic_dir, sha256_json, write_json
+from edgetl.manifest import Artifact, Manifest, hash_outputs, library_versions
 from edgetl.targets import TargetProfile
 
 if TYPE_CHECKING:
-    import torch
-
-    from edgetl.stages.quantize import TrainInputs
+    from edgetl.artifacts import ModelArtifact
+    from edgetl.runtimes.base import OpCount
+    from edgetl.stages.quantize import FloatInputs
 
 log = logging.getLogger("edgetl.export")
 
+__all__ = ["ExportResult", "artifact_name", "export", "export_onnx", "export_openvino", "model_metadata"]
+
 STAGE = "export"
-SOURCES = ("fp32", "qat", "ptq")
 ONNX_FILES = {"fp32": "model_fp32.onnx", "qat": "model_int8_qat.onnx", "ptq": "model_int8_ptq.onnx"}
-INPUT_NAME, OUTPUT_NAME = "input", "logits"
 REFERENCE_BATCH = 32  # torch reference batch; the runtimes run at the deployed batch (1, or the fixed batch)
 
 
@@ -54,116 +56,67 @@ def artifact_name(fmt: str, source: str) -> str:
     return f"{fmt}-fp32" if source == "fp32" else f"{fmt}-int8-{source}"
 
 
-def model_metadata(inputs: TrainInputs, source: str) -> dict[str, str]:
+def model_metadata(model: ModelArtifact, source: str, precision: str) -> dict[str, str]:
     """What an exported model says about itself (ONNX ``metadata_props``, OpenVINO ``rt_info["edgetl"]``)."""
-    pp, ckpt = inputs.preprocess, inputs.checkpoint
-    return {
-        "labels": json.dumps(list(ckpt.classes)),
-        "preprocess": json.dumps(pp.model_dump(mode="json")),
-        "image_size": str(pp.image_size),
-        "resize_size": str(pp.resize_size),
-        "crop_pct": str(ckpt.crop_pct),
-        "interpolation": pp.interpolation,
-        "mean": json.dumps(list(pp.mean)),
-        "std": json.dumps(list(pp.std)),
-        "input_layout": "NCHW RGB float32, (x / 255 - mean) / std",
-        "backbone": ckpt.backbone,
+    card = model.card
+    meta = {
+        "task": card.task,
+        "labels": json.dumps(list(card.classes)),
+        "preprocess": json.dumps(card.preprocess),
+        "inputs": json.dumps([t.model_dump(mode="json") for t in card.io.inputs]),
+        "backbone": card.backbone,
         "source": source,
-        "precision": "fp32" if source == "fp32" else "int8",
-        "source_manifest": inputs.manifest.hash,
+        "precision": precision,
+        "source_manifest": model.manifest.hash,
         "edgetl_version": __version__,
     }
+    # the preprocessing fields one by one too, for readers that look for loose keys (image_size, mean, std, ...)
+    for key, value in card.preprocess.items():
+        meta.setdefault(key, value if isinstance(value, str) else json.dumps(value))
+    return meta
 
 
-# --------------------------------------------------------------------------------------------------- ONNX
-def export_onnx(model: Any, example: torch.Tensor, path: Path, *, opset: int, dynamic: bool,
-                metadata: dict[str, str], what: str) -> int:
-    """Dynamo-export ``model`` (an ``nn.Module`` or ``ExportedProgram``) to ``path``; returns the pads folded."""
-    import onnx
-    import torch
-
-    from edgetl.export.onnx_passes import fold_pads
-    from edgetl.quant.pt2e import batch_dim, export_failure
-
-    try:
-        program = torch.onnx.export(model, (example,), dynamo=True, opset_version=opset,
-                                    input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                                    dynamic_shapes=batch_dim(dynamic), verbose=False)
-    except Exception as exc:  # torch.export errors and the exporter's ConversionError / DispatchError
-        raise export_failure(STAGE, what, exc) from exc
-    if program is None:
-        raise ExportError(f"{STAGE}: the ONNX exporter returned nothing for {what}")
-    proto = program.model_proto
-    folded = fold_pads(proto)
-    del proto.metadata_props[:]
-    for key, value in metadata.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.checker.check_model(proto)
-    onnx.save(proto, str(path))
-    return folded
-
-
-def export_openvino(onnx_path: Path, xml: Path, metadata: dict[str, str]) -> None:
-    """ONNX -> OpenVINO IR with fp32 weights (``compress_to_fp16=False``) and edgetl's rt_info."""
-    import openvino as ov
-
-    try:
-        model = ov.convert_model(str(onnx_path))
-    except Exception as exc:  # OpenVINO's converter raises RuntimeError / OpConversionFailure
-        from edgetl.runtimes.base import short_error
-
-        raise ExportError(f"{STAGE}: OpenVINO cannot convert {onnx_path.name}: {short_error(exc)}",
-                          hint="check the ONNX opset (target export.opset) and the op it names") from exc
-    for key, value in metadata.items():
-        model.set_rt_info(value, ["edgetl", key])
-    xml.parent.mkdir(parents=True, exist_ok=True)
-    ov.save_model(model, str(xml), compress_to_fp16=False)
-
-
-# --------------------------------------------------------------------------------------------------- sources
 @dataclass
 class _Source:
     name: str  # fp32 | qat | ptq
+    artifact: ModelArtifact
     model: Any  # what the ONNX exporter takes
     reference: Any  # torch callable producing the logits the artifact must reproduce
     reference_label: str
 
 
-def _sources(inputs: TrainInputs, quant_dir: Path | None, dynamic: bool) -> tuple[list[_Source], list[dict[str, Any]],
-                                                                                 Manifest | None]:
-    from edgetl.quant.pt2e import load_program
+def _sources(inputs: FloatInputs, quant_dir: Path | None, dynamic: bool) -> tuple[list[_Source], Manifest | None]:
+    from edgetl.artifacts import read_model_artifacts
 
-    fp32 = inputs.checkpoint.build_model().eval()
-    sources = [_Source("fp32", fp32, fp32, "torch fp32 (fine-tuned checkpoint)")]
+    fp32 = inputs.artifact.load()
+    sources = [_Source("fp32", inputs.artifact, fp32, fp32, f"torch fp32 ({inputs.artifact.ref})")]
     if quant_dir is None:
-        return sources, [], None
-    quant = read_manifest(quant_dir)
-    bad = quant.verify_outputs(quant_dir)
-    if bad:
-        raise ModelFileError(f"{quant_dir}: {', '.join(bad)} missing or not matching the sha256 in its manifest",
-                             hint="rerun `edgetl quantize` (or `edgetl build`)")
-    if quant.info.get("source_manifest") != inputs.manifest.hash:
-        raise ModelFileError(f"{quant_dir} was quantized from another fine-tuned model than {inputs.dir}",
-                             hint="rerun `edgetl quantize` on this train/ directory")
-    programs = quant.info.get("programs", {})
-    for name in (n for n in SOURCES if n in programs):
-        program = load_program(quant_dir / programs[name])
+        return sources, None
+    order = ("qat", "ptq")  # the QAT model first: it is the one a build ships when both are as good
+    quantized = sorted(read_model_artifacts(quant_dir),
+                       key=lambda a: order.index(a.card.name) if a.card.name in order else len(order))
+    quant = quantized[0].manifest if quantized else None
+    for artifact in quantized:
+        if artifact.card.lineage.parent_manifest != inputs.artifact.manifest.hash:
+            raise ModelFileError(f"{quant_dir} was quantized from another float model than {inputs.artifact.stage_dir}",
+                                 hint="rerun `edgetl quantize` on this model")
+        program = artifact.load_program()
         module = program.module()
-        sources.append(_Source(name, program if dynamic else module, module, f"torch int8 ({name}, converted)"))
-    return sources, list(quant.info.get("kept_float", [])), quant
+        sources.append(_Source(artifact.card.name, artifact, program if dynamic else module, module,
+                               f"torch int8 ({artifact.card.name}, converted)"))
+    return sources, quant
 
 
-def _export_dims(target: TargetProfile) -> tuple[bool, int]:
-    """(dynamic batch?, the example/fixed batch size)."""
+def export_dims(target: TargetProfile) -> tuple[bool, int]:
+    """(dynamic batch?, the example/fixed batch size): a deployment choice of the target."""
     if target.input.dynamic_batch:
         return True, 2  # 2, not 1: torch.export specialises a dimension whose example size is 1
     return False, target.input.batch_sizes[0]
 
 
 # --------------------------------------------------------------------------------------------------- checks
-def _check_int8(artifact: Artifact, counts: Any, kept: list[dict[str, Any]]) -> str | None:
-    """A failure message when an int8 artifact runs convolutions/matmuls in float beyond those kept on purpose."""
+def _check_int8(artifact: Artifact, counts: OpCount, kept: list[dict[str, Any]]) -> str | None:
+    """A failure message when an int8 artifact runs convolutions/matmuls in float beyond its precision plan."""
     allowed = {"conv": sum(k.get("kind") == "conv" for k in kept),
                "matmul": sum(k.get("kind") == "linear" for k in kept)}
     problems = []
@@ -186,10 +139,10 @@ def _check_parity(cfg: BuildConfig, artifact: Artifact, parity: dict[str, Any]) 
     if not problems:
         return None
     return (f"{artifact.name}: " + ", ".join(problems)
-            + f" against {parity['reference']} on {parity['n']} images ({parity['runtime']})")
+            + f" against {parity['reference']} on {parity['n']} samples ({parity['runtime']})")
 
 
-def _explain_float(counts: Any, kept: list[dict[str, Any]], precision: str) -> list[str]:
+def _explain_float(counts: OpCount, kept: list[dict[str, Any]], precision: str) -> list[str]:
     names = counts.float_names["conv"] + counts.float_names["matmul"]
     if precision != "int8":
         return []
@@ -197,35 +150,33 @@ def _explain_float(counts: Any, kept: list[dict[str, Any]], precision: str) -> l
 
 
 # --------------------------------------------------------------------------------------------------- the stage
-def export(cfg: BuildConfig, target: TargetProfile, train_dir: Path, quant_dir: Path | None,
+def export(cfg: BuildConfig, target: TargetProfile, model_dir: Path, quant_dir: Path | None,
            out_dir: Path) -> ExportResult:
-    """Export the fine-tuned model (and the int8 programs in ``quant_dir``) to the target's formats.
+    """Export the float model artifact in ``model_dir`` (and the int8 programs in ``quant_dir``) for the target.
 
     Args:
         cfg: the build config; reads ``cfg.export`` (opset, parity thresholds, parity_images).
         target: decides the formats (``export.formats``), opset and the batch dimension (``input``).
-        train_dir: the fine-tune stage's directory.
+        model_dir: the stage directory of the float model (``train/``, or a later stage that made one).
         quant_dir: the quantize stage's directory, or None for fp32 only.
         out_dir: where the models, ``parity.json`` and ``manifest.json`` go (replaced whole).
 
     Raises:
-        ExportError: an op cannot be exported, or an artifact fails parity or runs convs in float.
+        ExportError: an op cannot be exported, or an artifact fails parity or runs layers in float off-plan.
         ModelFileError: an input file is missing, modified or corrupt.
     """
     from rich.progress import Progress
 
-    from edgetl.stages.quantize import read_train_dir
+    from edgetl.stages.quantize import read_float_model
 
     started = time.perf_counter()
-    train_dir, out_dir = Path(train_dir), Path(out_dir)
-    inputs = read_train_dir(train_dir)
-    dynamic, batch = _export_dims(target)
+    out_dir = Path(out_dir)
+    inputs = read_float_model(Path(model_dir))
+    card = inputs.artifact.card
+    dynamic, batch = export_dims(target)
     opset = cfg.export.opset or target.export.opset
-    sources, kept, quant = _sources(inputs, Path(quant_dir) if quant_dir else None, dynamic)
-    size = inputs.preprocess.image_size
-    import torch
-
-    example = torch.randn(batch, 3, size, size)
+    sources, quant = _sources(inputs, Path(quant_dir) if quant_dir else None, dynamic)
+    example = inputs.task.example_inputs(card.io, batch)
     want_ov = "openvino" in target.export.formats
     want_onnx = "onnx" in target.export.formats
     artifacts: list[tuple[Artifact, _Source]] = []
@@ -234,40 +185,49 @@ def export(cfg: BuildConfig, target: TargetProfile, train_dir: Path, quant_dir: 
         with Progress(transient=True) as progress:
             task = progress.add_task("exporting", total=len(sources) * (1 + want_ov))
             for src in sources:
-                meta = model_metadata(inputs, src.name)
-                onnx_rel = ONNX_FILES[src.name]
+                precision = src.artifact.card.precision if src.name != "fp32" else "fp32"
+                meta = model_metadata(inputs.artifact if src.name == "fp32" else src.artifact, src.name, precision)
+                meta["source_manifest"] = inputs.artifact.manifest.hash  # every artifact names the float model
+                onnx_rel = ONNX_FILES.get(src.name, f"model_int8_{src.name}.onnx")
                 progress.update(task, description=f"ONNX {src.name}")
                 folded[src.name] = export_onnx(src.model, example, tmp / onnx_rel, opset=opset, dynamic=dynamic,
-                                               metadata=meta, what=f"the {src.name} model")
+                                               metadata=meta, what=f"the {src.name} model", io=card.io)
                 progress.advance(task)
                 if want_onnx:
-                    artifacts.append((_artifact("onnx", src.name, tmp, onnx_rel), src))
+                    artifacts.append((_artifact("onnx", src.name, precision, tmp, onnx_rel), src))
                 if want_ov:
                     progress.update(task, description=f"OpenVINO {src.name}")
                     xml_rel = f"openvino/{Path(onnx_rel).stem}.xml"
                     export_openvino(tmp / onnx_rel, tmp / xml_rel, meta)
-                    artifacts.append((_artifact("openvino", src.name, tmp, xml_rel), src))
+                    artifacts.append((_artifact("openvino", src.name, precision, tmp, xml_rel), src))
                     progress.advance(task)
                 if not want_onnx:
                     (tmp / onnx_rel).unlink()  # only the intermediate of the IR
-        parity = _run_parity(cfg, inputs, tmp, artifacts, kept, batch if not dynamic else 1)
+        parity = _run_parity(cfg, inputs, tmp, artifacts, batch if not dynamic else 1)
         write_json(tmp / "parity.json", parity)
         files = [a.path for a, _ in artifacts] + [a.path.replace(".xml", ".bin") for a, _ in artifacts
                                                    if a.format == "openvino"]
+        float_dir = inputs.artifact.stage_dir
+        rel = lambda p: os.path.relpath(p, out_dir)  # noqa: E731  paths that stay valid inside the run directory
+        kept = [layer for a in quantized_cards(sources) for layer in a]
         Manifest(
             stage=STAGE,
-            input_hash=sha256_json({"train": inputs.manifest.hash, "quantize": quant.hash if quant else None,
+            input_hash=sha256_json({"train": inputs.artifact.manifest.hash, "quantize": quant.hash if quant else None,
                                     "export": cfg.export.model_dump(mode="json"),
                                     "target": target.model_dump(mode="json", include={"input", "export"}),
                                     "versions": library_versions()}),
             config={"export": cfg.export.model_dump(mode="json"), "target": target.name},
-            inputs={"train/manifest.json": inputs.manifest.hash,
+            inputs={f"{float_dir.name}/manifest.json": inputs.artifact.manifest.hash,
                     **({"quantize/manifest.json": quant.hash} if quant else {})},
             outputs=hash_outputs(tmp, [*files, "parity.json"]),
             info={
                 "artifacts": [a.model_dump(mode="json") for a, _ in artifacts],
-                "backbone": inputs.checkpoint.backbone, "classes": list(inputs.checkpoint.classes),
-                "preprocess": inputs.preprocess.model_dump(mode="json"), "source_manifest": inputs.manifest.hash,
+                "task": card.task, "io": card.io.model_dump(mode="json"), "backbone": card.backbone,
+                "classes": list(card.classes), "preprocess": dict(card.preprocess),
+                "float_model": rel(inputs.artifact.path), "float_source": inputs.artifact.ref,
+                "split": rel(inputs.artifact.split_path) if inputs.artifact.split_path else None,
+                "macs": card.macs, "params": card.params,
+                "source_manifest": inputs.artifact.manifest.hash,
                 "opset": opset, "dynamic_batch": dynamic, "batch_size": None if dynamic else batch,
                 "pads_folded": folded, "eval_split": inputs.index.eval_split, "kept_float": kept,
             },
@@ -276,44 +236,56 @@ def export(cfg: BuildConfig, target: TargetProfile, train_dir: Path, quant_dir: 
                         wall_time_s=round(time.perf_counter() - started, 2))
 
 
-def _artifact(fmt: str, source: str, root: Path, rel: str) -> Artifact:
+def quantized_cards(sources: list[_Source]) -> list[list[dict[str, str]]]:
+    """The layers each int8 source keeps in float by its precision plan (deduplicated by layer)."""
+    seen: dict[str, dict[str, str]] = {}
+    for src in sources:
+        for layer in src.artifact.card.precision_plan.kept_float():
+            seen.setdefault(layer["layer"], layer)
+    return [list(seen.values())]
+
+
+def _artifact(fmt: str, source: str, precision: str, root: Path, rel: str) -> Artifact:
     path = root / rel
     size = path.stat().st_size + (path.with_suffix(".bin").stat().st_size if fmt == "openvino" else 0)
-    return Artifact(name=artifact_name(fmt, source), format=fmt, precision="fp32" if source == "fp32" else "int8",
-                    source=source, path=rel, size_bytes=size)
+    return Artifact(name=artifact_name(fmt, source), format=fmt, precision=precision, source=source, path=rel,
+                    size_bytes=size)
 
 
-def _run_parity(cfg: BuildConfig, inputs: TrainInputs, root: Path, artifacts: list[tuple[Artifact, _Source]],
-                kept: list[dict[str, Any]], runtime_batch: int) -> dict[str, dict[str, Any]]:
+def _run_parity(cfg: BuildConfig, inputs: FloatInputs, root: Path, artifacts: list[tuple[Artifact, _Source]],
+                runtime_batch: int) -> dict[str, dict[str, Any]]:
     """Stream the evaluation split through every artifact and its torch reference; fill in each ``Artifact``."""
     import torch
     from rich.progress import Progress
 
-    from edgetl.data import iter_eval_batches
-    from edgetl.export.parity import ParityTally, onnxruntime_runner, openvino_runner, run_in_chunks
+    from edgetl.export.parity import ParityTally, open_checked_session, run_in_chunks
 
     samples = inputs.eval_samples[: cfg.export.parity_images] if cfg.export.parity_images else inputs.eval_samples
-    runners, tallies, counts = {}, {}, {}
+    sessions, tallies, counts = {}, {}, {}
     for artifact, src in artifacts:
-        load = onnxruntime_runner if artifact.format == "onnx" else openvino_runner
-        runners[artifact.name], counts[artifact.name] = load(root / artifact.path)
-        runtime = "onnxruntime:cpu" if artifact.format == "onnx" else "openvino:CPU (f32 hint)"
+        sessions[artifact.name], counts[artifact.name], runtime = open_checked_session(
+            root / artifact.path, artifact.format, artifact.precision)
         ties = cfg.export.tie_margin_int8 if artifact.precision == "int8" else 0.0
         tallies[artifact.name] = ParityTally(runtime, src.reference_label, runtime_batch, tie_margin=ties)
     references = {src.name: src.reference for _, src in artifacts}
-    with Progress(transient=True) as progress, torch.inference_mode():
-        task = progress.add_task("parity", total=len(samples))
-        for images, labels in iter_eval_batches(samples, inputs.preprocess, REFERENCE_BATCH):
-            expected = {name: np.asarray(ref(torch.from_numpy(images)), dtype=np.float64)
-                        for name, ref in references.items()}
-            for artifact, src in artifacts:
-                logits = run_in_chunks(runners[artifact.name], images, runtime_batch)
-                tallies[artifact.name].update(logits, expected[src.name], labels)
-            progress.advance(task, len(labels))
+    try:
+        with Progress(transient=True) as progress, torch.inference_mode():
+            task = progress.add_task("parity", total=len(samples))
+            for batch, labels in inputs.task.eval_batches(samples, inputs.preprocess, REFERENCE_BATCH):
+                args = [torch.from_numpy(v) for v in batch.values()]
+                expected = {name: np.asarray(ref(*args), dtype=np.float64) for name, ref in references.items()}
+                for artifact, src in artifacts:
+                    logits = run_in_chunks(sessions[artifact.name], batch, runtime_batch)
+                    tallies[artifact.name].update(logits, expected[src.name], labels)
+                progress.advance(task, len(labels))
+    finally:
+        for session in sessions.values():
+            session.close()
     failures: list[str] = []
     report: dict[str, dict[str, Any]] = {}
-    for artifact, _ in artifacts:
+    for artifact, src in artifacts:
         c = counts[artifact.name]
+        kept = src.artifact.card.precision_plan.kept_float() if artifact.precision == "int8" else []
         artifact.parity = tallies[artifact.name].as_dict()
         artifact.int8_ops, artifact.float_ops = c.int8_total, c.float_total
         artifact.float_op_names = _explain_float(c, kept, artifact.precision)

@@ -1,16 +1,18 @@
-"""``edgetl quantize``: quantization-aware fine-tuning to int8 (torchao PT2E), with a post-training baseline.
+"""Stage ``quantize``: quantization-aware training to int8 (torchao PT2E) through the one trainer, and a PTQ baseline.
 
-QAT: ``torch.export`` (dynamic batch) -> ``prepare_qat_pt2e`` with edgetl's own quantizer (``edgetl.quant``: uint8
-activations, int8 per-channel weights, BatchNorm folded) -> a few epochs at a low learning rate with the fine-tuning
-augmentation, observers and then BatchNorm statistics frozen before the end -> ``convert_pt2e``.
-PTQ: the same quantizer, ``prepare_pt2e``, calibration on training images, ``convert_pt2e``.
+Input: the current float model artifact (``edgetl.artifacts``), whichever stage made it (fine-tuning, pruning, ...),
+and the data split its card names. QAT: ``torch.export`` (the artifact's dynamic axes) -> ``prepare_qat_pt2e``
+with edgetl's own quantizer (``edgetl.quant``: uint8 activations, int8 per-channel weights, BatchNorm folded) ->
+a few epochs at a low learning rate in ``edgetl.training.Trainer`` (the fine-tuning augmentation, CUDA and mixed
+precision when present) -> ``convert_pt2e``. PTQ: the same quantizer, ``prepare_pt2e``, calibration, ``convert_pt2e``.
 
-Both converted models are saved as ``torch.export`` programs (``qat.pt2``, ``ptq.pt2``), re-exported with a dynamic
-batch; ``edgetl.quant.pt2e.load_program`` loads them back. The export stage turns them into ONNX QDQ and OpenVINO IR.
+Both converted models are saved as ``torch.export`` programs (``qat.pt2``, ``ptq.pt2``) with their model cards
+(precision plan: int8, and the layers kept in float). The export stage turns them into ONNX QDQ and OpenVINO IR.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import random
 import time
@@ -19,16 +21,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgetl.config import BuildConfig
-from edgetl.errors import ConfigError, ModelFileError
+from edgetl.errors import ConfigError
 from edgetl.fsutil import atomic_dir, sha256_json, write_json
-from edgetl.manifest import Manifest, hash_outputs, library_versions, read_manifest
+from edgetl.manifest import Manifest, hash_outputs, library_versions
 from edgetl.targets import TargetProfile
 
 if TYPE_CHECKING:
     import torch
 
-    from edgetl.backbones import Checkpoint
-    from edgetl.data import DatasetIndex, Preprocess
+    from edgetl.artifacts import ModelArtifact
+    from edgetl.data import DatasetIndex
+    from edgetl.tasks import Task
+    from edgetl.tasks.base import EvalBatch
 
 log = logging.getLogger("edgetl.quantize")
 
@@ -37,36 +41,38 @@ PROGRAMS = {"qat": "qat.pt2", "ptq": "ptq.pt2"}
 
 
 @dataclass
-class TrainInputs:
-    """What the fine-tune stage left in ``train/``, checked against its manifest."""
+class FloatInputs:
+    """The float model artifact to quantize, with its task and data split."""
 
-    dir: Path
-    manifest: Manifest
-    checkpoint: Checkpoint
+    artifact: ModelArtifact
+    task: Task
     index: DatasetIndex
-    preprocess: Preprocess
 
     @property
-    def eval_samples(self) -> list[tuple[str, int]]:
+    def preprocess(self) -> dict[str, Any]:
+        return dict(self.artifact.card.preprocess)
+
+    @property
+    def eval_samples(self) -> list[Any]:
         return list(self.index.splits[self.index.eval_split])
 
 
-def read_train_dir(train_dir: Path) -> TrainInputs:
-    """Load ``train/`` (checkpoint, split, preprocessing); a modified or missing file is a ``ModelFileError``."""
-    from edgetl.backbones import load_checkpoint
-    from edgetl.data import Preprocess, read_split
+def read_float_model(model_dir: Path) -> FloatInputs:
+    """The float model artifact of a stage directory (train/, prune/, ...), its task and its data split.
 
-    manifest = read_manifest(train_dir)
-    bad = [name for name in manifest.verify_outputs(train_dir) if name in ("model.pt", "split.json")]
-    if bad:
-        raise ModelFileError(f"{train_dir}: {', '.join(bad)} missing or not matching the sha256 in its manifest",
-                             hint="rerun `edgetl train` (or `edgetl build`)")
-    ckpt = load_checkpoint(train_dir / "model.pt")
-    index = read_split(train_dir / "split.json")
-    raw = manifest.info.get("preprocess")
-    pp = Preprocess.model_validate(raw) if raw else Preprocess.make(
-        ckpt.image_size, ckpt.crop_pct, ckpt.mean, ckpt.std, ckpt.interpolation)
-    return TrainInputs(train_dir, manifest, ckpt, index, pp)
+    A modified or missing file is a ``ModelFileError`` (checked against the stage's manifest).
+    """
+    from edgetl.artifacts import read_model_artifact
+    from edgetl.data import read_split
+    from edgetl.errors import ModelFileError
+    from edgetl.tasks import get_task
+
+    artifact = read_model_artifact(Path(model_dir))
+    split = artifact.split_path
+    if split is None or not split.is_file():
+        raise ModelFileError(f"{model_dir}: the model card names no data split ({artifact.card.data_split})",
+                             hint="rerun the stage that made the model")
+    return FloatInputs(artifact, get_task(artifact.card.task), read_split(split))
 
 
 @dataclass
@@ -81,50 +87,31 @@ class QuantizeResult:
     wall_time_s: dict[str, float] = field(default_factory=dict)
 
 
-def input_hash(cfg: BuildConfig, train: Manifest) -> str:
-    return sha256_json({"train": train.hash, "quantize": cfg.quantize.model_dump(mode="json"),
+def input_hash(cfg: BuildConfig, source: Manifest) -> str:
+    return sha256_json({"train": source.hash, "quantize": cfg.quantize.model_dump(mode="json"),
                         "versions": library_versions()})
 
 
 # --------------------------------------------------------------------------------------------- data and evaluation
-def _train_loader(cfg: BuildConfig, inputs: TrainInputs, seed: int) -> Any:
-    """The fine-tuning augmentation (``edgetl.data.augment``), so QAT sees the distribution training saw."""
+def _calibration_batches(cfg: BuildConfig, inputs: FloatInputs) -> list[dict[str, torch.Tensor]]:
+    """``calibration_images`` training samples (a seeded sample), with the deployment preprocessing."""
     import torch
-    from torch.utils.data import DataLoader
-
-    from edgetl.data import ImageDataset, loader_settings
-    from edgetl.data.augment import train_transform_for
-
-    t, pp = cfg.train, inputs.preprocess
-    augment = train_transform_for(t, pp)
-    data: Any = ImageDataset(inputs.index.splits["train"], augment)  # map-style: DataLoader needs only len/getitem
-    generator = torch.Generator().manual_seed(seed)
-    # a batch of one or two images gives noisy BatchNorm statistics; drop the last one when there is more than one
-    return DataLoader(data, batch_size=t.batch_size, shuffle=True, generator=generator,
-                      **loader_settings(cfg.data.num_workers),
-                      drop_last=len(data) > t.batch_size)
-
-
-def _calibration_batches(cfg: BuildConfig, inputs: TrainInputs) -> list[torch.Tensor]:
-    """``calibration_images`` training images (a seeded sample), with the evaluation preprocessing."""
-    import torch
-
-    from edgetl.data import iter_eval_batches
 
     samples = list(inputs.index.splits["train"])
     random.Random(cfg.quantize.seed).shuffle(samples)
     chunk = samples[: cfg.quantize.calibration_images]
-    return [torch.from_numpy(x) for x, _ in iter_eval_batches(chunk, inputs.preprocess, cfg.train.batch_size)]
+    return [{k: torch.from_numpy(v) for k, v in x.items()}
+            for x, _ in inputs.task.eval_batches(chunk, inputs.preprocess, cfg.train.batch_size)]
 
 
-def torch_accuracy(model: Any, batches: list[tuple[Any, Any]], progress: Any = None) -> float:
-    """Top-1 accuracy of a torch model (eager or exported graph) on preprocessed (images, labels) batches."""
+def torch_accuracy(model: Any, batches: list[EvalBatch], progress: Any = None) -> float:
+    """Top-1 accuracy of a torch model (eager or exported graph) on preprocessed (named inputs, labels) batches."""
     import torch
 
     correct = total = 0
     with torch.inference_mode():
-        for i, (images, labels) in enumerate(batches):
-            logits = model(torch.from_numpy(images))
+        for i, (inputs, labels) in enumerate(batches):
+            logits = model(*[torch.from_numpy(v) for v in inputs.values()])
             correct += int((logits.argmax(1).numpy() == labels).sum())
             total += len(labels)
             if progress is not None:
@@ -132,11 +119,8 @@ def torch_accuracy(model: Any, batches: list[tuple[Any, Any]], progress: Any = N
     return correct / max(1, total)
 
 
-def _split_batches(inputs: TrainInputs, split: str, batch_size: int) -> list[tuple[Any, Any]]:
-    """One split, preprocessed for evaluation, as (images, labels) NumPy batches."""
-    from edgetl.data import iter_eval_batches
-
-    return list(iter_eval_batches(inputs.index.splits[split], inputs.preprocess, batch_size))
+def _split_batches(inputs: FloatInputs, split: str, batch_size: int) -> list[EvalBatch]:
+    return list(inputs.task.eval_batches(inputs.index.splits[split], inputs.preprocess, batch_size))
 
 
 # --------------------------------------------------------------------------------------------- PTQ and QAT
@@ -147,38 +131,41 @@ def _quantizer(cfg: BuildConfig, qat: bool) -> Any:
     return make_quantizer(QuantizerOptions(qat=qat, keep_first_fp=q.keep_first_fp, keep_last_fp=q.keep_last_fp))
 
 
-def run_ptq(cfg: BuildConfig, model: torch.nn.Module, example: torch.Tensor,
-            calibration: list[torch.Tensor]) -> tuple[Any, Any, dict[str, Any]]:
+def _capture(model: torch.nn.Module, example: Any, io: Any, what: str) -> Any:
+    from edgetl.quant.pt2e import capture
+
+    return capture(model, example, stage=STAGE, what=what, io=io).module()
+
+
+def run_ptq(cfg: BuildConfig, model: torch.nn.Module, example: Any, calibration: list[dict[str, torch.Tensor]],
+            io: Any = None) -> tuple[Any, Any, dict[str, Any]]:
     """Post-training quantization: observers on the exported graph, a calibration pass, ``convert_pt2e``."""
     import torch
+    from rich.progress import Progress
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    from edgetl.training.progress import TrainProgress
-
     quantizer = _quantizer(cfg, qat=False)
-    graph = _capture(model, example, "the fine-tuned model")
-    prepared = prepare_pt2e(graph, quantizer)
-    with TrainProgress() as progress, torch.inference_mode():
-        bar = progress.bar("PTQ calibration", len(calibration))
-        for i, images in enumerate(calibration):
-            prepared(images)
-            if bar:
-                bar(i + 1, 0.0, 0.0)
-    return convert_pt2e(prepared), quantizer, {"calibration_images": sum(len(b) for b in calibration)}
+    prepared = prepare_pt2e(_capture(model, example, io, "the float model"), quantizer)
+    with Progress(transient=True) as progress, torch.inference_mode():
+        task = progress.add_task("PTQ calibration", total=len(calibration))
+        for batch in calibration:
+            prepared(*batch.values())
+            progress.advance(task)
+    return convert_pt2e(prepared), quantizer, {"calibration_images": sum(len(next(iter(b.values())))
+                                                                        for b in calibration)}
 
 
-def run_qat(cfg: BuildConfig, inputs: TrainInputs, model: torch.nn.Module, example: torch.Tensor,
-            calibration: list[torch.Tensor], val_batches: list[tuple[Any, Any]]) -> tuple[Any, Any, dict[str, Any]]:
-    """QAT: range initialisation on ``calibration``, a few epochs of fake-quantized training from the fine-tuned
-    weights (BatchNorm folded with its running statistics, frozen by default), then ``convert_pt2e``.
+def run_qat(cfg: BuildConfig, inputs: FloatInputs, model: torch.nn.Module, example: Any,
+            calibration: list[dict[str, torch.Tensor]], val_batches: list[EvalBatch],
+            io: Any = None) -> tuple[Any, Any, dict[str, Any]]:
+    """QAT: range initialisation on ``calibration``, a few epochs of fake-quantized training from the float
+    weights (BatchNorm folded with its running statistics, frozen by default) in the shared trainer, then
+    ``convert_pt2e``.
 
     Like fine-tuning, QAT keeps its best weights on the validation split (``val_batches``; never the test split):
-    a converted copy is evaluated after range initialisation (epoch 0, no training yet) and after every epoch; the
-    best (the later one at equal accuracy) is returned. Returns the converted model, the quantizer, and a report
-    with the per-epoch history and the kept model's validation accuracy.
+    a converted copy is judged after range initialisation (epoch 0, no training yet) and after every epoch; the
+    best (the later one at equal accuracy) is returned with the quantizer and a report of the history.
     """
-    import copy
-
     import torch
     from torchao.quantization.pt2e import (
         disable_observer,
@@ -189,109 +176,102 @@ def run_qat(cfg: BuildConfig, inputs: TrainInputs, model: torch.nn.Module, examp
 
     from edgetl.quant.pt2e import freeze_batchnorm_stats, match_qat_batchnorm_eps
     from edgetl.quant.quantizer import calibrate_qat_ranges
-    from edgetl.training.loop import warmup_cosine
+    from edgetl.stages.finetune import select_device, train_loader
+    from edgetl.training.distributed import DistContext
+    from edgetl.training.loop import EpochStats, autocast_dtype_for
+    from edgetl.training.losses import CrossEntropy
     from edgetl.training.progress import TrainProgress
+    from edgetl.training.trainer import Callbacks, Judgement, Phase, Trainer, TrainState
 
     q = cfg.quantize
+    dist = DistContext()
+    device = select_device(cfg.train.device, dist)
     torch.manual_seed(q.seed)
-    loader = _train_loader(cfg, inputs, q.seed)
-    steps_per_epoch = min(len(loader), q.max_steps_per_epoch or len(loader))
-    total = q.qat_epochs * steps_per_epoch
-    freeze_bn_step = int(q.freeze_bn_at * total)
+    loader, generator = train_loader(cfg, inputs.task, inputs.index.splits["train"], inputs.preprocess, dist, device,
+                                     q.seed)
     quantizer = _quantizer(cfg, qat=True)
     match_qat_batchnorm_eps(model)
-    prepared = prepare_qat_pt2e(_capture(model, example, "the fine-tuned model"), quantizer)
-    # Range initialisation: activation ranges from PTQ's histogram calibration on the same images (evaluation
+    prepared = prepare_qat_pt2e(_capture(model, example, io, "the float model"), quantizer)
+    # Range initialisation: activation ranges from PTQ's histogram calibration on the same images (deployment
     # preprocessing), fixed from then on, so QAT starts from the PTQ model and the weights learn the int8 grid.
     move_exported_model_to_eval(prepared)
-    calibrate_qat_ranges(prepared, calibration)
-    optimizer = torch.optim.AdamW(prepared.parameters(), lr=q.qat_lr, weight_decay=0.0)
-    # no warm-up: the weights are already trained; decay to 0 so the last steps barely move the frozen grid
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total, 0))
-    criterion = torch.nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing)
+    calibrate_qat_ranges(prepared, [tuple(b.values()) for b in calibration])
+    prepared = prepared.to(device)
+    val_images = sum(len(labels) for _, labels in val_batches)
 
-    def validate(epoch: int, train_loss: float | None, train_acc: float | None) -> None:
+    def judge(trained: Any, epoch: int) -> Judgement:
         # the converted int8 model is what ships; the fake-quant graph can differ from it by a point or more
-        # (measured on digits), so each candidate is converted (a copy) and judged as converted
-        candidate = copy.deepcopy(prepared)
+        # (measured on digits), so each candidate is converted (a copy, on the CPU) and judged as converted
+        candidate = copy.deepcopy(trained).to("cpu")
         candidate.apply(disable_observer)
         move_exported_model_to_eval(candidate)
         converted = convert_pt2e(candidate)
         acc = torch_accuracy(converted, val_batches)
-        history.append({"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc, "val_accuracy": acc})
-        if acc >= best["accuracy"]:
-            best.update(accuracy=acc, epoch=epoch, model=converted)
+        return Judgement(EpochStats(loss=0.0, accuracy=acc, count=val_images), (acc,), keep=converted)
 
-    history: list[dict[str, Any]] = []
-    best: dict[str, Any] = {"accuracy": -1.0, "epoch": 0, "model": None}
-    validate(0, None, None)
-    log.info("QAT epoch 0 (PTQ ranges, no training yet): val top-1 %.2f%%", 100 * history[-1]["val_accuracy"])
-    step = 0
+    steps_per_epoch = min(len(loader), q.max_steps_per_epoch or len(loader))
+    freeze_bn_step = int(q.freeze_bn_at * q.qat_epochs * steps_per_epoch)
+
+    def before_step(step: int) -> None:
+        if step >= freeze_bn_step:
+            freeze_batchnorm_stats(prepared)  # a no-op once frozen
+
+    trainer = Trainer(prepared, loss=CrossEntropy(label_smoothing=cfg.train.label_smoothing), device=device,
+                      dist=dist, amp=autocast_dtype_for(device, cfg.train.amp), max_steps=q.max_steps_per_epoch,
+                      seed=q.seed, prefer_later=True)
+    # no warm-up: the weights are already trained; decay to 0 so the last steps barely move the frozen grid
+    phase = Phase("qat", q.qat_epochs, lambda m: [{"params": list(m.parameters()), "lr": q.qat_lr,
+                                                   "weight_decay": 0.0, "name": "head"}],
+                  warmup_ratio=0.0, train_mode=move_exported_model_to_train, freeze_norms=False)
+    state = TrainState()
+    trainer.judge_start(state, judge)
+    log.info("QAT epoch 0 (PTQ ranges, no training yet): val top-1 %.2f%%", 100 * state.history[-1]["val_accuracy"])
+
+    def on_epoch_end(state: TrainState, row: dict[str, Any], improved: bool, run: Any) -> None:
+        log.info("QAT epoch %d/%d: train loss %.3f acc %.2f%% | val top-1 %.2f%% (%d steps, BatchNorm %s)",
+                 row["epoch"], q.qat_epochs, row["train_loss"], 100 * row["train_accuracy"],
+                 100 * row["val_accuracy"], steps_per_epoch,
+                 "frozen" if row["epoch"] * steps_per_epoch > freeze_bn_step else "live")
+
     with TrainProgress() as progress:
-        for epoch in range(q.qat_epochs):
-            move_exported_model_to_train(prepared)  # (this restores BatchNorm's batch statistics)
-            bar = progress.bar(f"QAT epoch {epoch + 1}/{q.qat_epochs}", steps_per_epoch)
-            loss_sum = correct = seen = 0.0
-            for i, (images, labels) in enumerate(loader):
-                if i >= steps_per_epoch:
-                    break
-                if step >= freeze_bn_step:
-                    freeze_batchnorm_stats(prepared)  # a no-op once frozen
-                logits = prepared(images)
-                loss = criterion(logits, labels)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
-                step += 1
-                n = len(labels)
-                loss_sum += loss.item() * n
-                correct += float((logits.argmax(1) == labels).sum())
-                seen += n
-                if bar:
-                    bar(i + 1, loss_sum / seen, correct / seen)
-            validate(epoch + 1, loss_sum / max(1, seen), correct / max(1, seen))
-            log.info("QAT epoch %d/%d: train loss %.3f acc %.2f%% | val top-1 %.2f%% (%d steps, BatchNorm %s)",
-                     epoch + 1, q.qat_epochs, loss_sum / max(1, seen), 100 * correct / max(1, seen),
-                     100 * history[-1]["val_accuracy"], steps_per_epoch,
-                     "frozen" if step > freeze_bn_step else "live")
-    log.info("QAT keeps epoch %d (val top-1 %.2f%%)", best["epoch"], 100 * best["accuracy"])
-    report = {"epochs": q.qat_epochs, "lr": q.qat_lr, "steps_per_epoch": steps_per_epoch,
-              "kept_epoch": best["epoch"], "kept_val_accuracy": best["accuracy"],
-              "val_images": sum(len(labels) for _, labels in val_batches), "history": history}
-    return best["model"], quantizer, report
-
-
-def _capture(model: torch.nn.Module, example: torch.Tensor, what: str) -> Any:
-    from edgetl.quant.pt2e import capture
-
-    return capture(model, example, stage=STAGE, what=what).module()
+        trainer.fit([phase], loader, state, Callbacks(judge=judge, on_epoch_end=on_epoch_end,
+                                                      before_step=before_step),
+                    progress=progress, generator=generator)
+    log.info("QAT keeps epoch %d (val top-1 %.2f%%)", state.best_epoch, 100 * state.best_val_accuracy)
+    history = [{"epoch": h["epoch"], "train_loss": h["train_loss"], "train_accuracy": h["train_accuracy"],
+                "val_accuracy": h["val_accuracy"]} for h in state.history]
+    report = {"epochs": q.qat_epochs, "lr": q.qat_lr, "steps_per_epoch": steps_per_epoch, "device": str(device),
+              "kept_epoch": state.best_epoch, "kept_val_accuracy": state.best_val_accuracy,
+              "val_images": val_images, "history": history}
+    return trainer.best_kept, quantizer, report
 
 
 # --------------------------------------------------------------------------------------------- the stage
-def quantize(cfg: BuildConfig, target: TargetProfile, train_dir: Path, out_dir: Path) -> QuantizeResult:
-    """Quantize the fine-tuned model in ``train_dir`` to int8 (QAT and/or PTQ) into ``out_dir``.
+def quantize(cfg: BuildConfig, target: TargetProfile, model_dir: Path, out_dir: Path) -> QuantizeResult:
+    """Quantize the float model artifact in ``model_dir`` to int8 (QAT and/or PTQ) into ``out_dir``.
 
     Args:
         cfg: the build config; reads ``cfg.quantize`` (and ``cfg.train`` for batch size and augmentation).
         target: the target profile (recorded; quantization itself is target-independent).
-        train_dir: the fine-tune stage's directory (``model.pt``, ``split.json``, ``manifest.json``).
+        model_dir: the stage directory of the float model: ``train/``, or any later stage that made one.
         out_dir: where ``qat.pt2``, ``ptq.pt2``, ``metrics.json`` and ``manifest.json`` go (replaced whole).
 
     Returns:
         The program paths, torch accuracies (fp32 / ptq / qat) on the evaluation split and wall times.
     """
-    import torch
+    from edgetl.artifacts import FloatLayer, Lineage, ModelCard, PrecisionPlan
+    from edgetl.quant import count_quantized_layers
+    from edgetl.quant.pt2e import save_program
 
     q = cfg.quantize
     if not q.qat and not q.ptq_baseline:
         raise ConfigError("quantize: both qat and ptq_baseline are off, so there is nothing to produce",
                           hint="set quantize.qat or quantize.ptq_baseline to true")
-    train_dir, out_dir = Path(train_dir), Path(out_dir)
-    inputs = read_train_dir(train_dir)
-    model = inputs.checkpoint.build_model().eval()
-    size = inputs.preprocess.image_size
-    example = torch.randn(2, 3, size, size)
+    out_dir = Path(out_dir)
+    inputs = read_float_model(Path(model_dir))
+    card, io = inputs.artifact.card, inputs.artifact.card.io
+    model = inputs.artifact.load()
+    example = inputs.task.example_inputs(io, 2)  # 2, not 1: torch.export specialises a dimension of size 1
     eval_batches = _split_batches(inputs, inputs.index.eval_split, cfg.train.batch_size)
     validating_on_eval = inputs.index.eval_split == "val"
     val_batches = eval_batches if validating_on_eval else _split_batches(inputs, "val", cfg.train.batch_size)
@@ -299,8 +279,7 @@ def quantize(cfg: BuildConfig, target: TargetProfile, train_dir: Path, out_dir: 
     walls: dict[str, float] = {}
     kept: list[dict[str, str]] = []
     layers: dict[str, dict[str, int]] = {}
-    from edgetl.quant import count_quantized_layers
-    from edgetl.quant.pt2e import save_program
+    cards: list[ModelCard] = []
 
     with atomic_dir(out_dir) as tmp:
         programs: dict[str, Path] = {}
@@ -308,16 +287,16 @@ def quantize(cfg: BuildConfig, target: TargetProfile, train_dir: Path, out_dir: 
         reports: dict[str, dict[str, Any]] = {}
         calibration = _calibration_batches(cfg, inputs)  # PTQ's calibration and QAT's range initialisation
         if q.ptq_baseline:
-            runs.append(("ptq", lambda: run_ptq(cfg, model, example, calibration)))
+            runs.append(("ptq", lambda: run_ptq(cfg, model, example, calibration, io)))
         if q.qat:
-            # QAT trains a copy: the fp32 model stays the PTQ and parity reference
-            runs.append(("qat", lambda: run_qat(cfg, inputs, inputs.checkpoint.build_model(), example,
-                                                calibration, val_batches)))
+            # QAT trains a copy: the float model stays the PTQ and parity reference
+            runs.append(("qat", lambda: run_qat(cfg, inputs, copy.deepcopy(model), example, calibration,
+                                                val_batches, io)))
         for name, run in runs:
             start = time.perf_counter()
             converted, quantizer, report = run()
             reports[name] = report
-            save_program(converted, example, tmp / PROGRAMS[name], stage=STAGE)
+            save_program(converted, example, tmp / PROGRAMS[name], stage=STAGE, model_io=io)
             walls[name] = round(time.perf_counter() - start, 2)
             programs[name] = out_dir / PROGRAMS[name]
             # QAT already measured its kept model on val; evaluate again only when the evaluation split is test
@@ -326,6 +305,15 @@ def quantize(cfg: BuildConfig, target: TargetProfile, train_dir: Path, out_dir: 
                 converted, eval_batches)
             layers[name] = count_quantized_layers(converted)
             kept = list(quantizer.kept_float)
+            cards.append(card.model_copy(update={
+                "name": name, "file": PROGRAMS[name], "kind": "program",
+                "precision_plan": PrecisionPlan(default="int8", float_layers=tuple(FloatLayer.model_validate(k) for k in kept)),
+                "lineage": Lineage(stage=STAGE, method=name, parent=inputs.artifact.ref,
+                                   parent_manifest=inputs.artifact.manifest.hash),
+                "data_split": str(Path("..") / inputs.artifact.stage_dir.name / card.data_split)
+                if card.data_split else None,
+                "metrics": {"eval_split": inputs.index.eval_split, "eval_accuracy": accuracy[name]},
+            }))
             log.info("%s: top-1 %.2f%% (fp32 %.2f%%), %d int8 layers, %.1fs", name, 100 * accuracy[name],
                      100 * accuracy["fp32"], layers[name]["int8"], walls[name])
         metrics = {
@@ -336,16 +324,18 @@ def quantize(cfg: BuildConfig, target: TargetProfile, train_dir: Path, out_dir: 
         }
         write_json(tmp / "metrics.json", metrics)
         names = [PROGRAMS[n] for n in programs] + ["metrics.json"]
+        source = inputs.artifact.manifest
         Manifest(
             stage=STAGE,
-            input_hash=input_hash(cfg, inputs.manifest),
+            input_hash=input_hash(cfg, source),
             config={"quantize": q.model_dump(mode="json"), "target": target.name},
-            inputs={"train/manifest.json": inputs.manifest.hash},
+            inputs={f"{inputs.artifact.stage_dir.name}/manifest.json": source.hash},
             outputs=hash_outputs(tmp, names),
             info={
+                "models": [c.model_dump(mode="json") for c in cards],
                 "programs": {n: PROGRAMS[n] for n in programs},
-                "backbone": inputs.checkpoint.backbone, "classes": list(inputs.checkpoint.classes),
-                "preprocess": inputs.preprocess.model_dump(mode="json"), "source_manifest": inputs.manifest.hash,
+                "backbone": card.backbone, "classes": list(card.classes),
+                "preprocess": inputs.preprocess, "source_manifest": source.hash, "source": inputs.artifact.ref,
                 "accuracy": accuracy, "eval_split": inputs.index.eval_split, "int8_layers": layers,
                 "kept_float": kept, "quantizer": "edgetl.quant.EdgeQuantizer (u8 act, s8 per-channel weights)",
             },

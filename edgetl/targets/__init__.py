@@ -19,26 +19,6 @@ from edgetl.errors import ConfigError
 from edgetl.registry import Registry
 
 Precision = Literal["fp32", "fp16", "bf16", "int8"]
-RuntimeName = Literal["torch", "onnxruntime", "openvino", "tensorrt"]
-
-# What each runtime can execute, per device. A profile asking for anything else is rejected at load time.
-# onnxruntime devices are execution providers; openvino devices are OpenVINO device names.
-RUNTIME_DEVICES: dict[str, dict[str, frozenset[str]]] = {
-    "torch": {"cpu": frozenset({"fp32", "bf16"}), "cuda": frozenset({"fp32", "fp16", "bf16"})},
-    "onnxruntime": {
-        "cpu": frozenset({"fp32", "int8"}),
-        "cuda": frozenset({"fp32", "fp16", "int8"}),
-        "tensorrt": frozenset({"fp32", "fp16", "int8"}),
-        "openvino": frozenset({"fp32", "fp16", "int8"}),
-        "coreml": frozenset({"fp32", "fp16"}),
-    },
-    "openvino": {
-        "CPU": frozenset({"fp32", "bf16", "int8"}),
-        "GPU": frozenset({"fp32", "fp16", "int8"}),
-        "NPU": frozenset({"fp16", "int8"}),
-    },
-    "tensorrt": {"gpu": frozenset({"fp32", "fp16", "int8"})},
-}
 
 TARGETS_DIR_ENV = "EDGETL_TARGETS_DIR"
 
@@ -61,13 +41,17 @@ class Hardware(_Frozen):
 
 
 class RuntimeSpec(_Frozen):
-    runtime: RuntimeName
+    runtime: str = Field(description="a registered runtime adapter: torch, onnxruntime, openvino, tensorrt")
     device: str = Field(description="onnxruntime: execution provider; openvino: CPU/GPU/NPU; torch: cpu/cuda")
     precisions: tuple[Precision, ...] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _check_capability(self) -> RuntimeSpec:
-        devices = RUNTIME_DEVICES[self.runtime]
+        from edgetl.runtimes import RUNTIMES  # import-light: no runtime library is imported
+
+        if self.runtime not in RUNTIMES:
+            raise ValueError(RUNTIMES.unknown_message(self.runtime) + f" (known: {', '.join(RUNTIMES.names())})")
+        devices = RUNTIMES.get(self.runtime).capabilities
         if self.device not in devices:
             raise ValueError(f"runtime {self.runtime} has no device {self.device!r}; expected one of {sorted(devices)}")
         unsupported = [p for p in self.precisions if p not in devices[self.device]]
@@ -132,12 +116,12 @@ class TargetProfile(_Frozen):
 
     @model_validator(mode="after")
     def _check_consistency(self) -> TargetProfile:
-        needs_ov = any(r.runtime == "openvino" for r in self.runtimes)
-        if needs_ov and "openvino" not in self.export.formats:
-            raise ValueError("runtimes name openvino but export.formats lacks 'openvino'")
-        needs_onnx = any(r.runtime in ("onnxruntime", "tensorrt") for r in self.runtimes)
-        if needs_onnx and "onnx" not in self.export.formats:
-            raise ValueError("runtimes name onnxruntime/tensorrt but export.formats lacks 'onnx'")
+        from edgetl.runtimes import RUNTIMES
+
+        for spec in self.runtimes:
+            fmt = RUNTIMES.get(spec.runtime).format
+            if fmt != "torch" and fmt not in self.export.formats:
+                raise ValueError(f"runtimes name {spec.runtime} but export.formats lacks {fmt!r}")
         return self
 
     @property

@@ -101,10 +101,30 @@ def param_groups(
     ]
 
 
+def to_device(inputs: Any, device: torch.device, channels_last: bool = False) -> Any:
+    """A batch's inputs (a tensor, or a dict of named tensors) on ``device``; 4-D tensors optionally channels-last."""
+    import torch
+
+    def move(t: torch.Tensor) -> torch.Tensor:
+        t = t.to(device, non_blocking=True)
+        return t.contiguous(memory_format=torch.channels_last) if channels_last and t.ndim == 4 else t
+
+    return {k: move(v) for k, v in inputs.items()} if isinstance(inputs, dict) else move(inputs)
+
+
+def call_model(model: nn.Module, inputs: Any) -> torch.Tensor:
+    """``model(**inputs)`` for named inputs, ``model(inputs)`` for one tensor."""
+    return model(**inputs) if isinstance(inputs, dict) else model(inputs)
+
+
+def batch_size_of(inputs: Any) -> int:
+    return int(next(iter(inputs.values())).shape[0]) if isinstance(inputs, dict) else int(inputs.shape[0])
+
+
 def train_one_epoch(
     model: nn.Module,
-    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
-    criterion: nn.Module,
+    loader: Iterable[tuple[Any, torch.Tensor]],
+    loss_fn: Callable[[Any, torch.Tensor, torch.Tensor], torch.Tensor],
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None,
     device: torch.device,
@@ -116,37 +136,43 @@ def train_one_epoch(
     autocast_dtype: torch.dtype | None = None,
     channels_last: bool = False,
     after_step: Callable[[], None] | None = None,
+    before_step: Callable[[int], None] | None = None,
+    train_mode: Callable[[nn.Module], None] | None = None,
     mix: BatchMix | None = None,
     progress: ProgressFn | None = None,
 ) -> EpochStats:
     """One pass over ``loader``; the scheduler steps per batch. Loss and accuracy are summed over all processes.
 
-    ``autocast_dtype`` runs the forward pass in mixed precision (float16 with a ``scaler`` on CUDA, bfloat16 on
-    CPU); ``after_step`` runs after every optimizer step (the weight EMA's update); ``mix`` mixes each batch
-    (MixUp/CutMix: soft targets; the accuracy counts a hit on the largest share).
+    ``loss_fn(inputs, logits, targets)`` is the pluggable loss (``edgetl.training.losses``). ``autocast_dtype``
+    runs the forward pass in mixed precision (float16 with a ``scaler`` on CUDA, bfloat16 on CPU);
+    ``before_step(i)`` runs before step ``i`` (QAT freezes BatchNorm there), ``after_step`` after every optimizer
+    step (the weight EMA's update); ``train_mode`` replaces ``model.train()`` (PT2E graphs); ``mix`` mixes each
+    batch (MixUp/CutMix: soft targets; the accuracy counts a hit on the largest share).
     """
     import torch
 
-    model.train()
+    if train_mode is not None:
+        train_mode(model)
+    else:
+        model.train()
     for m in frozen_norms:
         m.eval()
     totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, count
-    for step, (images, labels) in enumerate(loader):
+    for step, (inputs, labels) in enumerate(loader):
         if max_steps is not None and step >= max_steps:
             break
-        images = images.to(device, non_blocking=True)
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
+        if before_step is not None:
+            before_step(step)
+        inputs = to_device(inputs, device, channels_last)
         labels = labels.to(device, non_blocking=True)
         targets = labels
         if mix is not None:
-            images, targets = mix(images, labels)
+            inputs, targets = mix(inputs, labels)
             labels = targets.argmax(1)
-            if channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
+            inputs = to_device(inputs, device, channels_last)
         with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
-            logits = model(images)
-            loss = criterion(logits, targets)
+            logits = call_model(model, inputs)
+            loss = loss_fn(inputs, logits, targets)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -240,7 +266,7 @@ class WeightEMA:
 
 def evaluate(
     model: nn.Module,
-    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    loader: Iterable[tuple[Any, torch.Tensor]],
     num_classes: int,
     device: torch.device,
     *,
@@ -257,12 +283,10 @@ def evaluate(
     correct = torch.zeros(num_classes, dtype=torch.float64)
     total = torch.zeros(num_classes, dtype=torch.float64)
     with torch.inference_mode():
-        for step, (images, labels) in enumerate(loader):
-            images = images.to(device, non_blocking=True)
-            if channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
+        for step, (inputs, labels) in enumerate(loader):
+            inputs = to_device(inputs, device, channels_last)
             labels = labels.to(device, non_blocking=True)
-            logits = model(images).float()
+            logits = call_model(model, inputs).float()
             loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
             hits = (logits.argmax(1) == labels).double().cpu()
             labels_cpu = labels.cpu()

@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 import edgetl.cli
+from edgetl.bench.gate import check_regressions, parse_percent
 from edgetl.errors import BudgetExceededError, ConfigError
 from edgetl.stages.benchmark import benchmark
-from edgetl.bench.gate import check_regressions, parse_percent
 from edgetl.targets import load_target
 from tests.benchmarking import fast_config, make_run_dir
 from tests.conftest import make_image_folder

@@ -80,8 +80,8 @@ def test_fold_pads_is_exact_and_removes_every_pad(tmp_path, int8):
     import onnx
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    from edgetl.quant import QuantizerOptions, make_quantizer
     from edgetl.export.onnx_passes import fold_pads
+    from edgetl.quant import QuantizerOptions, make_quantizer
     from edgetl.quant.pt2e import capture
 
     model = _padded_net()

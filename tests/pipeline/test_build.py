@@ -126,3 +126,27 @@ def test_interrupted_stage_is_rerun_not_trusted(built):
     import onnx
 
     onnx.checker.check_model(str(out / "export" / "model_fp32.onnx"))
+
+
+def test_trtexec_shapes_follow_the_model_not_the_target_profile(built, tmp_path):
+    """A 32 px model bundled for jetson (a 224 px profile, fixed batch): build_engine.sh has the model's shapes."""
+    from edgetl.stages.bundle import make_bundle
+    from edgetl.targets import load_target
+
+    base, _, _ = built
+    out = base / "run"
+    target = load_target("jetson")
+    assert target.input.image_size == 224
+    make_bundle(out / "export", out / "bench" / "results.json", target, tmp_path / "bundle")
+    script = (tmp_path / "bundle" / "build_engine.sh").read_text()
+    assert "--shapes=input:1x3x32x32" in script and "224" not in script
+
+
+def test_image_size_flows_from_the_resolver_into_the_artifact(built):
+    from edgetl.artifacts import read_model_artifact
+
+    base, _, _ = built
+    card = read_model_artifact(base / "run" / "train").card
+    assert card.io.inputs[0].shape == (None, 3, 32, 32) and card.preprocess["image_size"] == 32
+    assert json.loads((base / "run" / "train" / "manifest.json").read_text())["info"]["input_sources"] == {
+        "size": "config train.image_size", "channels": "target cpu input.channels"}

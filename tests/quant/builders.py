@@ -29,10 +29,9 @@ def make_train_dir(root: Path, steps: int = 60) -> Path:
 
     import torch
 
-    from edgetl.backbones import Checkpoint, create_model, save_checkpoint
+    from edgetl.backbones import create_model
     from edgetl.config import DataConfig
-    from edgetl.data import Preprocess, iter_eval_batches, resolve_dataset, write_split
-    from edgetl.manifest import Manifest, hash_outputs
+    from edgetl.data import Preprocess, iter_eval_batches, resolve_dataset
     from tests.conftest import make_image_folder
 
     data = make_image_folder(root / "data", CLASSES)
@@ -52,16 +51,31 @@ def make_train_dir(root: Path, steps: int = 60) -> Path:
         loss.backward()
         optimizer.step()
     model.eval()
-    train = root / "train"
-    train.mkdir(parents=True, exist_ok=True)
-    write_split(index, train / "split.json")
-    save_checkpoint(Checkpoint(backbone="tiny", classes=list(index.classes), image_size=SIZE, mean=[0.5] * 3,
-                               std=[0.5] * 3, crop_pct=1.0, interpolation="bilinear",
-                               state_dict=model.state_dict()), train / "model.pt")
-    Manifest(stage="train", outputs=hash_outputs(train, ["model.pt", "split.json"]),
-             info={"backbone": "tiny", "classes": list(index.classes),
-                   "preprocess": pp.model_dump(mode="json")}).write(train)
-    return train
+    return write_float_artifact(root / "train", model, index, pp.model_dump(mode="json"))
+
+
+def write_float_artifact(stage_dir: Path, model, index, preprocess, stage: str = "train",  # type: ignore[no-untyped-def]
+                         backbone: str = "tiny") -> Path:
+    """A stage directory holding ``model`` as a float model artifact (module + card), the split and a manifest."""
+    from edgetl.artifacts import Lineage, ModelCard, save_module
+    from edgetl.data import write_split
+    from edgetl.manifest import Manifest, hash_outputs
+    from edgetl.tasks import get_task
+    from edgetl.tasks.base import ResolvedInput
+
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    write_split(index, stage_dir / "split.json")
+    save_module(model, stage_dir / "model.pt")
+    task = get_task("image_classification")
+    io = task.model_io(ResolvedInput(size=preprocess["image_size"], channels=3, batch_sizes=(1,),
+                                     dynamic_batch=True), len(index.classes))
+    card = ModelCard(name="fp32", file="model.pt", kind="module", task=task.name, backbone=backbone,
+                     classes=tuple(index.classes), io=io, preprocess=preprocess,
+                     lineage=Lineage(stage=stage, method="test"), data_split="split.json")
+    Manifest(stage=stage, outputs=hash_outputs(stage_dir, ["model.pt", "split.json"]),
+             info={"models": [card.model_dump(mode="json")], "backbone": backbone, "classes": list(index.classes),
+                   "preprocess": preprocess}).write(stage_dir)
+    return stage_dir
 
 
 _CACHE: dict[str, Path] = {}

@@ -9,10 +9,10 @@ import pytest
 from click.testing import CliRunner
 
 import edgetl.cli
-from edgetl.errors import ModelFileError
-from edgetl.stages.benchmark import benchmark
-from edgetl.report.render import pareto_front, write_report
 from edgetl.bench.results import BenchRow, LatencyStats
+from edgetl.errors import ModelFileError
+from edgetl.report.render import pareto_front, write_report
+from edgetl.stages.benchmark import benchmark
 from edgetl.targets import load_target
 from tests.benchmarking import fast_config, make_run_dir
 from tests.conftest import make_image_folder

@@ -54,13 +54,13 @@ def test_missing_device_names_what_the_host_has() -> None:
 
 def test_onnxruntime_and_openvino_agree_on_fp32(models: dict[str, Path]) -> None:
     x = _batch(3)
-    ort_logits = open_model(models["onnx"], threads=1).run(x)
+    ort_logits = open_model(models["onnx"], threads=1).run({"input": x})
     ov_session = open_model(models["xml"], threads=1)
-    ov_logits = ov_session.run(x)
+    ov_logits = ov_session.run({"input": x})
     assert ort_logits.shape == ov_logits.shape == (3, 4)
     np.testing.assert_allclose(ort_logits, ov_logits, atol=1e-4)
     # batch 1 after batch 3: the dynamic-batch IR is recompiled for each size it sees
-    np.testing.assert_allclose(ov_session.run(x[:1]), ort_logits[:1], atol=1e-4)
+    np.testing.assert_allclose(ov_session.run({"input": x[:1]}), ort_logits[:1], atol=1e-4)
 
 
 def test_openvino_fp32_is_really_f32_not_the_bf16_default(models: dict[str, Path]) -> None:
@@ -73,7 +73,7 @@ def test_openvino_fp32_is_really_f32_not_the_bf16_default(models: dict[str, Path
 def test_openvino_bf16_is_its_own_setting(models: dict[str, Path]) -> None:
     session = RUNTIMES.get("openvino").load(models["xml"], "CPU", "bf16", threads=1)
     assert session.settings["INFERENCE_PRECISION_HINT"] == "bf16"
-    assert session.run(_batch(1)).shape == (1, 4)
+    assert session.run({"input": _batch(1)}).shape == (1, 4)
 
 
 def test_onnxruntime_records_threads(models: dict[str, Path]) -> None:

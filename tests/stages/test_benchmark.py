@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 import edgetl.cli
+from edgetl.bench.results import load_results
 from edgetl.errors import ModelFileError
 from edgetl.stages.benchmark import benchmark
-from edgetl.bench.results import load_results
 from edgetl.targets import load_target
 from tests.benchmarking import CLASSES, convert_ir, export_onnx, fast_config, make_run_dir, tiny_model
 from tests.conftest import make_image_folder

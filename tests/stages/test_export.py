@@ -157,7 +157,8 @@ def test_fixed_batch_target_and_float_convs_not_explained(tmp_path_factory, tmp_
     assert [d.dim_value for d in dims] == [1, 3, SIZE, SIZE]
 
     manifest = read_json(tmp_path / "quantize" / "manifest.json")
-    manifest["info"]["kept_float"] = []  # the float stem conv is no longer explained
+    for card in manifest["info"]["models"]:  # the float stem conv is no longer in the precision plan
+        card["precision_plan"]["float_layers"] = []
     write_json(tmp_path / "quantize" / "manifest.json", manifest)
     with pytest.raises(ExportError, match="onnx-int8-ptq: int8 model runs 1 convs in float"):
         export(cfg, target, run / "train", tmp_path / "quantize", tmp_path / "export2")

@@ -58,10 +58,13 @@ def test_tiny_training_reaches_high_accuracy_and_writes_every_output(
     # from the manifest, gives the accuracy stated
     import torch
 
-    ckpt = load_checkpoint(out / "model.pt")
-    assert (ckpt.image_size, ckpt.crop_pct, ckpt.classes) == (32, 0.875, info["classes"])
-    model = ckpt.build_model()
-    pp = Preprocess.model_validate(info["preprocess"])
+    from edgetl.artifacts import read_model_artifact
+
+    artifact = read_model_artifact(out)
+    card = artifact.card
+    pp = Preprocess.model_validate(card.preprocess)
+    assert (card.io.inputs[0].shape[2], pp.resize_size, list(card.classes)) == (32, round(32 / 0.875), info["classes"])
+    model = artifact.load()
     samples = read_split(out / "split.json").splits["val"]
     with torch.no_grad():
         batch = torch.stack([torch.from_numpy(preprocess_image(open_sample(ref), pp)) for ref, _ in samples])

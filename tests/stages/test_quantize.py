@@ -122,3 +122,28 @@ def test_qat_selects_its_epoch_on_val_and_reports_on_test(run, tmp_path):
     metrics = json.loads((tmp_path / "quantize" / "metrics.json").read_text())
     assert metrics["eval_split"] == "test" and metrics["eval_images"] == len(val[::2])
     assert metrics["qat"]["val_images"] == len(val[1::2])
+
+
+def test_qat_runs_through_the_shared_trainer(run, tmp_path, monkeypatch):
+    """QAT is a Trainer phase (the trainer fine-tuning uses: devices, mixed precision, DDP), not a loop of its own."""
+    import json
+
+    from edgetl.stages.quantize import quantize
+    from edgetl.targets import load_target
+    from edgetl.training import trainer as trainer_module
+    from edgetl.training.losses import CrossEntropy
+
+    calls = []
+    real_fit = trainer_module.Trainer.fit
+
+    def spy(self, phases, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(([p.name for p in phases], type(self.loss), str(self.device)))
+        return real_fit(self, phases, *args, **kwargs)
+
+    monkeypatch.setattr(trainer_module.Trainer, "fit", spy)
+    quantize(fast_config(**{"quantize.ptq_baseline": False}), load_target("cpu"), run / "train", tmp_path / "q")
+    import torch as _torch
+
+    expected_device = "cuda:0" if _torch.cuda.is_available() else "cpu"
+    assert calls == [(["qat"], CrossEntropy, expected_device)]
+    assert json.loads((tmp_path / "q" / "metrics.json").read_text())["qat"]["device"] == expected_device

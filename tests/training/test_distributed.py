@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edgetl.backbones import load_checkpoint
+from edgetl.artifacts import read_model_artifact
 from edgetl.fsutil import read_json
 from edgetl.manifest import read_manifest
 
@@ -33,7 +33,7 @@ def test_torchrun_two_cpu_processes_train_and_rank_0_writes(tiny_imagefolder: Pa
     manifest = read_manifest(train)
     assert manifest.info["world_size"] == 2
     assert manifest.verify_outputs(train) == []
-    assert load_checkpoint(train / "model.pt").classes == ["blue", "green", "red"]
+    assert list(read_model_artifact(train).card.classes) == ["blue", "green", "red"]
     metrics = read_json(train / "metrics.json")
     assert len(metrics["epochs"]) == 3
     # validation is sharded without padding: the two processes together saw each of the 12 images exactly once

@@ -1,0 +1,1 @@
+"""Compression methods that change a float model (structured pruning, ...) and how much compute a model costs."""

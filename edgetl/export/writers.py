@@ -1,0 +1,64 @@
+"""Model writers: ONNX through the dynamo exporter (with edgetl's graph passes) and OpenVINO IR from the ONNX.
+
+Both carry what the model says about itself (ONNX ``metadata_props``, OpenVINO ``rt_info["edgetl"]``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgetl.errors import ExportError
+
+STAGE = "export"
+
+
+def export_onnx(model: Any, example: Any, path: Path, *, opset: int, dynamic: bool, metadata: dict[str, str],
+                what: str, io: Any = None) -> int:
+    """Dynamo-export ``model`` (an ``nn.Module`` or ``ExportedProgram``) to ``path``; returns the pads folded.
+
+    ``example``: one tensor, or named inputs; ``io``: the ``ModelIO`` naming the inputs and outputs and their
+    dynamic axes (default: one input ``input``, output ``logits``, dynamic batch).
+    """
+    import onnx
+    import torch
+
+    from edgetl.export.onnx_passes import fold_pads
+    from edgetl.quant.pt2e import dynamic_shapes_for, example_args, export_failure
+
+    input_names = io.input_names if io is not None else ["input"]
+    output_names = io.output_names if io is not None else ["logits"]
+    try:
+        program = torch.onnx.export(model, example_args(example), dynamo=True, opset_version=opset,
+                                    input_names=input_names, output_names=output_names,
+                                    dynamic_shapes=dynamic_shapes_for(example, io, dynamic), verbose=False)
+    except Exception as exc:  # torch.export errors and the exporter's ConversionError / DispatchError
+        raise export_failure(STAGE, what, exc) from exc
+    if program is None:
+        raise ExportError(f"{STAGE}: the ONNX exporter returned nothing for {what}")
+    proto = program.model_proto
+    folded = fold_pads(proto)
+    del proto.metadata_props[:]
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))
+    return folded
+
+
+def export_openvino(onnx_path: Path, xml: Path, metadata: dict[str, str]) -> None:
+    """ONNX -> OpenVINO IR with fp32 weights (``compress_to_fp16=False``) and edgetl's rt_info."""
+    import openvino as ov
+
+    try:
+        model = ov.convert_model(str(onnx_path))
+    except Exception as exc:  # OpenVINO's converter raises RuntimeError / OpConversionFailure
+        from edgetl.runtimes.base import short_error
+
+        raise ExportError(f"{STAGE}: OpenVINO cannot convert {onnx_path.name}: {short_error(exc)}",
+                          hint="check the ONNX opset (target export.opset) and the op it names") from exc
+    for key, value in metadata.items():
+        model.set_rt_info(value, ["edgetl", key])
+    xml.parent.mkdir(parents=True, exist_ok=True)
+    ov.save_model(model, str(xml), compress_to_fp16=False)

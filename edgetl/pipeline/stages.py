@@ -1,0 +1,99 @@
+"""The built-in stages as registry entries (``edgetl.pipeline.engine.StageDef``).
+
+Each runner only resolves its inputs through the context and calls its ``edgetl.stages`` function; a new stage
+(for example ``prune``, producing a ``float_model`` between ``train`` and ``quantize``) is one more entry here or in
+its own module, and needs no edit to the others.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgetl.errors import ConfigError
+from edgetl.pipeline.engine import Context, StageDef, register_stage
+
+
+def _target_part(ctx: Context, *fields: str) -> dict[str, Any]:
+    dumped = ctx.target.model_dump(mode="json")
+    return {f: dumped[f] for f in fields}
+
+
+def _need(ctx: Context, kind: str) -> Any:
+    path = ctx.input_dir(kind)
+    if path is None:
+        raise ConfigError(f"stage {ctx.current} needs a {kind.replace('_', ' ')}, and no enabled stage before it "
+                          "produces one")
+    return path
+
+
+# ------------------------------------------------------------------------------------------------ train
+def _train_key(ctx: Context) -> dict[str, Any]:
+    from edgetl.backbones import get_backbone
+    from edgetl.tasks import resolve_input, task_for_backbone
+
+    spec = get_backbone(ctx.cfg.train.backbone)
+    return {
+        "data": ctx.cfg.data.model_dump(mode="json", exclude={"num_workers"}),
+        "train": ctx.cfg.train.model_dump(mode="json", exclude={"device", "threads"}),  # speed, not results
+        "image_size": resolve_input(ctx.cfg, ctx.target, spec).size,
+        "dataset": task_for_backbone(spec).data_fingerprint(ctx.cfg.data),
+    }
+
+
+def _run_train(ctx: Context, resume: bool) -> Any:
+    from edgetl.stages.finetune import finetune
+
+    return finetune(ctx.cfg, ctx.target, ctx.dir("train"), resume=resume)
+
+
+# ------------------------------------------------------------------------------------------------ quantize
+def _run_quantize(ctx: Context, resume: bool) -> Any:
+    from edgetl.stages.quantize import quantize
+
+    return quantize(ctx.cfg, ctx.target, _need(ctx, "float_model"), ctx.dir("quantize"))
+
+
+def _quantize_disabled(ctx: Context) -> str | None:
+    return None if ctx.target.wants_int8 else f"target {ctx.target.name} asks for no int8"
+
+
+# ------------------------------------------------------------------------------------------------ export
+def _run_export(ctx: Context, resume: bool) -> Any:
+    from edgetl.stages.export import export
+
+    return export(ctx.cfg, ctx.target, _need(ctx, "float_model"), ctx.input_dir("int8_models"), ctx.dir("export"))
+
+
+def _run_bench(ctx: Context, resume: bool) -> Any:
+    from edgetl.stages.benchmark import benchmark
+
+    return benchmark(ctx.cfg, ctx.target, ctx.out, ctx.dir("bench"))
+
+
+def _run_report(ctx: Context, resume: bool) -> Any:
+    from edgetl.report.render import write_report
+
+    return write_report(_need(ctx, "results") / "results.json", ctx.dir("report"))
+
+
+def _run_bundle(ctx: Context, resume: bool) -> Any:
+    from edgetl.stages.bundle import make_bundle
+
+    results = ctx.input_dir("results")
+    return make_bundle(_need(ctx, "exported"), results / "results.json" if results else None, ctx.target,
+                       ctx.dir("bundle"))
+
+
+register_stage(StageDef("train", 10, (), ("dataset", "float_model"), _train_key, _run_train))
+register_stage(StageDef("quantize", 30, ("float_model", "dataset"), ("int8_models",),
+                        lambda ctx: {"quantize": ctx.cfg.quantize.model_dump(mode="json")}, _run_quantize,
+                        disabled=_quantize_disabled))
+register_stage(StageDef("export", 40, ("float_model", "int8_models"), ("exported",),
+                        lambda ctx: {"export": ctx.cfg.export.model_dump(mode="json"),
+                                     **_target_part(ctx, "export", "input")}, _run_export))
+register_stage(StageDef("bench", 50, ("exported",), ("results",),
+                        lambda ctx: {"bench": ctx.cfg.bench.model_dump(mode="json"),
+                                     **_target_part(ctx, "runtimes", "input", "benchmark", "hardware")}, _run_bench))
+register_stage(StageDef("report", 60, ("results",), ("report",), lambda ctx: {}, _run_report))
+register_stage(StageDef("bundle", 70, ("exported", "results"), ("bundle",),
+                        lambda ctx: _target_part(ctx, "name", "runtimes", "input", "export"), _run_bundle))

@@ -1,0 +1,142 @@
+"""The task interface, its registry, and the one resolver of a build's input specification."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edgetl.registry import Registry
+
+if TYPE_CHECKING:
+    import torch
+
+    from edgetl.artifacts import ModelIO
+    from edgetl.backbones import BackboneSpec
+    from edgetl.config import BuildConfig, DataConfig, TrainConfig
+    from edgetl.data import DatasetIndex
+    from edgetl.targets import TargetProfile
+
+# one evaluation batch: named inputs (NumPy, what the runtimes take) and the class index of each sample
+EvalBatch = tuple[dict[str, np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class ResolvedInput:
+    """The input specification of one build, resolved once (config over target over backbone).
+
+    ``size`` is the image side for image tasks; ``sources`` says where each figure came from.
+    """
+
+    size: int
+    channels: int
+    batch_sizes: tuple[int, ...]
+    dynamic_batch: bool
+    sources: tuple[tuple[str, str], ...] = ()
+
+
+class Task(ABC):
+    """One kind of model input and output. Stateless: every method takes what it needs."""
+
+    name: str = ""
+    sample_noun: str = "samples"  # how reports count evaluation samples ("images")
+
+    # ------------------------------------------------------------------ data
+    @abstractmethod
+    def index_data(self, data: DataConfig) -> DatasetIndex:
+        """Find, check and split the data set ``data.path`` names."""
+
+    @abstractmethod
+    def data_fingerprint(self, data: DataConfig) -> str:
+        """A cheap hash that changes when the data set changes (build caching)."""
+
+    @abstractmethod
+    def resolve_input(self, cfg: BuildConfig, target: TargetProfile, spec: BackboneSpec) -> ResolvedInput:
+        """The input specification: the config's setting, else the target's, else the backbone's."""
+
+    @abstractmethod
+    def model_io(self, resolved: ResolvedInput, num_classes: int) -> ModelIO:
+        """The named inputs and outputs of a model for ``resolved``."""
+
+    @abstractmethod
+    def preprocess(self, cfg: BuildConfig, spec: BackboneSpec, resolved: ResolvedInput) -> dict[str, Any]:
+        """The deployment preprocessing spec (JSON-able), carried in the model artifact and the bundle."""
+
+    # ------------------------------------------------------------------ torch side
+    @abstractmethod
+    def train_dataset(self, samples: Sequence[Any], preprocess: dict[str, Any], train: TrainConfig) -> Any:
+        """A map-style dataset of ``(inputs, label)`` with the training augmentation."""
+
+    @abstractmethod
+    def eval_dataset(self, samples: Sequence[Any], preprocess: dict[str, Any]) -> Any:
+        """A map-style dataset of ``(inputs, label)`` with the deployment preprocessing."""
+
+    def collate(self) -> Any:
+        """The DataLoader ``collate_fn`` (None: torch's default)."""
+        return None
+
+    @abstractmethod
+    def example_inputs(self, io: ModelIO, batch: int) -> dict[str, torch.Tensor]:
+        """Random inputs of batch ``batch`` for tracing and export (``torch.export``, the ONNX exporter)."""
+
+    # ------------------------------------------------------------------ runtime side
+    @abstractmethod
+    def eval_batches(self, samples: Sequence[Any], preprocess: dict[str, Any], batch_size: int) -> Iterator[EvalBatch]:
+        """Named NumPy inputs and labels, preprocessed exactly as the bundle's user will."""
+
+    @abstractmethod
+    def benchmark_inputs(self, io: ModelIO, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Random named inputs of batch ``batch`` for latency measurement."""
+
+    @abstractmethod
+    def assumed_preprocess(self, cfg: BuildConfig, size_hint: int) -> tuple[dict[str, Any], str]:
+        """The preprocessing to assume for a bare model file that states none, and the note saying so."""
+
+    @abstractmethod
+    def io_for_file(self, inputs: dict[str, tuple[int | None, ...]], size_hint: int) -> ModelIO:
+        """The ``ModelIO`` of a bare model file (no edgetl card) from its input shapes; dynamic non-batch axes
+        take ``size_hint``."""
+
+    # ------------------------------------------------------------------ deployment
+    @abstractmethod
+    def bundle_readme(self, preprocess: dict[str, Any], io: ModelIO, model_file: str, onnx_file: str | None) -> str:
+        """The bundle README's task-specific sections: preprocessing, a Python snippet, C++ guidance."""
+
+    @abstractmethod
+    def collect_predict_inputs(self, paths: Sequence[Path]) -> list[Path]:
+        """The samples ``edgetl predict`` was given (directories expanded)."""
+
+    @abstractmethod
+    def read_predict_input(self, item: Path, preprocess: dict[str, Any]) -> dict[str, np.ndarray]:
+        """One sample, preprocessed, as named inputs without the batch axis."""
+
+    def predict_truth(self, item: Path, classes: Sequence[str]) -> str | None:
+        """The true class of a predict input when its location says so (None: unknown)."""
+        return None
+
+
+TASKS: Registry[Task] = Registry("task")
+
+
+def get_task(name: str) -> Task:
+    return TASKS.get(name)
+
+
+def task_for_backbone(spec: BackboneSpec) -> Task:
+    return TASKS.get(getattr(spec, "task", "image_classification"))
+
+
+def resolve_input(cfg: BuildConfig, target: TargetProfile, spec: BackboneSpec | None = None) -> ResolvedInput:
+    """The one resolver of a build's input specification (config over target over backbone).
+
+    Every stage that needs the input size uses what this returns or, downstream of training, what the model
+    artifact carries; nothing re-derives it.
+    """
+    from edgetl.backbones import get_backbone
+
+    spec = spec or get_backbone(cfg.train.backbone)
+    return task_for_backbone(spec).resolve_input(cfg, target, spec)
