@@ -5,16 +5,10 @@
 validate the error band that every estimate is reported with.
 """
 
+from edgetl.estimate.graph import LayerCost, layer_costs
 from edgetl.estimate.host_peaks import Figure, HostPeaks, measure_host_peaks
 from edgetl.estimate.peaks import DevicePeaks
-from edgetl.estimate.roofline import (
-    LayerCost,
-    LayerEstimate,
-    RooflineEstimate,
-    estimate_latency,
-    layer_costs,
-    roofline,
-)
+from edgetl.estimate.roofline import LayerEstimate, RooflineEstimate, estimate_latency, roofline
 
 __all__ = ["DevicePeaks", "Figure", "HostPeaks", "LayerCost", "LayerEstimate", "RooflineEstimate", "estimate_latency",
            "layer_costs", "measure_host_peaks", "roofline"]

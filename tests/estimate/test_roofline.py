@@ -59,6 +59,7 @@ def test_3x3_conv_macs_and_bytes() -> None:
 def test_depthwise_conv_divides_by_groups() -> None:
     cost = only(layer_costs(conv_model(1, 16, 16, 10, 10, 3, pads=[1, 1, 1, 1], group=16)), "Conv")
     assert cost.macs == 16 * 10 * 10 * 1 * 3 * 3
+    assert cost.detail == "dw 3x3"
     assert cost.weight_bytes == (16 * 1 * 3 * 3 + 16) * F32
 
 
@@ -67,6 +68,7 @@ def test_strided_dilated_asymmetric_padded_conv() -> None:
     cost = only(layer_costs(model), "Conv")
     # effective kernel 5; H: (15 + 1 + 2 - 5) // 2 + 1 = 7, W: (15 + 0 + 1 - 5) // 2 + 1 = 6
     assert cost.macs == 1 * 6 * 7 * 6 * 4 * 3 * 3
+    assert cost.detail == "3x3/2"
     assert cost.activation_bytes == (4 * 15 * 15 + 6 * 7 * 6) * F32
 
 
