@@ -18,6 +18,8 @@ Writes benchmarks/results/roofline_validation.json (every layer) and benchmarks/
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import statistics
 import tempfile
 import time
@@ -109,6 +111,69 @@ def p50_ms(sess: Any, seconds: float, warmup: int = 20) -> float:
     return float(np.percentile(samples, 50)) / 1e6
 
 
+LAYOUT_KERNELS = frozenset({"ReorderInput", "ReorderOutput", "Transpose"})  # what ONNX Runtime inserts itself
+
+
+def category(op: str, depthwise: bool) -> str:
+    if op in LAYOUT_KERNELS:
+        return "layout (runtime-inserted)"
+    if "Conv" in op:
+        return "depthwise conv" if depthwise else "conv"
+    if op in ("Gemm", "MatMul", "QGemm", "QLinearMatMul", "MatMulInteger"):
+        return "gemm"
+    if op in ("QuantizeLinear", "DequantizeLinear"):
+        return "quantize/dequantize"
+    return "other memory-bound"
+
+
+def kernel_is_depthwise(args: dict[str, Any]) -> bool:
+    """A profiled conv kernel is depthwise when its 4-D weight (first 4-D int8/float input after the data) is Cx1xKxK."""
+    shapes = [next(iter(entry.values())) for entry in args.get("input_type_shape", [])]
+    weights = [shape for shape in shapes[1:] if len(shape) == 4]
+    return bool(weights) and weights[0][1] == 1 and weights[0][0] > 1
+
+
+def kernel_split(path: Path, estimate: Any, threads: int, runs: int = 100) -> dict[str, dict[str, float]]:
+    """Measured (ONNX Runtime profiler) against estimated ms per category of layer, for one model.
+
+    Kernels are grouped by their own op type and weight shape (ONNX Runtime renames fused and re-laid-out kernels,
+    so names do not map back to graph nodes); layout reorders and transposes it inserts are their own category.
+    The profiler adds a little time per kernel, so the split shows *where* the estimate is off, not by how much.
+    """
+    import json
+
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    options.enable_profiling = True
+    options.profile_file_prefix = str(path.with_suffix("")) + "_profile"
+    sess = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    feeds = {"input": np.random.default_rng(1).standard_normal((1, 3, SIZE, SIZE), dtype=np.float32)}
+    for _ in range(runs):
+        sess.run(None, feeds)  # the first, slower run is one of ``runs``: a small bias, and the same for every model
+    events = json.loads(Path(sess.end_profiling()).read_text())
+    split: dict[str, dict[str, float]] = {}
+
+    def add(cat: str, key: str, ms: float) -> None:
+        split.setdefault(cat, {"measured_ms": 0.0, "estimate_ms": 0.0})[key] += ms
+
+    # int8 kernels keep the graph node's name (plus _token_N) but not their prepacked weight's shape
+    depthwise_nodes = {row.name for row in estimate.layers if row.detail.startswith("dw")}
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            args = event["args"]
+            node = re.sub(r"_token_\d+$", "", event["name"][: -len("_kernel_time")])
+            depthwise = kernel_is_depthwise(args) or node in depthwise_nodes
+            add(category(args["op_name"], depthwise), "measured_ms", event["dur"] / 1e3 / runs)
+    for row in estimate.layers:
+        if row.time_s > 0:
+            add(category(row.op, row.detail.startswith("dw")), "estimate_ms", row.time_s * 1e3)
+    return {k: {m: round(v, 4) for m, v in d.items()} for k, d in sorted(split.items())}
+
+
 def main() -> None:
     from edgetl.estimate import DevicePeaks, estimate_latency, layer_costs, measure_host_peaks, roofline
     from edgetl.fsutil import write_json
@@ -134,6 +199,7 @@ def main() -> None:
         kernels[key] = ort_op_counts(path, work)
     sessions = {key: session(path, args.threads) for key, path in files.items()}
 
+    load_before = os.getloadavg()
     measured: dict[str, list[float]] = {key: [] for key in files}
     host_rounds = []
     for index in range(args.rounds):
@@ -141,6 +207,7 @@ def main() -> None:
         for key, sess in sessions.items():
             measured[key].append(p50_ms(sess, args.seconds))
         print(f"round {index + 1}/{args.rounds}: " + ", ".join(f"{k} {v[-1]:.3f}" for k, v in measured.items()))
+    load_after = os.getloadavg()
 
     def median_of(attr: str) -> tuple[float, float, float]:
         values = [getattr(h, attr).median for h in host_rounds]
@@ -158,6 +225,7 @@ def main() -> None:
 
     rows: list[dict[str, Any]] = []
     layers: dict[str, Any] = {}
+    splits: dict[str, Any] = {}
     for key, path in files.items():
         costs = layer_costs(path, batch=1)
         plain = roofline(costs, peaks, model=key)
@@ -182,6 +250,7 @@ def main() -> None:
             "ort_qlinearconv": kernels[key].get("QLinearConv", 0),
         })
         layers[key] = plain.to_dict()
+        splits[key] = kernel_split(path, plain, args.threads)
 
     def band(field: str, precision: str = "") -> dict[str, float]:
         values = [row[field] for row in rows if row["model"].endswith(precision)]
@@ -210,16 +279,22 @@ def main() -> None:
     stamp = {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": host_facts(),
              "command": f"python benchmarks/roofline_validation.py --threads {args.threads} --seconds {args.seconds} "
                         f"--rounds {args.rounds}",
-             "method": __doc__.strip().split("\n\n")[1].replace("\n", " ")}
+             "method": __doc__.strip().split("\n\n")[1].replace("\n", " "),
+             "load_average_1_5_15min": {"before": load_before, "after": load_after}}
     host = {"fp32_flops_per_s": fp32_rate, "int8_ops_per_s": int8_rate, "bandwidth_bytes_per_s": bandwidth,
             "op_overhead_s": overhead, "format": "[median, min, max] over rounds of per-round medians",
             "rounds": [h.to_dict() for h in host_rounds]}
+    print("\nwhere the time goes, ONNX Runtime profiler vs estimate, ms (measured / estimated):")
+    for key, split in splits.items():
+        print(f"  {key:<24}" + "; ".join(f"{cat} {v['measured_ms']:.2f}/{v['estimate_ms']:.2f}"
+                                          for cat, v in split.items()))
     by_precision = {p: {"band": band("ratio", p), "band_with_overhead": band("ratio_with_overhead", p)}
                     for p in ("fp32", "int8")}
     for precision, bands in by_precision.items():
         print(f"  {precision}: {bands['band']['min']:.2f}-{bands['band']['max']:.2f}; with overhead "
               f"{bands['band_with_overhead']['min']:.2f}-{bands['band_with_overhead']['max']:.2f}")
-    summary = {"rows": rows, "band": plain_band, "band_with_overhead": overhead_band, "band_by_precision": by_precision,
+    summary = {"rows": rows, "kernel_split": splits, "band": plain_band, "band_with_overhead": overhead_band,
+               "band_by_precision": by_precision,
                "host_peaks": host,
                "peaks_used": peaks.to_dict(), f"{target.name}_peaks": target_peaks.to_dict(),
                f"{target.name}_note": "fp32 models estimated at fp16 (TensorRT), int8 at int8, published peaks"}
