@@ -9,7 +9,7 @@ each round measures the host's peaks (``measure_host_peaks``) and times every mo
 the roofline estimate from the median peaks, without and with the measured per-op overhead. The band printed
 beside an estimate is the min-max of estimate/measured over the six models.
 
-    PYTHONPATH=$PWD python benchmarks/roofline_validation.py [--threads 2] [--seconds 2] [--rounds 3]
+    PYTHONPATH=$PWD python benchmarks/roofline_validation.py [--threads 2] [--seconds 2] [--rounds 3] [--name N]
 
 Writes benchmarks/results/roofline_validation.json (every layer) and benchmarks/reported/roofline_validation.json
 (the summary).
@@ -184,9 +184,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--name", default="roofline_validation",
+                        help="file name of the results; only the default name is also written to reported/")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    REPORTED.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="roofline-", dir=RESULTS))
 
     files: dict[str, Path] = {}
@@ -278,7 +279,7 @@ def main() -> None:
 
     stamp = {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": host_facts(),
              "command": f"python benchmarks/roofline_validation.py --threads {args.threads} --seconds {args.seconds} "
-                        f"--rounds {args.rounds}",
+                        f"--rounds {args.rounds} --name {args.name}",
              "method": __doc__.strip().split("\n\n")[1].replace("\n", " "),
              "load_average_1_5_15min": {"before": load_before, "after": load_after}}
     host = {"fp32_flops_per_s": fp32_rate, "int8_ops_per_s": int8_rate, "bandwidth_bytes_per_s": bandwidth,
@@ -298,9 +299,11 @@ def main() -> None:
                "host_peaks": host,
                "peaks_used": peaks.to_dict(), f"{target.name}_peaks": target_peaks.to_dict(),
                f"{target.name}_note": "fp32 models estimated at fp16 (TensorRT), int8 at int8, published peaks"}
-    write_json(RESULTS / "roofline_validation.json", {**stamp, **summary, "ort_kernels": kernels, "layers": layers})
-    write_json(REPORTED / "roofline_validation.json", {**stamp, **summary})
-    print(f"\nwrote {RESULTS / 'roofline_validation.json'} and {REPORTED / 'roofline_validation.json'}")
+    written = [write_json(RESULTS / f"{args.name}.json",
+                          {**stamp, **summary, "ort_kernels": kernels, "layers": layers})]
+    if args.name == "roofline_validation":
+        written.append(write_json(REPORTED / f"{args.name}.json", {**stamp, **summary}))
+    print(f"\nwrote {' and '.join(str(p) for p in written)}")
 
 
 if __name__ == "__main__":
