@@ -242,3 +242,25 @@ def test_host_peaks_tiny_run_is_positive_and_finite() -> None:
     peaks = host.to_device_peaks()
     assert peaks.labels["fp32"].startswith("measured")
     assert peaks.ops_per_s("int8") == host.int8_ops_per_s.median
+
+
+def test_encoder_block_weights_norms_and_shape_arithmetic() -> None:
+    hidden, seq = 16, 10
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["h"]),  # a projection: the weight is an initializer
+        helper.make_node("Add", ["h", "bias"], ["hb"]),  # bias add folds into the projection
+        helper.make_node("LayerNormalization", ["hb", "gamma", "beta"], ["n"], axis=-1),
+        helper.make_node("Softmax", ["n"], ["p"], axis=-1),
+        helper.make_node("Shape", ["p"], ["shape"]),  # shape arithmetic: constant once the batch is fixed
+        helper.make_node("Reshape", ["p", "shape"], ["y"]),
+    ]
+    init = {"w": weights(hidden, hidden), "bias": weights(hidden), "gamma": weights(hidden), "beta": weights(hidden)}
+    model = make_model(nodes, {"x": (TensorProto.FLOAT, ["batch", "seq", hidden])}, "y", init)
+    costs = {c.op: c for c in layer_costs(model, batch=3, dims={"seq": seq})}
+    tokens = 3 * seq
+    assert costs["MatMul"].macs == tokens * hidden * hidden
+    assert costs["MatMul"].weight_bytes == hidden * hidden * F32
+    assert costs["Add"].kind == "fused"
+    for op in ("LayerNormalization", "Softmax"):
+        assert (costs[op].kind, costs[op].activation_bytes) == ("memory", 2 * tokens * hidden * F32)
+    assert costs["Shape"].kind == costs["Reshape"].kind == "free"
