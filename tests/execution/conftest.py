@@ -162,6 +162,13 @@ def _start_sshd(root: Path, port: int) -> subprocess.Popen[bytes]:
 
 @pytest.fixture(scope="session")
 def loopback() -> Iterator[Loopback]:
+    with loopback_server() as box:
+        yield box
+
+
+@contextlib.contextmanager
+def loopback_server() -> Iterator[Loopback]:
+    """The server of the ``loopback`` fixture, for scripts too (``measure_loopback_ratio.py``)."""
     if os.geteuid() != 0:
         pytest.skip("the loopback sshd needs root (to run sshd and log in as a separate device user)")
     for tool in (SSHD, "ssh", "ssh-keygen", "pgrep"):

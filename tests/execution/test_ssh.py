@@ -32,6 +32,9 @@ from edgetl.execution import device_runner
 from edgetl.execution.ssh import RUNNER, DeviceAddress, measure_on_device
 from tests.execution.conftest import Loopback, free_port
 
+# ssh clients are subprocesses: collected first, as tests/conftest.py explains
+pytestmark = pytest.mark.subprocess
+
 FAST = {"warmup": 2, "min_iterations": 10, "min_time_s": 0.05, "threads": 1}
 
 
@@ -330,3 +333,23 @@ def test_device_addresses() -> None:
         with pytest.raises(ConfigError) as err:
             DeviceAddress.parse(bad)
         assert err.value.exit_code == EXIT_USAGE
+
+
+def test_the_runner_alone_runs_openvino_and_rejects_a_bad_plan(models: dict[str, Path], tmp_path: Path) -> None:
+    """The runner without SSH, under this host's python (which has OpenVINO): the IR path and exit code 2."""
+    import openvino
+
+    openvino.save_model(openvino.convert_model(str(models["conv"])), str(tmp_path / "conv.xml"))
+    images = np.random.default_rng(5).standard_normal((5, 3, 16, 16)).astype(np.float32)
+    np.save(tmp_path / "x.npy", images)
+    row = {"model": "conv.xml", "runtime": "openvino", "device": "CPU", "batch_sizes": [1, 2], **FAST,
+           "eval": {"inputs": {"input": "x.npy"}, "batch_size": 2}}
+    (tmp_path / "plan.json").write_text(json.dumps({"schema_version": 1, "rows": [row]}))
+    done = subprocess.run([sys.executable, str(RUNNER), "plan.json", "out.json"], cwd=tmp_path, timeout=120)
+    (result,) = json.loads((tmp_path / "out.json").read_text())["rows"]
+    assert done.returncode == 0 and result["status"] == "ok", result.get("reason")
+    assert result["settings"]["INFERENCE_PRECISION_HINT"] == "f32" and set(result["throughput"]) == {"1", "2"}
+    assert result["predictions"] == host_predictions(models["conv"], {"input": images}).tolist()
+    (tmp_path / "bad.json").write_text(json.dumps({"schema_version": 1, "rows": [{"model": "conv.xml"}]}))
+    done = subprocess.run([sys.executable, str(RUNNER), "bad.json", "bad-out.json"], cwd=tmp_path, timeout=60)
+    assert done.returncode == 2 and "lacks runtime, device" in json.loads((tmp_path / "bad-out.json").read_text())["error"]
