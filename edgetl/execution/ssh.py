@@ -50,7 +50,7 @@ log = logging.getLogger("edgetl.ssh")
 RUNNER = Path(__file__).with_name("device_runner.py")
 TEMP_PREFIX = "edgetl."
 DEFAULT_WORKDIR = "/tmp"
-RUNNER_MISSING = 4  # device_runner's exit code when NumPy or a runtime is not installed
+RUNNER_BAD_PLAN, RUNNER_MISSING = 2, 4  # device_runner's exit codes: invalid plan; NumPy or a runtime missing
 
 
 @dataclass(frozen=True)
@@ -381,8 +381,14 @@ def measure_on_device(device: SshDevice, plan_rows: Sequence[Mapping[str, Any]],
                     f"{a}: no Python interpreter {a.python!r} on the device ({done.stderr.strip()[-200:]})",
                     hint="install python3 on the device (with numpy and the runtime), or pass the interpreter's "
                          "path (DeviceAddress.parse(..., python='/path/to/venv/bin/python'))")
+            if done.returncode == RUNNER_BAD_PLAN:
+                bad = json.loads(device.get(f"{remote}/results.json", local / "results.json").read_text())
+                raise ConfigError(f"the device runner rejected the plan: {bad.get('error', '?')}")
             if done.returncode not in (0, RUNNER_MISSING):
-                raise device.error(done, "the device runner")
+                error = device.error(done, "the device runner")
+                if "SyntaxError" in done.stderr and error.hint is None:
+                    error.hint = f"the runner needs Python >= 3.8 on the device; {a.python} is older"
+                raise error
             results_file = device.get(f"{remote}/results.json", local / "results.json")
         results = json.loads(results_file.read_text())
         if results_copy is not None:
