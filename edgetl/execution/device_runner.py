@@ -61,7 +61,7 @@ Results (``RESULTS.json``, schema_version 1)::
         "modules": [...],                  # top-level non-stdlib modules loaded in the row's child
         "exit_status": 0 or -11, "wall_s": 1.2}]}
 
-Timing follows edgetl/stages/measure.py: ``time.perf_counter_ns``, warm-up, then timed runs until both
+Timing follows edgetl/bench/measure.py: ``time.perf_counter_ns``, warm-up, then timed runs until both
 ``min_iterations`` and ``min_time_s`` are met; p50/p90/p99 by ``numpy.percentile``, rounded to 4 decimals in ms.
 """
 

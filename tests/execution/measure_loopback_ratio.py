@@ -18,9 +18,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from edgetl.bench.measure import TimingPlan, latency_stats, timed_runs
 from edgetl.execution.ssh import measure_on_device
 from edgetl.runtimes import RUNTIMES
-from edgetl.stages.measure import TimingPlan, latency_stats, timed_runs
 from tests.execution.conftest import loopback_server
 
 SIZE, WIDTH, THREADS = 64, 32, 1

@@ -313,7 +313,7 @@ def test_every_command_has_a_timeout(loopback: Loopback) -> None:
 
 # ------------------------------------------------------------------------------------------ no ssh needed
 def test_runner_latency_stats_match_the_hosts() -> None:
-    from edgetl.stages.measure import keep_samples, latency_stats
+    from edgetl.bench.measure import keep_samples, latency_stats
 
     rng = np.random.default_rng(4)
     for n in (1, 2, 7, 1000):
