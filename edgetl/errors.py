@@ -71,3 +71,29 @@ class BudgetExceededError(EdgetlError):
     def __init__(self, message: str, *, table: str = "", hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.table = table
+
+
+class DeviceError(EdgetlError):
+    """A remote device (``ssh://...``) could not be used: a command failed, timed out or left no result."""
+
+    exit_code = EXIT_RUNTIME
+
+
+class DeviceUnreachableError(DeviceError):
+    """The device's SSH server cannot be reached: unknown host, closed port, no route, connect timeout."""
+
+
+class DeviceAuthError(DeviceError):
+    """The device refused every key offered (edgetl never prompts for or stores a password)."""
+
+
+class DeviceHostKeyError(DeviceError):
+    """The device's host key is unknown or differs from the one in known_hosts."""
+
+
+class DeviceDiskFullError(DeviceError):
+    """The device ran out of disk space (ENOSPC) while files were copied or results written."""
+
+
+class DeviceRuntimeUnavailableError(RuntimeUnavailableError, DeviceError):
+    """Python, NumPy or the runtime a row needs is not installed on the device; ``hint`` says how to install it."""
