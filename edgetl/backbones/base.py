@@ -43,6 +43,7 @@ class BackboneSpec:
     interpolation: str = "bilinear"
     weights_help: str = ""
     description: str = ""
+    task: str = "image_classification"  # the task registry's name for what the model does
 
     def preprocess_info(self) -> dict[str, Any]:
         return {"mean": list(self.mean), "std": list(self.std), "interpolation": self.interpolation}
