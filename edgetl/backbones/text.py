@@ -279,6 +279,8 @@ def token_lengths(tokenizer: Tokenizer, texts: Sequence[str], max_len: int) -> l
 def encode_batch(tokenizer: Tokenizer, texts: Sequence[str], max_len: int) -> tuple[np.ndarray, np.ndarray]:
     """Tokenize ``texts``, truncated to ``max_len`` tokens and padded to the longest of them.
 
+    The tokenizer's truncation is set to ``max_len`` (it stays set); its padding must be off (``load_tokenizer``).
+
     Returns:
         ``(input_ids, attention_mask)``, both int64 arrays of shape (len(texts), longest), ready for torch, ONNX
         Runtime or OpenVINO.
