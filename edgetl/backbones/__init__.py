@@ -3,7 +3,7 @@
 Importing this package registers the built-in backbones. Heavy builders import torch/timm lazily.
 """
 
-from edgetl.backbones import efficientnet_lite, tiny, torchvision_models  # noqa: F401  (registers entries)
+from edgetl.backbones import efficientnet_lite, text, tiny, torchvision_models  # noqa: F401  (registers entries)
 from edgetl.backbones.base import (
     BACKBONES,
     BackboneSpec,
