@@ -1,0 +1,77 @@
+"""What every command shares: logging, config + overrides + target loaded once, the results table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from edgetl.config import BuildConfig
+    from edgetl.targets import TargetProfile
+
+
+def load_settings(config_file: str | None, overrides: dict[str, Any]) -> tuple[BuildConfig, TargetProfile]:
+    """The build config (YAML, then the command's flags; ``None`` flags ignored) and its target profile."""
+    from edgetl.config import load_build_config
+    from edgetl.targets import load_target
+
+    cfg = load_build_config(config_file).with_overrides(overrides)
+    return cfg, load_target(cfg.target)
+
+
+def setup_logging(verbose: bool = False) -> None:
+    import logging
+
+    from rich.logging import RichHandler
+
+    logger = logging.getLogger("edgetl")
+    if not logger.handlers:
+        handler = RichHandler(show_time=False, show_path=False, markup=False)
+        logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+
+def print_results(out: Path) -> None:
+    from edgetl.fsutil import read_json
+
+    path = out / "bench" / "results.json"
+    if not path.is_file():
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    results = read_json(path)
+    table = Table(title=f"results: {results.get('backbone')} on {results.get('dataset')} "
+                        f"({results.get('eval_split')} split), target {results.get('target')}")
+    for col in ("artifact", "runtime", "precision", "status", "accuracy", "p50 ms", "p90 ms", "size MB"):
+        table.add_column(col)
+    for r in results.get("rows", []):
+        lat = r.get("latency_ms") or {}
+        acc = r.get("accuracy")
+        runtime = f"{r.get('runtime')}:{r.get('device')}" + (" (proxy)" if r.get("proxy") else "")
+        table.add_row(
+            str(r.get("name")), runtime, str(r.get("precision")),
+            str(r.get("status")) if r.get("status") == "ok" else f"{r.get('status')}: {r.get('reason', '')}"[:60],
+            "-" if acc is None else f"{acc * 100:.2f}%",
+            "-" if lat.get("p50") is None else f"{lat['p50']:.2f}",
+            "-" if lat.get("p90") is None else f"{lat['p90']:.2f}",
+            "-" if not r.get("size_bytes") else f"{r['size_bytes'] / 1e6:.2f}",
+        )
+    Console(width=140).print(table)
+
+
+def parse_batch_sizes(text: str | None) -> tuple[int, ...] | None:
+    from edgetl.errors import ConfigError
+
+    if text is None:
+        return None
+    try:
+        sizes = tuple(int(part) for part in text.replace(" ", "").split(",") if part)
+    except ValueError as exc:
+        raise ConfigError(f"--batch-sizes: expected comma-separated integers such as 1,8, got {text!r}") from exc
+    if not sizes or any(b < 1 for b in sizes):
+        raise ConfigError(f"--batch-sizes: expected integers >= 1, got {text!r}")
+    return sizes
+
+
