@@ -1,1 +1,5 @@
-"""Compression methods that change a float model (structured pruning, ...) and how much compute a model costs."""
+"""Model compression methods that work on a plain ``nn.Module``, apart from any runtime or export route."""
+
+from edgetl.compress.prune import PruneGoal, PruneReport, PruneResult, count_macs_params, prune_model
+
+__all__ = ["PruneGoal", "PruneReport", "PruneResult", "count_macs_params", "prune_model"]

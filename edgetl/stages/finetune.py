@@ -331,13 +331,15 @@ def _finish(cfg: BuildConfig, out_dir: Path, spec: Any, task: Task, model: nn.Mo
     import torch
 
     from edgetl.artifacts import Lineage, ModelCard, save_module
-    from edgetl.compress.measure import count_macs_params
+    from edgetl.compress import count_macs_params
 
     t = cfg.train
     eval_accuracy = eval_stats.accuracy if eval_stats is not None else state.best_val_accuracy
     save_module(model, out_dir / MODEL_NAME)
     io = task.model_io(resolved, len(index.classes))
-    macs, params = count_macs_params(model.to("cpu").eval(), task.example_inputs(io, 1))
+    example = task.example_inputs(io, 1)
+    macs, params = count_macs_params(model.to("cpu").eval(),
+                                     next(iter(example.values())) if len(example) == 1 else example)
     card = ModelCard(
         name="fp32", file=MODEL_NAME, kind="module", task=task.name, backbone=spec.name, classes=tuple(index.classes),
         io=io, preprocess=preprocess, lineage=Lineage(stage="train", method="finetune"), data_split="split.json",

@@ -40,7 +40,7 @@ def prune_tiny_channels(model: torch.nn.Module, keep: int = 8) -> torch.nn.Modul
 def _run_prune(ctx, resume):  # type: ignore[no-untyped-def]
     """A stage written only against the contract: read the current float model, write a new float artifact."""
     from edgetl.artifacts import Lineage, read_model_artifact, save_module
-    from edgetl.compress.measure import count_macs_params
+    from edgetl.compress import count_macs_params
     from edgetl.manifest import Manifest, hash_outputs
     from edgetl.tasks import get_task
 
@@ -49,7 +49,8 @@ def _run_prune(ctx, resume):  # type: ignore[no-untyped-def]
     out = ctx.dir("prune")
     out.mkdir(parents=True, exist_ok=True)
     save_module(model, out / "model.pt")
-    macs, params = count_macs_params(model, get_task(source.card.task).example_inputs(source.card.io, 1))
+    example = get_task(source.card.task).example_inputs(source.card.io, 1)
+    macs, params = count_macs_params(model, example["input"])
     card = source.card.model_copy(update={
         "name": "pruned", "lineage": Lineage(stage="prune", method="prune", parent=source.ref,
                                              parent_manifest=source.manifest.hash),
