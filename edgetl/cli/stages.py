@@ -115,6 +115,10 @@ def quantize_cmd(target: str | None, config_file: str | None, out: str | None, q
 
     float_dir = Context(cfg, profile, run, current="quantize").input_dir("float_model") or run / "train"
     result = quantize(cfg, profile, float_dir, run / "quantize")
+    import os
+
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
+        return
     table = Table(title=f"edgetl quantize: torch top-1 on the {result.eval_split} split")
     for column in ("model", "accuracy", "vs fp32", "wall time", "file"):
         table.add_column(column)

@@ -157,7 +157,7 @@ def run_ptq(cfg: BuildConfig, model: torch.nn.Module, example: Any, calibration:
 
 def run_qat(cfg: BuildConfig, inputs: FloatInputs, model: torch.nn.Module, example: Any,
             calibration: list[dict[str, torch.Tensor]], val_batches: list[EvalBatch],
-            io: Any = None) -> tuple[Any, Any, dict[str, Any]]:
+            io: Any = None, dist: Any = None) -> tuple[Any, Any, dict[str, Any]]:
     """QAT: range initialisation on ``calibration``, a few epochs of fake-quantized training from the float
     weights (BatchNorm folded with its running statistics, frozen by default) in the shared trainer, then
     ``convert_pt2e``.
@@ -165,6 +165,8 @@ def run_qat(cfg: BuildConfig, inputs: FloatInputs, model: torch.nn.Module, examp
     Like fine-tuning, QAT keeps its best weights on the validation split (``val_batches``; never the test split):
     a converted copy is judged after range initialisation (epoch 0, no training yet) and after every epoch; the
     best (the later one at equal accuracy) is returned with the quantizer and a report of the history.
+    Under ``torchrun`` (``dist``) every process trains its shard of the data (DistributedDataParallel through
+    the trainer) and judges the same, synchronised model.
     """
     import torch
     from torchao.quantization.pt2e import (
@@ -184,7 +186,7 @@ def run_qat(cfg: BuildConfig, inputs: FloatInputs, model: torch.nn.Module, examp
     from edgetl.training.trainer import Callbacks, Judgement, Phase, Trainer, TrainState
 
     q = cfg.quantize
-    dist = DistContext()
+    dist = dist or DistContext()
     device = select_device(cfg.train.device, dist)
     torch.manual_seed(q.seed)
     loader, generator = train_loader(cfg, inputs.task, inputs.index.splits["train"], inputs.preprocess, dist, device,
@@ -233,7 +235,7 @@ def run_qat(cfg: BuildConfig, inputs: FloatInputs, model: torch.nn.Module, examp
                  100 * row["val_accuracy"], steps_per_epoch,
                  "frozen" if row["epoch"] * steps_per_epoch > freeze_bn_step else "live")
 
-    with TrainProgress() as progress:
+    with TrainProgress(enabled=dist.is_main) as progress:
         trainer.fit([phase], loader, state, Callbacks(judge=judge, on_epoch_end=on_epoch_end,
                                                       before_step=before_step),
                     progress=progress, generator=generator)
@@ -241,9 +243,14 @@ def run_qat(cfg: BuildConfig, inputs: FloatInputs, model: torch.nn.Module, examp
     history = [{"epoch": h["epoch"], "train_loss": h["train_loss"], "train_accuracy": h["train_accuracy"],
                 "val_accuracy": h["val_accuracy"]} for h in state.history]
     report = {"epochs": q.qat_epochs, "lr": q.qat_lr, "steps_per_epoch": steps_per_epoch, "device": str(device),
+              "world_size": dist.world_size,
               "kept_epoch": state.best_epoch, "kept_val_accuracy": state.best_val_accuracy,
               "val_images": val_images, "history": history}
     return trainer.best_kept, quantizer, report
+
+
+def _scratch(tempfile: Any) -> Any:
+    return tempfile.TemporaryDirectory(prefix="edgetl-quantize-rank-")
 
 
 # --------------------------------------------------------------------------------------------- the stage
@@ -259,15 +266,31 @@ def quantize(cfg: BuildConfig, target: TargetProfile, model_dir: Path, out_dir: 
     Returns:
         The program paths, torch accuracies (fp32 / ptq / qat) on the evaluation split and wall times.
     """
-    from edgetl.artifacts import FloatLayer, Lineage, ModelCard, PrecisionPlan
-    from edgetl.quant import count_quantized_layers
-    from edgetl.quant.pt2e import save_program
+    import torch
+
+    from edgetl.training.distributed import barrier, init_distributed, shutdown
 
     q = cfg.quantize
     if not q.qat and not q.ptq_baseline:
         raise ConfigError("quantize: both qat and ptq_baseline are off, so there is nothing to produce",
                           hint="set quantize.qat or quantize.ptq_baseline to true")
-    out_dir = Path(out_dir)
+    dist = init_distributed("cuda" if cfg.train.device != "cpu" and torch.cuda.is_available() else "cpu")
+    try:
+        result = _quantize(cfg, target, Path(model_dir), Path(out_dir), dist)
+        barrier(dist)
+        return result
+    finally:
+        shutdown(dist)
+
+
+def _quantize(cfg: BuildConfig, target: TargetProfile, model_dir: Path, out_dir: Path, dist: Any) -> QuantizeResult:
+    import tempfile
+
+    from edgetl.artifacts import FloatLayer, Lineage, ModelCard, PrecisionPlan
+    from edgetl.quant import count_quantized_layers
+    from edgetl.quant.pt2e import save_program
+
+    q = cfg.quantize
     inputs = read_float_model(Path(model_dir))
     card, io = inputs.artifact.card, inputs.artifact.card.io
     model = inputs.artifact.load()
@@ -281,7 +304,9 @@ def quantize(cfg: BuildConfig, target: TargetProfile, model_dir: Path, out_dir: 
     layers: dict[str, dict[str, int]] = {}
     cards: list[ModelCard] = []
 
-    with atomic_dir(out_dir) as tmp:
+    # only rank 0 writes the stage directory; the other processes of a torchrun write nowhere that lasts
+    with (atomic_dir(out_dir) if dist.is_main else _scratch(tempfile)) as tmp:
+        tmp = Path(tmp)
         programs: dict[str, Path] = {}
         runs: list[tuple[str, Any]] = []
         reports: dict[str, dict[str, Any]] = {}
@@ -291,7 +316,7 @@ def quantize(cfg: BuildConfig, target: TargetProfile, model_dir: Path, out_dir: 
         if q.qat:
             # QAT trains a copy: the float model stays the PTQ and parity reference
             runs.append(("qat", lambda: run_qat(cfg, inputs, copy.deepcopy(model), example, calibration,
-                                                val_batches, io)))
+                                                val_batches, io, dist)))
         for name, run in runs:
             start = time.perf_counter()
             converted, quantizer, report = run()

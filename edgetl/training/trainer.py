@@ -163,6 +163,15 @@ class PhaseRun:
             self.ema.load_state_dict(extra["ema"])
 
 
+def _unwrapped(train_mode: Callable[[nn.Module], None] | None,
+               model: nn.Module) -> Callable[[nn.Module], None] | None:
+    """The phase's train-mode hook applied to the model itself, not to its DDP wrapper (PT2E graphs need that)."""
+    if train_mode is None:
+        return None
+    hook = train_mode
+    return lambda _wrapped: hook(model)
+
+
 def _ema_update(run: PhaseRun, model: nn.Module) -> Callable[[], None] | None:
     ema = run.ema
     return None if ema is None else (lambda: ema.update(model))
@@ -272,7 +281,7 @@ class Trainer:
                 after_step=_ema_update(run, self.model),
                 before_step=None if callbacks.before_step is None else
                 (lambda i, o=(epoch - offset) * steps: callbacks.before_step(o + i)),  # type: ignore[misc]
-                train_mode=phase.train_mode, mix=phase.mix, progress=bar)
+                train_mode=_unwrapped(phase.train_mode, self.model), mix=phase.mix, progress=bar)
             run.sync_buffers()
             judged_model = run.judged_model()
             assert callbacks.judge is not None, "a Trainer needs a judge callback to validate epochs"
