@@ -11,14 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgetl.cli import cli
-
-FAST = """
-train: {{backbone: tiny, weights: none, image_size: 32, batch_size: 8, head_epochs: 1, epochs: 2, seed: 0}}
-quantize: {{qat_epochs: 1, calibration_images: 16}}
-bench: {{warmup: 1, min_iterations: 5, min_time_s: 0.0, batch_sizes: [1, 2]}}
-data: {{path: {data}, num_workers: 0}}
-out: {out}
-"""
+from tests.conftest import FAST_BUILD
 
 
 def run(*args: str):
@@ -32,7 +25,7 @@ def built(tmp_path_factory) -> tuple[Path, Path, object]:
     base = tmp_path_factory.mktemp("e2e")
     data = make_image_folder(base / "data", {"red": 10, "green": 10, "blue": 10})
     config = base / "build.yaml"
-    config.write_text(FAST.format(data=data, out=base / "run"))
+    config.write_text(FAST_BUILD.format(data=data, out=base / "run"))
     result = run("build", "--target", "cpu", "--config", str(config), "--no-budget-check")
     return base, config, result
 

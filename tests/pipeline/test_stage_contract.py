@@ -10,16 +10,10 @@ import pytest
 from click.testing import CliRunner
 
 from edgetl.cli import cli
+from tests.conftest import FAST_BUILD
 
 torch = pytest.importorskip("torch")
 
-FAST = """
-train: {{backbone: tiny, weights: none, image_size: 32, batch_size: 8, head_epochs: 1, epochs: 2, seed: 0}}
-quantize: {{qat_epochs: 1, calibration_images: 16}}
-bench: {{warmup: 1, min_iterations: 5, min_time_s: 0.0, batch_sizes: [1, 2]}}
-data: {{path: {data}, num_workers: 0}}
-out: {out}
-"""
 
 
 def prune_tiny_channels(model: torch.nn.Module, keep: int = 8) -> torch.nn.Module:
@@ -67,7 +61,7 @@ def pruned_build(tmp_path_factory):  # type: ignore[no-untyped-def]
     base = tmp_path_factory.mktemp("pruned")
     data = make_image_folder(base / "data", {"red": 10, "green": 10, "blue": 10})
     config = base / "build.yaml"
-    config.write_text(FAST.format(data=data, out=base / "run"))
+    config.write_text(FAST_BUILD.format(data=data, out=base / "run"))
     register_stage(StageDef("prune", 20, ("float_model", "dataset"), ("float_model",), lambda ctx: {"keep": 8},
                             _run_prune))
     try:
