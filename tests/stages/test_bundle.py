@@ -1,0 +1,54 @@
+"""The bundle: what it says about the model comes from the export manifest (the model card), never the target."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from edgetl.errors import ModelFileError
+from tests.benchmarking import SIZE, make_run_dir
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    from tests.benchmarking import CLASSES
+    from tests.conftest import make_image_folder
+
+    base = tmp_path_factory.mktemp("bundle")
+    data = make_image_folder(base / "data", dict.fromkeys(CLASSES, 4), size=SIZE)
+    return make_run_dir(base / "run", data)
+
+
+def test_bundle_files_manifest_readme_and_archive(run: Path, tmp_path: Path) -> None:
+    from edgetl.stages.bundle import make_bundle
+    from edgetl.targets import load_target
+
+    out = make_bundle(run / "export", None, load_target("cpu"), tmp_path / "bundle")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["task"] == "image_classification"
+    assert manifest["inputs"][0]["name"] == "input" and manifest["inputs"][0]["shape"] == [None, 3, SIZE, SIZE]
+    assert {f["path"] for f in manifest["files"]} >= {"labels.json", "preprocess.json", "README.md"}
+    readme = (out / "README.md").read_text()
+    assert "## Python" in readme and f"shape N x 3 x {SIZE} x {SIZE}" in readme
+    with tarfile.open(tmp_path / "bundle.tar.gz") as tar:
+        assert any(n.endswith("manifest.json") for n in tar.getnames())
+
+
+def test_an_export_that_does_not_describe_its_inputs_is_refused(run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from edgetl.fsutil import read_json, write_json
+    from edgetl.stages.bundle import make_bundle
+    from edgetl.targets import load_target
+
+    export = tmp_path / "export"
+    shutil.copytree(run / "export", export)
+    manifest = read_json(export / "manifest.json")
+    del manifest["info"]["io"]
+    write_json(export / "manifest.json", manifest)
+    with pytest.raises(ModelFileError, match="does not describe the model's inputs"):
+        make_bundle(export, None, load_target("cpu"), tmp_path / "bundle")
+    assert not (tmp_path / "bundle").exists()
