@@ -219,7 +219,7 @@ def plot_tradeoff(results: BenchResults) -> str | None:
         color = PRECISION_COLORS.get(r.precision, "gray")
         ax.scatter(r.latency_ms.p50, r.accuracy * 100, s=80, marker=FORMAT_MARKERS.get(r.format, "o"),  # type: ignore
                    color=color, facecolors="none" if r.proxy else color, linewidths=1.5, zorder=3)
-        if len(tags) > 1 and model_tag(r) != "unpruned":  # a ring marks what is not the unpruned model
+        if len(tags) > 1 and model_tag(r) in ("pruned", "distilled"):  # a ring marks what is not the unpruned model
             ax.scatter(r.latency_ms.p50, r.accuracy * 100, s=150, marker="o", facecolors="none",  # type: ignore
                        edgecolors="black", linestyle="--" if model_tag(r) == "distilled" else "-",
                        linewidths=1.0, zorder=4)

@@ -95,6 +95,10 @@ def test_build_with_pruning_goes_through_quantize_export_bench_bundle_and_predic
     assert "MMACs" in result.output and f"{card['macs'] / 1e6:.1f}" in result.output  # the console table
     report = (out / "report" / "report.md").read_text()
     assert "MMACs" in report and "params M" in report
+    from edgetl.bench.results import load_results
+    from edgetl.report.render import model_tag
+
+    assert {model_tag(r) for r in load_results(out / "bench").rows} == {"pruned"}  # the plot's label
     bundle = json.loads((out / "bundle" / "manifest.json").read_text())
     assert bundle["lineage"]["float_model"] == "prune:pruned"
     predicted = _invoke("predict", str(out / "bundle"), str(data / "val"))
@@ -133,6 +137,7 @@ def test_recovery_distils_from_the_unpruned_model_and_differs_from_cross_entropy
     trained: Path, tmp_path: Path, data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from edgetl.artifacts import read_model_artifact
+    from edgetl.cli.stages import current_float_dir
 
     calls = _count_teacher_calls(monkeypatch)
     weights = {}
@@ -148,7 +153,8 @@ def test_recovery_distils_from_the_unpruned_model_and_differs_from_cross_entropy
         info = json.loads((run / "prune" / "manifest.json").read_text())["info"]
         assert (info["distillation"] or {}).get("teacher") == ("train:fp32" if mode == "distill" else None)
         weights[mode] = read_model_artifact(run / "prune").load().state_dict()
-        # the next stage picks the pruned model up: `edgetl quantize` reads OUT/prune once it exists
+        # the single-stage commands after it (`edgetl quantize`, `export`) read OUT/prune once it exists
+        assert current_float_dir(run, "quantize") == run / "prune" and current_float_dir(run, "prune") == run / "train"
     differ = [k for k in weights["ce"] if not torch.equal(weights["ce"][k], weights["distill"][k])]
     assert differ, "distillation changed nothing"
 
