@@ -62,11 +62,13 @@ def _point(args: argparse.Namespace, base: Path, target: Any, macs: float | None
     float_dir = run / "train"
     if macs is not None:
         cfg = _cfg(args, run, enabled=True, macs_fraction=macs, distill=distill)
-        result = prune(cfg, target, run / "train", run / "prune")
+        if not done(run / "prune"):
+            prune(cfg, target, run / "train", run / "prune")
         float_dir = run / "prune"
-        facts.update(recovery=result.recovery, ratio=result.report.ratio, pruned_val=result.pruned_val,
-                     recovered_val=result.best_val, best_epoch=result.best_epoch,
-                     recovery_history=read_json(run / "prune" / "metrics.json")["epochs"])
+        metrics = read_json(run / "prune" / "metrics.json")
+        facts.update(recovery=metrics["recovery"], ratio=metrics["prune"]["ratio"],
+                     pruned_val=metrics["pruned_val_accuracy"], recovered_val=metrics["best_val_accuracy"],
+                     best_epoch=metrics["best_epoch"], recovery_history=metrics["epochs"])
     else:
         cfg = _cfg(args, run)
     if not distill:  # the cross-entropy comparison: fp32 accuracy only
@@ -74,17 +76,25 @@ def _point(args: argparse.Namespace, base: Path, target: Any, macs: float | None
         facts.update(macs=info["models"][0]["macs"], params=info["models"][0]["params"],
                      torch_fp32_eval=info["eval_accuracy"], wall_s=round(time.perf_counter() - started, 1))
         return facts
-    q = quantize(cfg, target, float_dir, run / "quantize")
-    e = export(cfg, target, float_dir, run / "quantize", run / "export")
+    if not done(run / "quantize"):
+        quantize(cfg, target, float_dir, run / "quantize")
+    if not done(run / "export"):
+        export(cfg, target, float_dir, run / "quantize", run / "export")
     info = read_json(run / "export" / "manifest.json")["info"]
-    facts.update(macs=info["macs"], params=info["params"], torch_accuracy=q.accuracy,
+    facts.update(macs=info["macs"], params=info["params"],
+                 torch_accuracy=read_json(run / "quantize" / "metrics.json")["accuracy"],
                  qat_kept_epoch=read_json(run / "quantize" / "metrics.json")["qat"].get("kept_epoch"),
                  wall_s=round(time.perf_counter() - started, 1), artifacts={})
-    for a in e.artifacts:
-        facts["artifacts"][a.name] = {"path": str(run / "export" / a.path), "format": a.format,
-                                      "precision": a.precision, "accuracy": a.parity.get("accuracy"),
-                                      "int8_ops": a.int8_ops, "float_ops": a.float_ops}
+    for a in info["artifacts"]:
+        facts["artifacts"][a["name"]] = {"path": str(run / "export" / a["path"]), "format": a["format"],
+                                         "precision": a["precision"], "accuracy": (a.get("parity") or {}).get("accuracy"),
+                                         "int8_ops": a.get("int8_ops"), "float_ops": a.get("float_ops")}
     return facts
+
+
+def done(stage_dir: Path) -> bool:
+    """A stage of an earlier, interrupted sweep with the same settings (delete OUT to start over)."""
+    return (stage_dir / "manifest.json").is_file()
 
 
 def _p50(runtime: str, device: str, path: Path, precision: str, size: int, threads: int, seconds: float) -> float:
