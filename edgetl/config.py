@@ -77,6 +77,36 @@ class TrainConfig(_Section):
     # jobs use fewer: measured here, 2 threads on 2 cores with one core busy ran a step 6x slower than 1 thread.
     threads: int | None = Field(default=None, ge=1)
     max_steps_per_epoch: int | None = Field(default=None, ge=1)  # cap for quick runs and tests
+    # Distil from another build's float model (its run directory, or a stage directory such as RUN/train): any
+    # backbone of the same task, classes and input size. KL of temperature-softened logits + cross-entropy.
+    teacher: str | None = None
+    teacher_temperature: float = Field(default=4.0, gt=0)
+    teacher_alpha: float = Field(default=0.5, ge=0, le=1)  # weight of the distillation term
+
+
+class PruneConfig(_Section):
+    """The optional ``prune`` stage (structured channel pruning + recovery); off unless ``enabled``."""
+
+    enabled: bool = False
+    # the goal: exactly one of these (edgetl.compress.PruneGoal)
+    ratio: float | None = Field(default=None, gt=0, lt=1)  # fraction of each prunable group's channels removed
+    macs_fraction: float | None = Field(default=None, gt=0, lt=1)  # keep at most this fraction of the MACs
+    params_fraction: float | None = Field(default=None, gt=0, lt=1)  # keep at most this fraction of the params
+    round_to: int = Field(default=8, ge=1)  # kept channel counts are multiples of this (int8 kernels)
+    importance: Literal["layer", "global"] = "layer"  # measured: see edgetl.compress.prune
+    protected: tuple[str, ...] | None = None  # module paths kept whole; None: the stem and the classifier
+    # recovery: fine-tuning of every layer through the shared trainer, the best epoch on val kept
+    epochs: int = Field(default=3, ge=0)  # 0: prune only (measured: a pruned lite0 needs recovery)
+    lr: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=0.01, ge=0)
+    warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
+    # knowledge distillation from the unpruned model (KL of temperature-softened logits + cross-entropy);
+    # off: cross-entropy only
+    distill: bool = True
+    temperature: float = Field(default=4.0, gt=0)
+    alpha: float = Field(default=0.5, ge=0, le=1)  # weight of the distillation term (1 - alpha: cross-entropy)
+    max_steps_per_epoch: int | None = Field(default=None, ge=1)  # cap for quick runs and tests
+    seed: int = 0
 
 
 class QuantizeConfig(_Section):
@@ -132,6 +162,7 @@ class BuildConfig(_Section):
     out: str = "runs/default"
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
+    prune: PruneConfig = PruneConfig()
     quantize: QuantizeConfig = QuantizeConfig()
     export: ExportConfig = ExportConfig()
     bench: BenchConfig = BenchConfig()

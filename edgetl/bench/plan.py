@@ -35,6 +35,8 @@ class Source:
     io: Any = None  # edgetl.artifacts.ModelIO of the run's models (None for a bare file)
     split_file: Path | None = None
     notes: list[str] = field(default_factory=list)
+    # the run's float model (export manifest and its model card), carried into every row
+    model_facts: dict[str, Any] = field(default_factory=dict)  # macs, params, float_source, float_method
 
 
 def _ov_size(xml: Path) -> int:
@@ -120,7 +122,22 @@ def _run_source(path: Path) -> Source:
     split = info.get("split")
     if split and (export_dir / split).is_file():
         source.split_file = export_dir / split
+    source.model_facts = {"macs": info.get("macs"), "params": info.get("params"),
+                          "float_source": info.get("float_source"),
+                          "float_method": _float_method(export_dir / float_model) if float_model else None}
     return source
+
+
+def _float_method(model_file: Path) -> str | None:
+    """The lineage method of the float model's card (finetune, distill, prune); None when unreadable."""
+    try:
+        manifest = read_manifest(model_file.parent)
+    except ModelFileError:
+        return None
+    for card in manifest.info.get("models", []):
+        if card.get("file") == model_file.name:
+            return (card.get("lineage") or {}).get("method")
+    return None
 
 
 def open_source(path: str | Path) -> Source:

@@ -73,6 +73,11 @@ class BenchRow(_Model):
     int8_ops: int | None = None  # from the export manifest
     float_ops: int | None = None  # convs/matmuls the runtime runs in float (export manifest)
     parity: dict[str, Any] | None = None  # the export stage's parity figures for this artifact (parity.json)
+    # the float model every artifact of the run was exported from (its model card): int8 keeps its MACs
+    macs: int | None = None  # multiply-accumulates of one sample's forward pass
+    params: int | None = None
+    float_source: str | None = None  # "STAGE:NAME" of that float model: "train:fp32", "prune:pruned"
+    float_method: str | None = None  # how it was made: "finetune", "distill", "prune"
     settings: dict[str, Any] = Field(default_factory=dict)  # runtime options that change the figures
 
     @property

@@ -21,14 +21,22 @@ from edgetl.errors import BudgetExceededError
 @click.option("--out", "-o", default=None, help="Run directory [default: runs/default].")
 @click.option("--epochs", type=int, default=None, help="Fine-tuning epochs after the head warm-up.")
 @click.option("--image-size", type=int, default=None, help="Input size (default: the target's).")
+@click.option("--prune-ratio", type=float, default=None,
+              help="Add the prune stage: remove this fraction of every prunable group's channels (0..1).")
+@click.option("--prune-macs", type=float, default=None,
+              help="Add the prune stage: keep at most this fraction of the MACs (0..1).")
+@click.option("--teacher", default=None, metavar="RUN_DIR",
+              help="Fine-tune by distillation from that build's float model (same task, classes, input size).")
 @click.option("--force", multiple=True, metavar="STAGE",
-              help="Rerun a stage (and those after it) even if cached: train, quantize, export, bench, report, bundle.")
+              help="Rerun a stage (and those after it) even if cached: train, prune, quantize, export, bench, report, "
+                   "bundle.")
 @click.option("--no-budget-check", is_flag=True, help="Report budget misses without failing the build.")
 @click.option("--verbose", "-v", is_flag=True)
 def build_cmd(target: str | None, data: str | None, backbone: str | None, weights: str | None,
               config_file: str | None, out: str | None, epochs: int | None, image_size: int | None,
-              force: tuple[str, ...], no_budget_check: bool, verbose: bool) -> None:
-    """Run the whole pipeline for a target: fine-tune -> quantize -> export -> bench -> report -> bundle.
+              prune_ratio: float | None, prune_macs: float | None, teacher: str | None, force: tuple[str, ...],
+              no_budget_check: bool, verbose: bool) -> None:
+    """Run the whole pipeline for a target: fine-tune -> [prune] -> quantize -> export -> bench -> report -> bundle.
 
     \b
     Every stage is cached by the hash of its inputs: a rerun with nothing changed reuses everything; changing a
@@ -40,15 +48,18 @@ def build_cmd(target: str | None, data: str | None, backbone: str | None, weight
       edgetl build --target cpu                      # built-in digits data set, offline
       edgetl build --target jetson --data ../shared/datasets/hymenoptera --out runs/hymenoptera
       edgetl build --config my-build.yaml --force bench
+      edgetl build --data ../shared/datasets/hymenoptera --prune-macs 0.5 --out runs/hymenoptera-pruned
     """
+    from edgetl.cli.stages import with_prune_goal
     from edgetl.pipeline import build
 
     setup_logging(verbose)
     cfg, profile = load_settings(config_file, {
         "target": target, "data.path": data, "train.backbone": backbone, "train.weights": weights,
         "out": out, "train.epochs": epochs, "train.image_size": image_size,
-        "budget_check": False if no_budget_check else None,
+        "budget_check": False if no_budget_check else None, "train.teacher": teacher,
     })
+    cfg = with_prune_goal(cfg, ratio=prune_ratio, macs_fraction=prune_macs)
     click.echo(f"edgetl build: target {profile.name}, data {cfg.data.path}, backbone {cfg.train.backbone}, "
                f"out {cfg.out}")
 

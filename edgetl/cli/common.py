@@ -44,7 +44,8 @@ def print_results(out: Path) -> None:
     results = read_json(path)
     table = Table(title=f"results: {results.get('backbone')} on {results.get('dataset')} "
                         f"({results.get('eval_split')} split), target {results.get('target')}")
-    for col in ("artifact", "runtime", "precision", "status", "accuracy", "p50 ms", "p90 ms", "size MB"):
+    for col in ("artifact", "runtime", "precision", "status", "accuracy", "p50 ms", "p90 ms", "size MB", "MMACs",
+                "params M"):
         table.add_column(col)
     for r in results.get("rows", []):
         lat = r.get("latency_ms") or {}
@@ -57,6 +58,8 @@ def print_results(out: Path) -> None:
             "-" if lat.get("p50") is None else f"{lat['p50']:.2f}",
             "-" if lat.get("p90") is None else f"{lat['p90']:.2f}",
             "-" if not r.get("size_bytes") else f"{r['size_bytes'] / 1e6:.2f}",
+            "-" if r.get("macs") is None else f"{r['macs'] / 1e6:.1f}",
+            "-" if r.get("params") is None else f"{r['params'] / 1e6:.2f}",
         )
     Console(width=140).print(table)
 

@@ -1,13 +1,42 @@
-"""One command per stage: ``edgetl train``, ``quantize`` and ``export``."""
+"""One command per stage: ``edgetl train``, ``prune``, ``quantize`` and ``export``."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from edgetl.cli import cli
 from edgetl.cli.common import load_settings, setup_logging
+
+if TYPE_CHECKING:
+    from edgetl.config import BuildConfig
+
+
+def current_float_dir(run: Path, before: str) -> Path:
+    """The float model a single-stage command reads: the latest stage before ``before`` that produces one and has
+    written its manifest in ``run`` (``prune/`` once `edgetl prune` ran, else ``train/``)."""
+    from edgetl.pipeline.engine import ordered_stages
+
+    found = run / "train"
+    for stage in ordered_stages():
+        if stage.name == before:
+            break
+        if "float_model" in stage.produces and (run / stage.name / "manifest.json").is_file():
+            found = run / stage.name
+    return found
+
+
+def with_prune_goal(cfg: BuildConfig, *, ratio: float | None = None, macs_fraction: float | None = None,
+                    params_fraction: float | None = None, enable: bool = False) -> BuildConfig:
+    """``cfg`` with the pruning goal given on the command line, which replaces the config's (exactly one is
+    allowed); a goal, or ``enable``, turns the prune stage on. Out-of-range values are ``ConfigError``s."""
+    goal = {"ratio": ratio, "macs_fraction": macs_fraction, "params_fraction": params_fraction}
+    if all(v is None for v in goal.values()):
+        return cfg.with_overrides({"prune.enabled": True}) if enable else cfg
+    cleared = cfg.model_copy(update={"prune": cfg.prune.model_copy(update=dict.fromkeys(goal))})
+    return cleared.with_overrides({**{f"prune.{k}": v for k, v in goal.items()}, "prune.enabled": True})
 
 
 def _parse_unfreeze(text: str | None) -> str | int | None:
@@ -31,6 +60,8 @@ def _parse_unfreeze(text: str | None) -> str | int | None:
 @click.option("--batch-size", type=int, default=None, help="Images per step (per process under torchrun) [32].")
 @click.option("--unfreeze", default=None, help="Fine-tune 'all' layers or only the last N blocks [all].")
 @click.option("--seed", type=int, default=None, help="Seed of initialisation, data order and augmentation [0].")
+@click.option("--teacher", default=None, metavar="RUN_DIR",
+              help="Distil from that build's float model (same task, classes and input size; any backbone).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from OUT/train/last.pt.")
 @click.option("--strict", is_flag=True, help="Fail on unreadable images instead of skipping them.")
 @click.option("--target", "-t", default=None, help="Target profile name, alias or YAML path [default: cpu].")
@@ -40,8 +71,8 @@ def _parse_unfreeze(text: str | None) -> str | int | None:
 @click.option("--verbose", "-v", is_flag=True)
 def train_cmd(data: str | None, backbone: str | None, weights: str | None, epochs: int | None,
               head_epochs: int | None, image_size: int | None, batch_size: int | None, unfreeze: str | None,
-              seed: int | None, resume: bool, strict: bool, target: str | None, config_file: str | None,
-              out: str | None, verbose: bool) -> None:
+              seed: int | None, teacher: str | None, resume: bool, strict: bool, target: str | None,
+              config_file: str | None, out: str | None, verbose: bool) -> None:
     """Fine-tune a backbone on your classes: head warm-up, then fine-tuning with early stopping.
 
     \b
@@ -53,6 +84,7 @@ def train_cmd(data: str | None, backbone: str | None, weights: str | None, epoch
     Examples:
       edgetl train --data ../shared/datasets/hymenoptera --out runs/hymenoptera
       edgetl train --data digits --backbone tiny --image-size 32 --epochs 3
+      edgetl train --data DIR --backbone efficientnet_lite0 --teacher runs/lite2 --out runs/lite0-kd
       torchrun --nproc_per_node 2 -m edgetl.cli train --data path/to/imagefolder --out runs/ddp
     """
     import os
@@ -67,7 +99,7 @@ def train_cmd(data: str | None, backbone: str | None, weights: str | None, epoch
         "target": target, "out": out, "data.path": data, "data.strict": True if strict else None,
         "train.backbone": backbone, "train.weights": weights, "train.epochs": epochs,
         "train.head_epochs": head_epochs, "train.image_size": image_size, "train.batch_size": batch_size,
-        "train.unfreeze": _parse_unfreeze(unfreeze), "train.seed": seed,
+        "train.unfreeze": _parse_unfreeze(unfreeze), "train.seed": seed, "train.teacher": teacher,
     })
     result = finetune(cfg, profile, Path(cfg.out) / "train", resume=resume)
     if os.environ.get("RANK", "0") != "0":
@@ -78,6 +110,72 @@ def train_cmd(data: str | None, backbone: str | None, weights: str | None, epoch
     table.add_row(f"{100 * result.best_val_accuracy:.2f}%", f"{100 * result.eval_accuracy:.2f}%",
                   str(result.best_epoch), str(result.epochs_run) + (" (early stop)" if result.stopped_early else ""),
                   f"{result.wall_time_s:.1f} s", str(result.checkpoint))
+    Console(width=140).print(table)
+
+
+@cli.command("prune")
+@click.option("--ratio", type=float, default=None, help="Remove this fraction of every prunable group's channels.")
+@click.option("--macs", "macs_fraction", type=float, default=None, help="Keep at most this fraction of the MACs.")
+@click.option("--params", "params_fraction", type=float, default=None,
+              help="Keep at most this fraction of the parameters.")
+@click.option("--importance", type=click.Choice(["layer", "global"]), default=None,
+              help="Rank channels per layer or across layers [layer].")
+@click.option("--protect", multiple=True, metavar="MODULE",
+              help="Module path kept whole (repeatable; default: the stem and the classifier).")
+@click.option("--epochs", type=int, default=None, help="Recovery fine-tuning epochs [3].")
+@click.option("--lr", type=float, default=None, help="Recovery learning rate [1e-3].")
+@click.option("--no-distill", is_flag=True, help="Recover with cross-entropy only (no teacher).")
+@click.option("--temperature", type=float, default=None, help="Distillation temperature [4].")
+@click.option("--alpha", type=float, default=None, help="Weight of the distillation term, 0..1 [0.5].")
+@click.option("--resume", is_flag=True, help="Continue an interrupted recovery from OUT/prune/last.pt.")
+@click.option("--target", "-t", default=None, help="Target profile name, alias or YAML path [default: cpu].")
+@click.option("--config", "-c", "config_file", type=click.Path(dir_okay=False), default=None,
+              help="YAML build config (its prune: section); flags override it.")
+@click.option("--out", "-o", default=None, help="Run directory; reads OUT/train, writes OUT/prune [runs/default].")
+@click.option("--verbose", "-v", is_flag=True)
+def prune_cmd(ratio: float | None, macs_fraction: float | None, params_fraction: float | None,
+              importance: str | None, protect: tuple[str, ...], epochs: int | None, lr: float | None,
+              no_distill: bool, temperature: float | None, alpha: float | None, resume: bool, target: str | None,
+              config_file: str | None, out: str | None, verbose: bool) -> None:
+    """Prune channels of the fine-tuned model (Torch-Pruning) and recover it by distillation from the unpruned one.
+
+    \b
+    Give one goal: --ratio, --macs or --params. Kept channel counts are multiples of 8; the stem and the
+    classifier stay whole. Writes OUT/prune/model.pt (a float model artifact: `edgetl quantize`, `export`, `bench`
+    and `bundle` use it from then on), metrics.json and manifest.json (MACs, parameters, channels per layer).
+
+    \b
+    Examples:
+      edgetl prune --out runs/hymenoptera --macs 0.5
+      edgetl prune --out runs/hymenoptera --ratio 0.3 --epochs 5 --no-distill
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from edgetl.stages.prune import prune
+
+    setup_logging(verbose)
+    cfg, profile = load_settings(config_file, {
+        "target": target, "out": out, "prune.importance": importance,
+        "prune.protected": list(protect) if protect else None, "prune.epochs": epochs, "prune.lr": lr,
+        "prune.distill": False if no_distill else None, "prune.temperature": temperature, "prune.alpha": alpha,
+    })
+    cfg = with_prune_goal(cfg, ratio=ratio, macs_fraction=macs_fraction, params_fraction=params_fraction,
+                          enable=True)
+    run = Path(cfg.out)
+    result = prune(cfg, profile, run / "train", run / "prune", resume=resume)
+    r = result.report
+    table = Table(title=f"edgetl prune: {run / 'prune'} (ratio {r.ratio:.3f}, {r.importance} importance, "
+                        f"recovery: {result.recovery})")
+    for column in ("model", "MACs", "params", "val acc", f"{result.eval_split} acc"):
+        table.add_column(column)
+    table.add_row("unpruned", f"{r.macs_before / 1e6:.1f} M", f"{r.params_before / 1e6:.2f} M",
+                  f"{100 * result.unpruned_val:.2f}%", f"{100 * result.unpruned_eval:.2f}%")
+    table.add_row("pruned, no recovery", f"{r.macs_after / 1e6:.1f} M ({100 * r.macs_fraction:.1f}%)",
+                  f"{r.params_after / 1e6:.2f} M ({100 * r.params_fraction:.1f}%)", f"{100 * result.pruned_val:.2f}%",
+                  "-")
+    table.add_row(f"pruned + {result.recovery} (epoch {result.best_epoch})", "", "",
+                  f"{100 * result.best_val:.2f}%", f"{100 * result.eval_accuracy:.2f}%")
     Console(width=140).print(table)
 
 
@@ -111,9 +209,7 @@ def quantize_cmd(target: str | None, config_file: str | None, out: str | None, q
         "quantize.calibration_images": calibration_images, "quantize.qat": False if no_qat else None,
     })
     run = Path(cfg.out)
-    from edgetl.pipeline.engine import Context
-
-    float_dir = Context(cfg, profile, run, current="quantize").input_dir("float_model") or run / "train"
+    float_dir = current_float_dir(run, "quantize")
     result = quantize(cfg, profile, float_dir, run / "quantize")
     import os
 
@@ -159,9 +255,7 @@ def export_cmd(target: str | None, config_file: str | None, out: str | None, ver
     cfg, profile = load_settings(config_file, {"target": target, "out": out})
     run = Path(cfg.out)
     quant = run / "quantize" if (run / "quantize" / "manifest.json").is_file() else None
-    from edgetl.pipeline.engine import Context
-
-    float_dir = Context(cfg, profile, run, current="export").input_dir("float_model") or run / "train"
+    float_dir = current_float_dir(run, "export")
     result = export(cfg, profile, float_dir, quant, run / "export")
     table = Table(title=f"edgetl export: {run / 'export'} (target {profile.name})")
     for column in ("artifact", "precision", "size MB", "int8 convs+fc", "agreement", "max diff", "accuracy"):

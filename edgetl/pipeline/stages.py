@@ -46,6 +46,23 @@ def _run_train(ctx: Context, resume: bool) -> Any:
     return finetune(ctx.cfg, ctx.target, ctx.dir("train"), resume=resume)
 
 
+# ------------------------------------------------------------------------------------------------ prune
+def _run_prune(ctx: Context, resume: bool) -> Any:
+    from edgetl.stages.prune import prune
+
+    return prune(ctx.cfg, ctx.target, _need(ctx, "float_model"), ctx.dir("prune"), resume=resume)
+
+
+def _prune_disabled(ctx: Context) -> str | None:
+    return None if ctx.cfg.prune.enabled else "not asked for (prune.enabled, --prune-ratio or --prune-macs)"
+
+
+def _prune_key(ctx: Context) -> dict[str, Any]:
+    # recovery trains with train's batch size, augmentation, patience and precision
+    return {"prune": ctx.cfg.prune.model_dump(mode="json"),
+            "train": ctx.cfg.train.model_dump(mode="json", exclude={"device", "threads"})}
+
+
 # ------------------------------------------------------------------------------------------------ quantize
 def _run_quantize(ctx: Context, resume: bool) -> Any:
     from edgetl.stages.quantize import quantize
@@ -85,6 +102,8 @@ def _run_bundle(ctx: Context, resume: bool) -> Any:
 
 
 register_stage(StageDef("train", 10, (), ("dataset", "float_model"), _train_key, _run_train))
+register_stage(StageDef("prune", 20, ("float_model", "dataset"), ("float_model",), _prune_key, _run_prune,
+                        disabled=_prune_disabled))
 register_stage(StageDef("quantize", 30, ("float_model", "dataset"), ("int8_models",),
                         lambda ctx: {"quantize": ctx.cfg.quantize.model_dump(mode="json")}, _run_quantize,
                         disabled=_quantize_disabled))

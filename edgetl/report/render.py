@@ -60,6 +60,15 @@ def row_label(r: BenchRow) -> str:
     return label + (" (proxy)" if r.proxy else "")
 
 
+def model_tag(r: BenchRow) -> str:
+    """Which float model a row's artifact came from: "pruned", "distilled", "unpruned" ("" when unknown)."""
+    if r.float_method == "prune" or (r.float_source or "").startswith("prune:"):
+        return "pruned"
+    if r.float_method == "distill":
+        return "distilled"
+    return "unpruned" if r.float_source else ""
+
+
 def pareto_front(rows: list[BenchRow]) -> list[BenchRow]:
     """Rows no other row beats on both p50 latency (lower) and accuracy (higher), fastest first."""
     points = [r for r in rows if r.accuracy is not None and r.latency_ms is not None]
@@ -85,7 +94,8 @@ def pick_confusion_rows(results: BenchResults) -> list[BenchRow]:
 def summary_table(results: BenchResults) -> Table:
     batches = sorted({int(b) for r in results.rows for b in r.throughput}, key=int)
     headers = ["artifact", "runtime", "precision", "status", "top-1", "macro F1", "p50 ms", "p90 ms", "p99 ms",
-               *[f"img/s b{b}" for b in batches], "cold start ms", "peak MB", "size MB", "threads"]
+               *[f"img/s b{b}" for b in batches], "cold start ms", "peak MB", "size MB", "MMACs", "params M",
+               "threads"]
     rows = []
     for r in results.rows:
         lat = r.latency_ms
@@ -95,7 +105,9 @@ def summary_table(results: BenchResults) -> Table:
             _pct(r.accuracy), _fmt(r.macro_f1, ".4f"), _fmt(lat.p50 if lat else None, ".3f"),
             _fmt(lat.p90 if lat else None, ".3f"), _fmt(lat.p99 if lat else None, ".3f"), *[_fmt(r.throughput.get(str(b)), ".1f") for b in batches],
             _fmt(r.cold_start_ms, ".1f"), _fmt(r.peak_memory_mb, ".1f"),
-            _fmt(r.size_bytes / 1e6 if r.size_bytes else None, ".2f"), "-" if r.threads is None else str(r.threads),
+            _fmt(r.size_bytes / 1e6 if r.size_bytes else None, ".2f"),
+            _fmt(r.macs / 1e6 if r.macs is not None else None, ".1f"),
+            _fmt(r.params / 1e6 if r.params is not None else None, ".2f"), "-" if r.threads is None else str(r.threads),
         ])
     return Table("All rows", headers, rows)
 
@@ -202,14 +214,21 @@ def plot_tradeoff(results: BenchResults) -> str | None:
     ax.scatter([r.latency_ms.p50 for r in front], [r.accuracy * 100 for r in front], s=260,  # type: ignore
                facecolors="none", edgecolors="#ff7f0e", linewidths=2, zorder=2, label="Pareto front")
     key = []
+    tags = {model_tag(r) for r in with_acc}
     for i, r in enumerate(with_acc, start=1):
         color = PRECISION_COLORS.get(r.precision, "gray")
         ax.scatter(r.latency_ms.p50, r.accuracy * 100, s=80, marker=FORMAT_MARKERS.get(r.format, "o"),  # type: ignore
                    color=color, facecolors="none" if r.proxy else color, linewidths=1.5, zorder=3)
+        if len(tags) > 1 and model_tag(r) in ("pruned", "distilled"):  # a ring marks what is not the unpruned model
+            ax.scatter(r.latency_ms.p50, r.accuracy * 100, s=150, marker="o", facecolors="none",  # type: ignore
+                       edgecolors="black", linestyle="--" if model_tag(r) == "distilled" else "-",
+                       linewidths=1.0, zorder=4)
         # numbers, not names, beside the points: names of close points would overlap; the key lists them
         ax.annotate(str(i), (r.latency_ms.p50, r.accuracy * 100), textcoords="offset points",  # type: ignore
                     xytext=(5, 5 + 9 * ((i - 1) % 3)), fontsize=8, color="#333")
-        key.append(f"{i}  {row_label(r)}  ({r.latency_ms.p50:.3g} ms, {_pct(r.accuracy)})")  # type: ignore
+        model = ", ".join(part for part in (model_tag(r), f"{r.macs / 1e6:.3g} MMACs" if r.macs else "") if part)
+        key.append(f"{i}  {row_label(r)}{f' [{model}]' if model else ''}  "
+                   f"({r.latency_ms.p50:.3g} ms, {_pct(r.accuracy)})")  # type: ignore[union-attr]
     lat = [r.latency_ms.p50 for r in with_acc]  # type: ignore[union-attr]
     if max(lat) / max(min(lat), 1e-9) > 20:
         ax.set_xscale("log")
@@ -217,7 +236,14 @@ def plot_tradeoff(results: BenchResults) -> str | None:
     ax.set_ylabel(f"top-1 accuracy on {results.eval_split or 'eval'} (%) - higher is better")
     ax.set_title("Accuracy vs latency: every artifact on every runtime")
     ax.grid(True, alpha=0.3)
-    ax.legend(handles=[*_legend_handles(with_acc), *ax.get_legend_handles_labels()[0]], fontsize=8,
+    rings = []
+    if len(tags) > 1:
+        from matplotlib.lines import Line2D
+
+        rings = [Line2D([], [], color="black", marker="o", markerfacecolor="none", linestyle="",
+                        label=f"{tag} (ring{', dashed' if tag == 'distilled' else ''})")
+                 for tag in ("pruned", "distilled") if tag in tags]
+    ax.legend(handles=[*_legend_handles(with_acc), *rings, *ax.get_legend_handles_labels()[0]], fontsize=8,
               loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.text(0.92, 0.08, "\n".join(key), fontsize=7.5, family="monospace", va="bottom", ha="left")
     return _png(fig)

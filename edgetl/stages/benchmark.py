@@ -134,6 +134,8 @@ def benchmark(cfg: BuildConfig, target: TargetProfile, source: Path, out_dir: Pa
         if bench.accuracy:
             eval_data, preprocess, facts = _eval_data(cfg, src, data, Path(work), settings.fallback_size)
         rows = executor.measure(plans, settings, eval_data)
+        if src.model_facts:  # every artifact of a run comes from one float model: its MACs, parameters, lineage
+            rows = [r.model_copy(update=src.model_facts) for r in rows]
         del eval_data  # release the memory maps before the temporary directory goes
     hw = target.hardware
     results = BenchResults(

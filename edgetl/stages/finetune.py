@@ -124,16 +124,20 @@ def eval_loader(cfg: BuildConfig, task: Task, samples: list[Any], preprocess: di
                       pin_memory=device.type == "cuda", **loader_settings(cfg.data.num_workers))
 
 
-def _loss(cfg: BuildConfig, index: DatasetIndex, device: torch.device) -> Any:
+def _loss(cfg: BuildConfig, index: DatasetIndex, device: torch.device, teacher: nn.Module | None = None) -> Any:
     import torch
 
-    from edgetl.training.losses import CrossEntropy
+    from edgetl.training.losses import CrossEntropy, DistillationLoss
 
     weight = None
     if cfg.train.balanced_loss:
         counts = torch.tensor(list(index.class_counts("train").values()), dtype=torch.float32)
         weight = (counts.sum() / (len(counts) * counts.clamp(min=1))).to(device)
-    return CrossEntropy(label_smoothing=cfg.train.label_smoothing, weight=weight)
+    base = CrossEntropy(label_smoothing=cfg.train.label_smoothing, weight=weight)
+    if teacher is None:
+        return base
+    teacher = teacher.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
+    return DistillationLoss(teacher, cfg.train.teacher_temperature, cfg.train.teacher_alpha, base=base)
 
 
 def _input_hash(cfg: BuildConfig, index: DatasetIndex, resolved: ResolvedInput) -> str:
@@ -228,6 +232,15 @@ def _run(cfg: BuildConfig, target: TargetProfile, out_dir: Path, spec: Any, dist
     resolved = task.resolve_input(cfg, target, spec)
     preprocess = task.preprocess(cfg, spec, resolved)
     input_hash = _input_hash(cfg, index, resolved)
+    teacher = None
+    if t.teacher is not None:  # checked before anything is written
+        from edgetl.compress.distill import load_teacher
+
+        teacher = load_teacher(t.teacher, task=task.name, classes=index.classes,
+                               io=task.model_io(resolved, len(index.classes)), preprocess=preprocess)
+        if dist.is_main:
+            log.info("distilling from teacher %s (T %.1f, alpha %.2f)", t.teacher, t.teacher_temperature,
+                     t.teacher_alpha)
     counts = {split: index.class_counts(split) for split in index.splits}
     imbalance = index.imbalance_ratio("train")
     if dist.is_main:
@@ -270,7 +283,7 @@ def _run(cfg: BuildConfig, target: TargetProfile, out_dir: Path, spec: Any, dist
     amp = autocast_dtype_for(device, t.amp, t.cpu_bf16)
     if dist.is_main and amp is not None:
         log.info("mixed precision: %s forward passes in training (validation in float32)", str(amp).split(".")[-1])
-    trainer = Trainer(model, loss=_loss(cfg, index, device), device=device, dist=dist, amp=amp,
+    trainer = Trainer(model, loss=_loss(cfg, index, device, teacher), device=device, dist=dist, amp=amp,
                       channels_last=channels_last, max_steps=t.max_steps_per_epoch, seed=t.seed,
                       patience=t.patience, early_stop_phases=("finetune",))
     trainer.best_kept = best_state
@@ -342,7 +355,8 @@ def _finish(cfg: BuildConfig, out_dir: Path, spec: Any, task: Task, model: nn.Mo
                                      next(iter(example.values())) if len(example) == 1 else example)
     card = ModelCard(
         name="fp32", file=MODEL_NAME, kind="module", task=task.name, backbone=spec.name, classes=tuple(index.classes),
-        io=io, preprocess=preprocess, lineage=Lineage(stage="train", method="finetune"), data_split="split.json",
+        io=io, preprocess=preprocess, data_split="split.json",
+        lineage=Lineage(stage="train", method="distill" if t.teacher else "finetune"),
         macs=macs, params=params,
         metrics={"eval_split": index.eval_split, "eval_accuracy": eval_accuracy,
                  "best_val_accuracy": state.best_val_accuracy},
@@ -366,6 +380,8 @@ def _finish(cfg: BuildConfig, out_dir: Path, spec: Any, task: Task, model: nn.Mo
             "skipped_images": len(index.skipped), "epochs_run": state.epoch,
             "stopped_early": state.stopped_early, "wall_time_s": round(state.wall_time_s, 2),
             "device": str(device), "world_size": dist.world_size, "threads": torch.get_num_threads(),
+            "teacher": None if t.teacher is None else {
+                "path": t.teacher, "temperature": t.teacher_temperature, "alpha": t.teacher_alpha},
         },
     )
     manifest.write(out_dir)
