@@ -40,16 +40,16 @@ def _run_prune(ctx, resume):  # type: ignore[no-untyped-def]
 
     source = read_model_artifact(ctx.input_dir("float_model"))
     model = prune_tiny_channels(source.load())
-    out = ctx.dir("prune")
+    out = ctx.dir("surgery")
     out.mkdir(parents=True, exist_ok=True)
     save_module(model, out / "model.pt")
     example = get_task(source.card.task).example_inputs(source.card.io, 1)
     macs, params = count_macs_params(model, example["input"])
     card = source.card.model_copy(update={
-        "name": "pruned", "lineage": Lineage(stage="prune", method="prune", parent=source.ref,
+        "name": "pruned", "lineage": Lineage(stage="surgery", method="surgery", parent=source.ref,
                                              parent_manifest=source.manifest.hash),
         "data_split": f"../{source.stage_dir.name}/{source.card.data_split}", "macs": macs, "params": params})
-    Manifest(stage="prune", outputs=hash_outputs(out, ["model.pt"]),
+    Manifest(stage="surgery", outputs=hash_outputs(out, ["model.pt"]),
              info={"models": [card.model_dump(mode="json")]}).write(out)
 
 
@@ -62,13 +62,13 @@ def pruned_build(tmp_path_factory):  # type: ignore[no-untyped-def]
     data = make_image_folder(base / "data", {"red": 10, "green": 10, "blue": 10})
     config = base / "build.yaml"
     config.write_text(FAST_BUILD.format(data=data, out=base / "run"))
-    register_stage(StageDef("prune", 20, ("float_model", "dataset"), ("float_model",), lambda ctx: {"keep": 8},
+    register_stage(StageDef("surgery", 20, ("float_model", "dataset"), ("float_model",), lambda ctx: {"keep": 8},
                             _run_prune))
     try:
         result = CliRunner().invoke(cli, ["build", "--target", "cpu", "--config", str(config), "--no-budget-check"],
                                     catch_exceptions=False)
     finally:
-        STAGES.unregister("prune")
+        STAGES.unregister("surgery")
     return base, result
 
 
@@ -90,12 +90,12 @@ def test_the_pruned_artifact_goes_through_quantize_export_bench_and_bundle(prune
     base, result = pruned_build
     assert result.exit_code == 0, result.output
     out = base / "run"
-    assert "[prune] done" in result.output
+    assert "[surgery] done" in result.output
     quantize = json.loads((out / "quantize" / "manifest.json").read_text())
-    assert quantize["info"]["source"] == "prune:pruned"
-    assert all(m["lineage"]["parent"] == "prune:pruned" for m in quantize["info"]["models"])
+    assert quantize["info"]["source"] == "surgery:pruned"
+    assert all(m["lineage"]["parent"] == "surgery:pruned" for m in quantize["info"]["models"])
     export = json.loads((out / "export" / "manifest.json").read_text())
-    assert export["info"]["float_source"] == "prune:pruned"
+    assert export["info"]["float_source"] == "surgery:pruned"
     train_macs = json.loads((out / "train" / "manifest.json").read_text())["info"]["models"][0]["macs"]
     assert export["info"]["macs"] < train_macs
     for name in ("model_fp32.onnx", "model_int8_qat.onnx"):
@@ -106,7 +106,7 @@ def test_the_pruned_artifact_goes_through_quantize_export_bench_and_bundle(prune
     ok = {r["name"] for r in results["rows"] if r["status"] == "ok"}
     assert {"torch-fp32", "onnx-fp32", "onnx-int8-qat", "openvino-int8-qat"} <= ok
     bundle = json.loads((out / "bundle" / "manifest.json").read_text())
-    assert bundle["lineage"]["float_model"] == "prune:pruned"
+    assert bundle["lineage"]["float_model"] == "surgery:pruned"
     predicted = CliRunner().invoke(cli, ["predict", str(out / "bundle"), str(base / "data" / "val")],
                                    catch_exceptions=False)
     assert predicted.exit_code == 0 and "accuracy:" in predicted.output
