@@ -141,6 +141,18 @@ def estimate_rows(target: TargetProfile, src: Source, measured: list[BenchRow]) 
     if host_is_target(target):
         return [], []
     done = {r.key[:4] for r in measured if r.status == "ok" and (r.measured_on == "device" or not r.proxy)}
+    pending = []
+    for spec in target.runtimes:
+        if spec.runtime == "torch":
+            continue
+        adapter = RUNTIMES.get(spec.runtime)
+        for precision in spec.precisions:
+            for artifact, file in src.artifacts:
+                if (adapter.runs(artifact.format, artifact.precision, precision)
+                        and (artifact.name, spec.runtime, spec.device, precision) not in done):
+                    pending.append((spec, precision, artifact, file))
+    if not pending:  # every row of the target's own runtimes was measured on the target
+        return [], []
     try:
         peaks = DevicePeaks.from_target(target)
     except ConfigError as exc:
@@ -149,40 +161,31 @@ def estimate_rows(target: TargetProfile, src: Source, measured: list[BenchRow]) 
     cache: dict[tuple[Path, str | None], Any] = {}
     rows: list[BenchRow] = []
     notes: list[str] = []
-    for spec in target.runtimes:
-        if spec.runtime == "torch":
+    for spec, precision, artifact, file in pending:
+        graph = file if artifact.format == "onnx" else onnx_of.get((artifact.source, artifact.precision))
+        if graph is None:
             continue
-        adapter = RUNTIMES.get(spec.runtime)
-        for precision in spec.precisions:
-            for artifact, file in src.artifacts:
-                if not adapter.runs(artifact.format, artifact.precision, precision):
-                    continue
-                if (artifact.name, spec.runtime, spec.device, precision) in done:
-                    continue
-                graph = file if artifact.format == "onnx" else onnx_of.get((artifact.source, artifact.precision))
-                if graph is None:
-                    continue
-                fp = _float_precision(spec.runtime, precision, peaks.fp32_ops_per_s)
-                try:
-                    if (graph, fp) not in cache:
-                        cache[(graph, fp)] = estimate_latency(graph, peaks, batch=1, float_precision=fp)  # type: ignore[arg-type]
-                    est = cache[(graph, fp)]
-                except (ConfigError, ModelFileError) as exc:
-                    notes.append(f"no latency estimate for {artifact.name} on {spec.label}: {exc.message}")
-                    continue
-                lo, hi = ESTIMATE_BAND
-                ms = est.total_ms
-                method = (f"roofline over {graph.name} (int8 layers at int8, float layers at {fp}) with "
-                          f"{target.name}'s published peaks")
-                plan = Planned(artifact, file, spec.runtime, spec.device, precision, proxy=False)
-                rows.append(base_row(plan, "estimate").model_copy(update={
-                    "note": f"estimate, {_band_text()}; {method}",
-                    "estimate": LatencyEstimate(
-                        latency_ms=_sig(ms), low_ms=_sig(ms / hi), high_ms=_sig(ms / lo),
-                        band=ESTIMATE_BAND, band_source=ESTIMATE_BAND_SOURCE, method=method,
-                        peaks=peaks.to_dict(), macs=est.macs, bytes=est.bytes,
-                        time_by_bound_ms={k: round(v * 1e3, 5) for k, v in est.time_by_bound().items()}),
-                }))
+        fp = _float_precision(spec.runtime, precision, peaks.fp32_ops_per_s)
+        try:
+            if (graph, fp) not in cache:
+                cache[(graph, fp)] = estimate_latency(graph, peaks, batch=1, float_precision=fp)  # type: ignore[arg-type]
+            est = cache[(graph, fp)]
+        except (ConfigError, ModelFileError) as exc:
+            notes.append(f"no latency estimate for {artifact.name} on {spec.label}: {exc.message}")
+            continue
+        lo, hi = ESTIMATE_BAND
+        ms = est.total_ms
+        method = (f"roofline over {graph.name} (int8 layers at int8, float layers at {fp}) with "
+                  f"{target.name}'s published peaks")
+        plan = Planned(artifact, file, spec.runtime, spec.device, precision, proxy=False)
+        rows.append(base_row(plan, "estimate").model_copy(update={
+            "note": f"estimate, {_band_text()}; {method}",
+            "estimate": LatencyEstimate(
+                latency_ms=_sig(ms), low_ms=_sig(ms / hi), high_ms=_sig(ms / lo),
+                band=ESTIMATE_BAND, band_source=ESTIMATE_BAND_SOURCE, method=method,
+                peaks=peaks.to_dict(), macs=est.macs, bytes=est.bytes,
+                time_by_bound_ms={k: round(v * 1e3, 5) for k, v in est.time_by_bound().items()}),
+        }))
     return rows, notes
 
 
