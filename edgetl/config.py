@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edgetl.errors import ConfigError
+from edgetl.targets import DeviceSpec
 
 
 class _Section(BaseModel):
@@ -155,6 +156,9 @@ class BenchConfig(_Section):
     # above these accuracy points, fails. 10 % sits above the run-to-run noise of a quiet machine.
     max_latency_regression: float = Field(default=10.0, ge=0)
     max_accuracy_drop: float = Field(default=0.5, ge=0)
+    # A real target device to measure on as well (ssh://..., or a mapping: url, python, identity_file,
+    # ssh_config, connect_timeout_s, timeout_s); None: the target profile's `device:`, if any.
+    device: DeviceSpec | None = None
 
 
 class BuildConfig(_Section):

@@ -1,8 +1,11 @@
 """Check a target's budgets (latency, size, memory, int8 accuracy drop) against what the benchmark measured.
 
-Latency and memory count only when measured on the target's own runtime and device. A target whose device is not
-this host (a Jetson, a Raspberry Pi, an NPU) gets ``not measured`` there, with the host proxy figure beside it:
-nothing pretends to be a measurement it is not. Size and accuracy do not depend on the device and are checked.
+Latency and memory count only when measured on the target's own runtime and device: rows measured on the device
+itself over SSH (``measured_on: "device"``) first, then, where this host is an instance of the target, this host's
+rows. A target whose device is not this host and was not reached (a Jetson, a Raspberry Pi, an NPU) gets
+``estimated`` (a roofline estimate row, stated with its band, never passing or failing) or ``not measured``, with
+the host proxy figure beside it: nothing pretends to be a measurement it is not. Size and accuracy do not depend on
+the device and are checked.
 """
 
 from __future__ import annotations
@@ -35,9 +38,13 @@ def deployment_choice(target: TargetProfile) -> tuple[str, str, str, str]:
     return spec.runtime, spec.device, spec.precisions[0], runtime_format(spec.runtime)
 
 
-def _measured_row(target: TargetProfile, results: dict[str, Any], source: str) -> dict[str, Any] | None:
-    """The best-preferred row measured on the target's own runtime and device (not a proxy)."""
-    rows = _ok(results.get("rows", []))
+def _where(r: dict[str, Any]) -> str:
+    return r.get("measured_on") or "host"
+
+
+def _target_row(target: TargetProfile, results: dict[str, Any], source: str, where: str) -> dict[str, Any] | None:
+    """The best-preferred ok row of the target's own runtime and device measured ``where`` (not a proxy)."""
+    rows = [r for r in _ok(results.get("rows", [])) if _where(r) == where]
     for spec in target.runtimes:
         for precision in spec.precisions:
             for r in rows:
@@ -45,8 +52,15 @@ def _measured_row(target: TargetProfile, results: dict[str, Any], source: str) -
                     continue
                 if r.get("proxy") or (precision == "int8" and r.get("source") != source):
                     continue
+                if where != "estimate" and not (r.get("latency_ms") or {}).get("p90"):
+                    continue
                 return r
     return None
+
+
+def _measured_row(target: TargetProfile, results: dict[str, Any], source: str) -> dict[str, Any] | None:
+    """The row the budgets are checked on: the device's own measurement first, then this host's (as the target)."""
+    return _target_row(target, results, source, "device") or _target_row(target, results, source, "host")
 
 
 def _proxy_row(results: dict[str, Any], precision: str, source: str) -> dict[str, Any] | None:
@@ -59,27 +73,33 @@ def _proxy_row(results: dict[str, Any], precision: str, source: str) -> dict[str
 
 
 def _row(budget: str, limit: float | None, measured: float | None, unit: str, where: str,
-         note: str = "") -> dict[str, Any]:
+         note: str = "", estimated: float | None = None) -> dict[str, Any]:
     if limit is None:
         status = "no budget"
     elif measured is None:
-        status = "not measured"
+        status = "estimated" if estimated is not None else "not measured"
     else:
         status = "pass" if measured <= limit else "fail"
-    return {"budget": budget, "limit": limit, "measured": measured, "unit": unit, "where": where,
-            "status": status, "note": note}
+    row = {"budget": budget, "limit": limit, "measured": measured, "unit": unit, "where": where,
+           "status": status, "note": note}
+    if estimated is not None:
+        row["estimated"] = estimated  # never compared with the limit
+    return row
 
 
 def _accuracy_drop(results: dict[str, Any], source: str, runtime_order: list[str]) -> tuple[float | None, str]:
-    rows = _ok(results.get("rows", []))
-    for runtime in runtime_order:
-        fp32 = [r for r in rows if r.get("runtime") == runtime and r.get("precision") == "fp32"
-                and r.get("format") != "torch" and r.get("accuracy") is not None]
-        int8 = [r for r in rows if r.get("runtime") == runtime and r.get("precision") == "int8"
-                and r.get("source") == source and r.get("accuracy") is not None]
-        if fp32 and int8:
-            drop = (fp32[0]["accuracy"] - int8[0]["accuracy"]) * 100.0
-            return round(drop, 3), f"{runtime}:{int8[0].get('device')} fp32 vs int8-{source}"
+    ok = _ok(results.get("rows", []))
+    for measured_on in ("device", "host"):  # both figures from the same machine
+        rows = [r for r in ok if _where(r) == measured_on]
+        for runtime in runtime_order:
+            fp32 = [r for r in rows if r.get("runtime") == runtime and r.get("precision") == "fp32"
+                    and r.get("format") != "torch" and r.get("accuracy") is not None]
+            int8 = [r for r in rows if r.get("runtime") == runtime and r.get("precision") == "int8"
+                    and r.get("source") == source and r.get("accuracy") is not None]
+            if fp32 and int8:
+                drop = (fp32[0]["accuracy"] - int8[0]["accuracy"]) * 100.0
+                on = f" on {int8[0].get('device_hostname') or 'the device'}" if measured_on == "device" else ""
+                return round(drop, 3), f"{runtime}:{int8[0].get('device')} fp32 vs int8-{source}{on}"
     return None, ""
 
 
@@ -92,6 +112,8 @@ def check_budgets(target: TargetProfile, results: dict[str, Any]) -> list[dict[s
     rows: list[dict[str, Any]] = []
     if measured is not None:
         where = f"{measured['runtime']}:{measured['device']} {measured['precision']} ({measured.get('name', '')})"
+        if _where(measured) == "device":
+            where += f" on the device {measured.get('device_hostname') or measured.get('device_address') or ''}"
         rows.append(_row("p90 latency", budgets.p90_latency_ms, measured["latency_ms"]["p90"], "ms", where))
         rows.append(_row("peak memory", budgets.peak_memory_mb, measured.get("peak_memory_mb"), "MB", where))
     else:
@@ -99,8 +121,18 @@ def check_budgets(target: TargetProfile, results: dict[str, Any]) -> list[dict[s
         note = (f"host proxy {proxy['runtime']}:{proxy['device']} p90 {proxy['latency_ms']['p90']:.2f} ms"
                 if proxy else "no host proxy ran")
         where = f"{runtime}:{device} (not on this host)"
-        rows.append(_row("p90 latency", budgets.p90_latency_ms, None, "ms", where, note))
-        rows.append(_row("peak memory", budgets.peak_memory_mb, None, "MB", where))
+        estimate = _target_row(target, results, source, "estimate")
+        est = (estimate or {}).get("estimate") or {}
+        if estimate is not None and est.get("latency_ms") is not None:
+            where = (f"{estimate['runtime']}:{estimate['device']} {estimate['precision']} ({estimate.get('name', '')}),"
+                     " roofline estimate")
+            note = (f"estimated {est['latency_ms']:.3g} ms, real {est['low_ms']:.3g}-{est['high_ms']:.3g} ms by the "
+                    f"band validated on the build host; not measured, so neither pass nor fail; {note}")
+            rows.append(_row("p90 latency", budgets.p90_latency_ms, None, "ms", where, note,
+                             estimated=est["latency_ms"]))
+        else:
+            rows.append(_row("p90 latency", budgets.p90_latency_ms, None, "ms", where, note))
+        rows.append(_row("peak memory", budgets.peak_memory_mb, None, "MB", f"{runtime}:{device} (not on this host)"))
     sized = [r for r in results.get("rows", []) if r.get("format") == fmt and r.get("precision") == precision
              and (precision != "int8" or r.get("source") == source) and r.get("size_bytes")]
     size_mb = round(sized[0]["size_bytes"] / 1e6, 3) if sized else None
@@ -120,6 +152,8 @@ def budget_table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         limit = "-" if r["limit"] is None else f"{r['limit']:g}"
         measured = "-" if r["measured"] is None else f"{r['measured']:.3g}"
+        if r["measured"] is None and r.get("estimated") is not None:
+            measured = f"~{r['estimated']:.3g}"
         note = f"  [{r['note']}]" if r["note"] else ""
         lines.append(f"{r['budget']:<20} {limit:>10} {measured:>10} {r['unit']:<7} {r['status']:<13} {r['where']}{note}")
     return "\n".join(lines)

@@ -42,6 +42,21 @@ class ClassMetrics(_Model):
     support: int
 
 
+class LatencyEstimate(_Model):
+    """A model-based latency figure for a row no machine measured (``measured_on: "estimate"``)."""
+
+    latency_ms: float  # the roofline estimate of one batch-1 inference
+    low_ms: float  # the real latency the validated band allows: estimate / band max ...
+    high_ms: float  # ... to estimate / band min
+    band: tuple[float, float]  # estimate/measured, min and max, as validated on the build host
+    band_source: str  # where the band was measured
+    method: str  # how the estimate was made (model file, precisions)
+    peaks: dict[str, Any] = Field(default_factory=dict)  # the device peaks used, each labelled with its source
+    macs: int | None = None
+    bytes: int | None = None
+    time_by_bound_ms: dict[str, float] = Field(default_factory=dict)  # compute- vs memory-bound share
+
+
 class BenchRow(_Model):
     """One artifact on one runtime/device at one precision."""
 
@@ -54,6 +69,8 @@ class BenchRow(_Model):
     proxy: bool = False  # measured on this host standing in for the target's device
     # where the figures were measured: this host, the target device itself, or a model-based estimate
     measured_on: Literal["host", "device", "estimate"] = "host"
+    device_address: str | None = None  # measured_on "device": the ssh:// address the row ran on
+    device_hostname: str | None = None  # measured_on "device": the device's own hostname
     status: Literal["ok", "skipped", "failed"]
     reason: str = ""  # why skipped or failed
     note: str = ""  # context for an ok row, e.g. "host proxy for tensorrt:gpu"
@@ -79,15 +96,25 @@ class BenchRow(_Model):
     float_source: str | None = None  # "STAGE:NAME" of that float model: "train:fp32", "prune:pruned"
     float_method: str | None = None  # how it was made: "finetune", "distill", "prune"
     settings: dict[str, Any] = Field(default_factory=dict)  # runtime options that change the figures
+    # measured_on "estimate": the roofline latency and its error band (latency_ms stays null: nothing was timed)
+    estimate: LatencyEstimate | None = None
 
     @property
-    def key(self) -> tuple[str, str, str, str]:
-        """How the gate matches a row between two results files."""
-        return (self.name, self.runtime, self.device, self.precision)
+    def key(self) -> tuple[str, str, str, str, str]:
+        """How the gate matches a row between two results files (a device row never matches a host row)."""
+        return (self.name, self.runtime, self.device, self.precision, self.measured_on)
+
+    @property
+    def where(self) -> str:
+        """Where the figures come from, for tables: ``host``, the device's hostname, or ``estimate``."""
+        if self.measured_on == "device":
+            return self.device_hostname or self.device_address or "device"
+        return self.measured_on
 
     @property
     def label(self) -> str:
-        return f"{self.name} @ {self.runtime}:{self.device}" + (" (proxy)" if self.proxy else "")
+        where = {"host": "", "device": f" on {self.where}", "estimate": " (estimate)"}[self.measured_on]
+        return f"{self.name} @ {self.runtime}:{self.device}" + (" (proxy)" if self.proxy else "") + where
 
 
 class BenchSettings(_Model):
@@ -115,6 +142,8 @@ class BenchResults(_Model):
     edgetl_version: str = __version__
     created: str = Field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     notes: list[str] = Field(default_factory=list)  # caveats a reader must see (assumed preprocessing, proxies)
+    # the device the "device" rows ran on (hostname, CPU, OS, python and runtime versions), null without one
+    device_facts: dict[str, Any] | None = None
     rows: list[BenchRow] = Field(default_factory=list)
 
     def write(self, out_dir: str | Path) -> Path:

@@ -2,12 +2,57 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from edgetl.cli import cli
 from edgetl.cli.common import load_settings, parse_batch_sizes
+
+if TYPE_CHECKING:
+    from edgetl.config import BuildConfig
+    from edgetl.targets import TargetProfile
+
+
+def device_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--device``, ``--device-python``, ``--identity``, ``--ssh-config``: a real device to measure on."""
+    for option in reversed([
+        click.option("--device", "device_url", default=None, metavar="ssh://USER@HOST[:PORT][/WORKDIR]",
+                     help="Also measure on this device over SSH (keys or agent only; default: the config's "
+                          "bench.device, else the target profile's device:)."),
+        click.option("--device-python", default=None, metavar="PATH",
+                     help="The device's python with numpy and the runtime [default: python3 on its PATH]."),
+        click.option("--identity", "identity_file", default=None, metavar="FILE", help="SSH private key (ssh -i)."),
+        click.option("--ssh-config", default=None, metavar="FILE", help="Use this ssh config instead of ~/.ssh/config."),
+    ]):
+        command = option(command)
+    return command
+
+
+def apply_device_flags(cfg: BuildConfig, profile: TargetProfile, url: str | None, python: str | None,
+                       identity_file: str | None, ssh_config: str | None) -> BuildConfig:
+    """``cfg`` with ``bench.device`` set from the flags, on top of the config's or the target's device entry.
+
+    The target's entry is copied into ``bench.device`` too, so the build's bench stage reruns when it changes.
+    """
+    from edgetl.errors import ConfigError
+
+    base = cfg.bench.device or profile.device
+    flags = {k: v for k, v in (("python", python), ("identity_file", identity_file), ("ssh_config", ssh_config))
+             if v is not None}
+    if url is not None:
+        spec: dict[str, Any] = {"url": url, **flags}
+    elif base is not None:
+        spec = {**base.model_dump(), **flags}
+    elif flags:
+        names = {"python": "--device-python", "identity_file": "--identity", "ssh_config": "--ssh-config"}
+        raise ConfigError(f"{names[next(iter(flags))]} needs a device",
+                          hint="add --device ssh://USER@HOST (or a device: entry in the target or bench.device)")
+    else:
+        return cfg
+    return cfg.with_overrides({"bench.device": spec})
 
 
 @cli.command("bench")
@@ -28,20 +73,27 @@ from edgetl.cli.common import load_settings, parse_batch_sizes
 @click.option("--min-time", type=float, default=None, help="Minimum seconds of timed runs per row.")
 @click.option("--no-accuracy", is_flag=True, help="Latency only.")
 @click.option("--no-report", is_flag=True, help="Do not write report.md / report.html.")
+@device_options
 def bench_cmd(source: str, target: str | None, config_file: str | None, out: str | None, data: str | None,
               baseline: str | None, max_latency_regression: str | None, max_accuracy_drop: float | None,
               threads: int | None, batch_sizes: str | None, iterations: int | None, min_time: float | None,
-              no_accuracy: bool, no_report: bool) -> None:
+              no_accuracy: bool, no_report: bool, device_url: str | None, device_python: str | None,
+              identity_file: str | None, ssh_config: str | None) -> None:
     """Latency, throughput, memory and accuracy of every artifact on every runtime of the target.
 
     SOURCE is a run directory (OUT/, after `edgetl export`) or one model file (.onnx, or OpenVINO .xml + .bin).
     Runtimes or devices this host lacks are listed as skipped with the reason; where the target is another
-    device (a Jetson, an NPU) the host's CPU runtimes run as labelled proxies. Writes results.json, report.md and
-    report.html; with --baseline, also gate.md, and exits 1 on a regression.
+    device (a Jetson, an NPU) the host's CPU runtimes run as labelled proxies, and rows the target's published
+    peaks allow are estimated (labelled estimate, with their error band). With --device (or a device: entry)
+    the target's own runtime rows are measured on the device as well, with its own python and runtime: the
+    models, a small runner and the preprocessed evaluation inputs go to a temporary directory there, which is
+    removed afterwards. Writes results.json, report.md and report.html; with --baseline, also gate.md, and
+    exits 1 on a regression. A device that cannot be reached or used exits 3 with the reason.
 
     \b
     Examples:
       edgetl bench runs/default --target cpu
+      edgetl bench runs/default --target raspberry-pi-5 --device ssh://pi@rpi5.local --device-python ~/venv/bin/python
       edgetl bench model.onnx --data ../shared/datasets/hymenoptera --threads 2 --batch-sizes 1,8
       edgetl bench runs/default --baseline main/results.json --max-latency-regression 10% --max-accuracy-drop 0.5
     """
@@ -60,6 +112,7 @@ def bench_cmd(source: str, target: str | None, config_file: str | None, out: str
         else parse_percent(max_latency_regression),
         "bench.max_accuracy_drop": max_accuracy_drop,
     })
+    cfg = apply_device_flags(cfg, profile, device_url, device_python, identity_file, ssh_config)
     src = Path(source)
     out_dir = Path(out) if out else (src / "bench" if src.is_dir() else Path("runs") / "bench" / src.stem)
     results = benchmark(cfg, profile, src, out_dir, data=data)

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from edgetl.cli import cli
+from edgetl.cli.bench import apply_device_flags, device_options
 from edgetl.cli.common import load_settings, print_results, setup_logging
 from edgetl.errors import BudgetExceededError
 
@@ -32,16 +33,20 @@ from edgetl.errors import BudgetExceededError
                    "bundle.")
 @click.option("--no-budget-check", is_flag=True, help="Report budget misses without failing the build.")
 @click.option("--verbose", "-v", is_flag=True)
+@device_options
 def build_cmd(target: str | None, data: str | None, backbone: str | None, weights: str | None,
               config_file: str | None, out: str | None, epochs: int | None, image_size: int | None,
               prune_ratio: float | None, prune_macs: float | None, teacher: str | None, force: tuple[str, ...],
-              no_budget_check: bool, verbose: bool) -> None:
+              no_budget_check: bool, verbose: bool, device_url: str | None, device_python: str | None,
+              identity_file: str | None, ssh_config: str | None) -> None:
     """Run the whole pipeline for a target: fine-tune -> [prune] -> quantize -> export -> bench -> report -> bundle.
 
     \b
     Every stage is cached by the hash of its inputs: a rerun with nothing changed reuses everything; changing a
     setting reruns that stage and the ones after it; an interrupted build resumes. Precision, formats, input
     size, batch sizes and runtimes come from the target profile. Exit 1 when a budget of the target is missed.
+    With --device ssh://... (or a device: entry in the target profile or bench.device in the config) the
+    target's rows are also measured on the device, and its latency and memory budgets are checked there.
 
     \b
     Examples:
@@ -49,6 +54,7 @@ def build_cmd(target: str | None, data: str | None, backbone: str | None, weight
       edgetl build --target jetson --data ../shared/datasets/hymenoptera --out runs/hymenoptera
       edgetl build --config my-build.yaml --force bench
       edgetl build --data ../shared/datasets/hymenoptera --prune-macs 0.5 --out runs/hymenoptera-pruned
+      edgetl build --target raspberry-pi-5 --device ssh://pi@rpi5.local --device-python /home/pi/venv/bin/python
     """
     from edgetl.cli.stages import with_prune_goal
     from edgetl.pipeline import build
@@ -60,8 +66,9 @@ def build_cmd(target: str | None, data: str | None, backbone: str | None, weight
         "budget_check": False if no_budget_check else None, "train.teacher": teacher,
     })
     cfg = with_prune_goal(cfg, ratio=prune_ratio, macs_fraction=prune_macs)
+    cfg = apply_device_flags(cfg, profile, device_url, device_python, identity_file, ssh_config)
     click.echo(f"edgetl build: target {profile.name}, data {cfg.data.path}, backbone {cfg.train.backbone}, "
-               f"out {cfg.out}")
+               f"out {cfg.out}" + (f", device {cfg.bench.device.url}" if cfg.bench.device else ""))
 
     def on_stage(outcome) -> None:  # type: ignore[no-untyped-def]
         if outcome.status == "reused":

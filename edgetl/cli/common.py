@@ -33,6 +33,8 @@ def setup_logging(verbose: bool = False) -> None:
 
 
 def print_results(out: Path) -> None:
+    import click
+
     from edgetl.fsutil import read_json
 
     path = out / "bench" / "results.json"
@@ -44,24 +46,31 @@ def print_results(out: Path) -> None:
     results = read_json(path)
     table = Table(title=f"results: {results.get('backbone')} on {results.get('dataset')} "
                         f"({results.get('eval_split')} split), target {results.get('target')}")
-    for col in ("artifact", "runtime", "precision", "status", "accuracy", "p50 ms", "p90 ms", "size MB", "MMACs",
-                "params M"):
+    for col in ("artifact", "runtime", "precision", "measured on", "status", "accuracy", "p50 ms", "p90 ms",
+                "size MB", "MMACs", "params M"):
         table.add_column(col)
     for r in results.get("rows", []):
         lat = r.get("latency_ms") or {}
         acc = r.get("accuracy")
+        est = (r.get("estimate") or {}).get("latency_ms")
         runtime = f"{r.get('runtime')}:{r.get('device')}" + (" (proxy)" if r.get("proxy") else "")
+        where = r.get("measured_on") or "host"
+        if where == "device":
+            where = r.get("device_hostname") or r.get("device_address") or "device"
         table.add_row(
-            str(r.get("name")), runtime, str(r.get("precision")),
+            str(r.get("name")), runtime, str(r.get("precision")), where,
             str(r.get("status")) if r.get("status") == "ok" else f"{r.get('status')}: {r.get('reason', '')}"[:60],
             "-" if acc is None else f"{acc * 100:.2f}%",
-            "-" if lat.get("p50") is None else f"{lat['p50']:.2f}",
+            (f"~{est:.2f} est." if est is not None else "-") if lat.get("p50") is None else f"{lat['p50']:.2f}",
             "-" if lat.get("p90") is None else f"{lat['p90']:.2f}",
             "-" if not r.get("size_bytes") else f"{r['size_bytes'] / 1e6:.2f}",
             "-" if r.get("macs") is None else f"{r['macs'] / 1e6:.1f}",
             "-" if r.get("params") is None else f"{r['params'] / 1e6:.2f}",
         )
-    Console(width=140).print(table)
+    Console(width=160).print(table)
+    notes = [n for n in results.get("notes", []) if "estimate" in n]
+    for note in notes:  # an estimate is never shown without its band
+        click.echo(f"note: {note}")
 
 
 def parse_batch_sizes(text: str | None) -> tuple[int, ...] | None:

@@ -112,7 +112,8 @@ register_stage(StageDef("export", 40, ("float_model", "int8_models"), ("exported
                                      **_target_part(ctx, "export", "input")}, _run_export))
 register_stage(StageDef("bench", 50, ("exported",), ("results",),
                         lambda ctx: {"bench": ctx.cfg.bench.model_dump(mode="json"),
-                                     **_target_part(ctx, "runtimes", "input", "benchmark", "hardware")}, _run_bench))
+                                     **_target_part(ctx, "runtimes", "input", "benchmark", "hardware", "device")},
+                        _run_bench))
 register_stage(StageDef("report", 60, ("results",), ("report",), lambda ctx: {}, _run_report))
 register_stage(StageDef("bundle", 70, ("exported", "results"), ("bundle",),
                         lambda ctx: _target_part(ctx, "name", "runtimes", "input", "export"), _run_bundle))

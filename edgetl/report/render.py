@@ -57,7 +57,17 @@ def row_label(r: BenchRow) -> str:
     label = f"{r.name} · {r.runtime}:{r.device}"
     if r.precision not in r.name:
         label += f" {r.precision}"
-    return label + (" (proxy)" if r.proxy else "")
+    return label + (" (proxy)" if r.proxy else "") + (f" on {r.where}" if r.measured_on == "device" else "")
+
+
+def _p50_cell(r: BenchRow, spec: str = ".3f") -> str:
+    """p50, or for an estimate row the estimate marked as one with its band (never a bare number)."""
+    if r.latency_ms is not None:
+        return _fmt(r.latency_ms.p50, spec)
+    if r.estimate is not None:
+        e = r.estimate
+        return f"~{e.latency_ms:{spec}} (estimate; real {e.low_ms:.3g}-{e.high_ms:.3g})"
+    return "-"
 
 
 def model_tag(r: BenchRow) -> str:
@@ -93,16 +103,16 @@ def pick_confusion_rows(results: BenchResults) -> list[BenchRow]:
 # ------------------------------------------------------------------------------------------------- tables
 def summary_table(results: BenchResults) -> Table:
     batches = sorted({int(b) for r in results.rows for b in r.throughput}, key=int)
-    headers = ["artifact", "runtime", "precision", "status", "top-1", "macro F1", "p50 ms", "p90 ms", "p99 ms",
-               *[f"img/s b{b}" for b in batches], "cold start ms", "peak MB", "size MB", "MMACs", "params M",
-               "threads"]
+    headers = ["artifact", "runtime", "precision", "measured on", "status", "top-1", "macro F1", "p50 ms", "p90 ms",
+               "p99 ms", *[f"img/s b{b}" for b in batches], "cold start ms", "peak MB", "size MB", "MMACs",
+               "params M", "threads"]
     rows = []
     for r in results.rows:
         lat = r.latency_ms
         status = r.status if r.status == "ok" else f"{r.status}: {r.reason}"
         rows.append([
-            r.name, f"{r.runtime}:{r.device}" + (" (proxy)" if r.proxy else ""), r.precision, status,
-            _pct(r.accuracy), _fmt(r.macro_f1, ".4f"), _fmt(lat.p50 if lat else None, ".3f"),
+            r.name, f"{r.runtime}:{r.device}" + (" (proxy)" if r.proxy else ""), r.precision, r.where, status,
+            _pct(r.accuracy), _fmt(r.macro_f1, ".4f"), _p50_cell(r),
             _fmt(lat.p90 if lat else None, ".3f"), _fmt(lat.p99 if lat else None, ".3f"), *[_fmt(r.throughput.get(str(b)), ".1f") for b in batches],
             _fmt(r.cold_start_ms, ".1f"), _fmt(r.peak_memory_mb, ".1f"),
             _fmt(r.size_bytes / 1e6 if r.size_bytes else None, ".2f"),
@@ -110,6 +120,23 @@ def summary_table(results: BenchResults) -> Table:
             _fmt(r.params / 1e6 if r.params is not None else None, ".2f"), "-" if r.threads is None else str(r.threads),
         ])
     return Table("All rows", headers, rows)
+
+
+def estimate_table(results: BenchResults) -> Table | None:
+    """The estimate rows with their band and the peaks behind them: an estimate is never shown as a measurement."""
+    rows = []
+    for r in results.rows:
+        e = r.estimate
+        if r.measured_on != "estimate" or e is None:
+            continue
+        rows.append([r.name, f"{r.runtime}:{r.device}", r.precision, f"{e.latency_ms:.3g}",
+                     f"{e.low_ms:.3g}-{e.high_ms:.3g}", f"{e.band[0]:g}-{e.band[1]:g}",
+                     str(e.peaks.get("source", "-")), e.method])
+    if not rows:
+        return None
+    return Table("Latency estimates (roofline, not measured; real latency by the band validated on the build host)",
+                 ["artifact", "runtime", "precision", "estimate ms", "real latency ms (band)", "estimate/measured "
+                  "on the build host", "peaks", "method"], rows)
 
 
 def per_class_tables(results: BenchResults) -> list[Table]:
@@ -333,15 +360,16 @@ def _headline(results: BenchResults) -> list[str]:
         fastest = min(ok, key=lambda r: r.latency_ms.p50)  # type: ignore[union-attr]
         lines.append(f"Fastest: **{row_label(fastest)}**, p50 {fastest.latency_ms.p50:.3f} ms"  # type: ignore
                      + (f", top-1 {_pct(fastest.accuracy)}" if fastest.accuracy is not None else "") + ".")
-    for runtime in sorted({r.runtime for r in ok}):
-        fp32 = [r for r in ok if r.runtime == runtime and r.precision == "fp32"]
-        int8 = [r for r in ok if r.runtime == runtime and r.precision == "int8"]
+    for runtime, where in sorted({(r.runtime, r.where) for r in ok}):  # fp32 and int8 from the same machine
+        fp32 = [r for r in ok if r.runtime == runtime and r.where == where and r.precision == "fp32"]
+        int8 = [r for r in ok if r.runtime == runtime and r.where == where and r.precision == "int8"]
         if fp32 and int8:
             best = min(int8, key=lambda r: r.latency_ms.p50)  # type: ignore[union-attr]
             speedup = fp32[0].latency_ms.p50 / best.latency_ms.p50  # type: ignore[union-attr]
             drop = ("" if fp32[0].accuracy is None or best.accuracy is None
                     else f", top-1 {(best.accuracy - fp32[0].accuracy) * 100:+.2f} points")
-            lines.append(f"{runtime}:{best.device}: int8 ({best.name}) is {speedup:.2f}x the speed of fp32{drop}.")
+            on = f" on {where}" if best.measured_on == "device" else ""
+            lines.append(f"{runtime}:{best.device}{on}: int8 ({best.name}) is {speedup:.2f}x the speed of fp32{drop}.")
     skipped = [r for r in results.rows if r.status != "ok"]
     if skipped:
         lines.append(f"{len(skipped)} row(s) skipped or failed; the reasons are in the table.")
@@ -355,8 +383,9 @@ def render_markdown(results: BenchResults) -> str:
     parts += [f"- {line}" for line in _headline(results)] + [""]
     parts += [f"> note: {n}" for n in results.notes] + ([""] if results.notes else [])
     checks = export_checks_table(results)
-    for table in (summary_table(results), *([checks] if checks else []), *per_class_tables(results),
-                  host_table(results)):
+    estimates = estimate_table(results)
+    for table in (summary_table(results), *([estimates] if estimates else []), *([checks] if checks else []),
+                  *per_class_tables(results), host_table(results)):
         parts.append(table.markdown())
     parts.append("Plots: see report.html (self-contained).")
     return "\n".join(parts) + "\n"
@@ -396,6 +425,9 @@ def render_html(results: BenchResults) -> str:
                        "Filled markers ran on the target (or on this host where the target is this host); hollow "
                        "markers are host proxies. The orange line joins the rows no other row beats on both axes."))
     body.append(summary_table(results).html())
+    estimates = estimate_table(results)
+    if estimates:
+        body.append(estimates.html())
     checks = export_checks_table(results)
     if checks:
         body.append(checks.html())
@@ -430,15 +462,16 @@ def results_table(results: BenchResults) -> Any:
     batches = sorted({int(b) for r in results.rows for b in r.throughput})
     table = RichTable(title=f"{results.backbone or results.source} · target {results.target} · "
                             f"{results.host.get('cpu')}", title_style="bold")
-    for col in ("artifact", "runtime", "prec.", "status", "top-1", "p50 ms", "p90 ms",
+    for col in ("artifact", "runtime", "prec.", "measured on", "status", "top-1", "p50 ms", "p90 ms",
                 *[f"img/s b{b}" for b in batches], "peak MB", "size MB"):
-        table.add_column(col, justify="right" if col not in ("artifact", "runtime", "status") else "left")
+        table.add_column(col, justify="right" if col not in ("artifact", "runtime", "measured on", "status")
+                         else "left")
     for r in results.rows:
         lat = r.latency_ms
         style = {"ok": "", "skipped": "dim", "failed": "red"}[r.status]
         status = "ok" if r.status == "ok" else f"{r.status}: {r.reason}"
-        table.add_row(r.name, f"{r.runtime}:{r.device}" + (" proxy" if r.proxy else ""), r.precision, status,
-                      _pct(r.accuracy), _fmt(lat.p50 if lat else None, ".3f"), _fmt(lat.p90 if lat else None, ".3f"),
+        table.add_row(r.name, f"{r.runtime}:{r.device}" + (" proxy" if r.proxy else ""), r.precision, r.where,
+                      status, _pct(r.accuracy), _p50_cell(r), _fmt(lat.p90 if lat else None, ".3f"),
                       *[_fmt(r.throughput.get(str(b)), ".0f") for b in batches], _fmt(r.peak_memory_mb, ".1f"),
                       _fmt(r.size_bytes / 1e6 if r.size_bytes else None, ".2f"), style=style)
     return table

@@ -100,6 +100,45 @@ class BenchmarkSpec(_Frozen):
     threads: int | None = Field(default=None, ge=1, description="None: the runtime's default (all cores)")
 
 
+class DeviceSpec(_Frozen):
+    """How to reach a real instance of the target over SSH, so ``edgetl bench`` / ``build`` measure on it.
+
+    In YAML either the address alone (``device: ssh://pi@rpi5.local``) or a mapping with the fields below.
+    Keys or an ssh-agent only: the address may carry no password (``edgetl.execution.ssh``).
+    """
+
+    url: str = Field(description="ssh://[user@]host[:port][/workdir]; host may be a ~/.ssh/config alias")
+    python: str = Field(default="python3", description="the device's interpreter (with numpy and the runtime)")
+    identity_file: str | None = Field(default=None, description="private key file (ssh -i); None: ssh's own")
+    ssh_config: str | None = Field(default=None, description="ssh -F file instead of ~/.ssh/config")
+    connect_timeout_s: float = Field(default=10.0, gt=0, description="TCP connect + SSH handshake")
+    # the whole device run (copying, every row, results back); each row also stops after its own limit
+    timeout_s: float = Field(default=1800.0, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_url(cls, data: Any) -> Any:
+        return {"url": data} if isinstance(data, str) else data
+
+    @field_validator("url")
+    @classmethod
+    def _parse(cls, v: str) -> str:
+        from edgetl.execution.ssh import DeviceAddress  # standard library only
+
+        try:
+            DeviceAddress.parse(v)
+        except ConfigError as exc:
+            raise ValueError(exc.message) from exc
+        return v
+
+    def address(self) -> Any:
+        """The parsed ``edgetl.execution.ssh.DeviceAddress``."""
+        from edgetl.execution.ssh import DeviceAddress
+
+        key = os.path.expanduser(self.identity_file) if self.identity_file else None
+        return DeviceAddress.parse(self.url, python=self.python, identity_file=key)
+
+
 class TargetProfile(_Frozen):
     """A device: what it is, what runs on it, and what a model must achieve there."""
 
@@ -112,6 +151,7 @@ class TargetProfile(_Frozen):
     export: ExportSpec
     budgets: Budgets = Budgets()
     benchmark: BenchmarkSpec = BenchmarkSpec()
+    device: DeviceSpec | None = Field(default=None, description="a reachable instance to measure on (ssh://)")
     source: str = Field(default="", description="file the profile was loaded from (set by the loader)")
 
     @model_validator(mode="after")

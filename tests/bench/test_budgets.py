@@ -47,3 +47,31 @@ def test_device_not_on_host_reports_latency_as_not_measured_with_proxy():
     assert rows["p90 latency"]["status"] == "not measured"
     assert "host proxy" in rows["p90 latency"]["note"]
     assert rows["model size"]["status"] == "pass" and rows["model size"]["measured"] == 4.0
+
+
+def test_device_rows_come_first_and_estimates_never_pass_or_fail():
+    device = dict(row("onnx-int8-qat", "onnx", "int8", "qat", "onnxruntime", "cpu", 0.93, 40.0, 4_000_000),
+                  measured_on="device", device_hostname="rpi5")
+    host = dict(row("onnx-int8-qat", "onnx", "int8", "qat", "onnxruntime", "cpu", 0.94, 3.0, 4_000_000), proxy=True)
+    fp32 = dict(row("onnx-fp32", "onnx", "fp32", "fp32", "onnxruntime", "cpu", 0.95, 90.0, 18_000_000),
+                measured_on="device", device_hostname="rpi5")
+    rows = by_budget(check_budgets(load_target("rpi5"), {"rows": [host, device, fp32]}))
+    assert rows["p90 latency"]["measured"] == 40.0 and "on the device rpi5" in rows["p90 latency"]["where"]
+    assert rows["p90 latency"]["status"] == "pass"  # the Pi's budget is 60 ms
+    assert abs(rows["int8 accuracy drop"]["measured"] - 2.0) < 1e-9 and "on rpi5" in rows["int8 accuracy drop"]["where"]
+    # on a host target, a device row wins over the host's own measurement too
+    cpu_rows = [dict(r, measured_on="device", device_hostname="box", latency_ms={"p50": 60, "p90": 70})
+                if r["name"] == "openvino-int8-qat" else r for r in RESULTS["rows"]]
+    assert by_budget(check_budgets(load_target("cpu"), {"rows": cpu_rows}))["p90 latency"]["status"] == "fail"
+
+    estimate = {"name": "onnx-int8-qat", "format": "onnx", "precision": "int8", "source": "qat",
+                "runtime": "tensorrt", "device": "gpu", "proxy": False, "measured_on": "estimate", "status": "ok",
+                "latency_ms": None, "estimate": {"latency_ms": 0.2, "low_ms": 0.106, "high_ms": 0.8}}
+    proxies = [dict(r, proxy=True) for r in RESULTS["rows"]]
+    for budget in (10.0, 0.01):  # far above and far below the estimate: neither passes nor fails
+        jetson = load_target("jetson")
+        jetson = jetson.model_copy(update={"budgets": jetson.budgets.model_copy(update={"p90_latency_ms": budget})})
+        rows = by_budget(check_budgets(jetson, {"rows": [*proxies, estimate]}))
+        assert rows["p90 latency"]["status"] == "estimated" and rows["p90 latency"]["measured"] is None
+        assert "real 0.106-0.8 ms" in rows["p90 latency"]["note"] and "host proxy" in rows["p90 latency"]["note"]
+        assert "~0.2" in budget_table(list(rows.values()))
