@@ -109,9 +109,9 @@ class Bundle:
         """
         if top_k < 1:
             raise ConfigError(f"top_k must be at least 1, got {top_k}")
-        readable = (s for s in ((p, self._read(p)) for p in images) if s[1] is not None)
-        while chunk := [s for _, s in zip(range(batch_size), readable, strict=False)]:
-            x = {name: np.stack([s[name] for _, s in chunk]) for name in chunk[0][1]}  # type: ignore[index]
+        readable = ((p, s) for p, s in ((p, self._read(p)) for p in images) if s is not None)
+        while chunk := [item for _, item in zip(range(batch_size), readable, strict=False)]:
+            x = {name: np.stack([s[name] for _, s in chunk]) for name in chunk[0][1]}
             logits = self._run(x)
             z = logits - logits.max(axis=1, keepdims=True)
             probs = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
