@@ -107,11 +107,30 @@ def die_with_parent(expected_parent: int | None = None) -> None:
 
 
 def worker_init(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: the worker dies with the forkserver it was forked from."""
+    """DataLoader ``worker_init_fn``: the worker dies with the forkserver it was forked from, and a peer that hangs
+    up on its fd-sharing thread (edgetl stopping on Ctrl-C/SIGTERM mid-batch) prints no traceback."""
     import os
+    import sys
 
     server = os.environ.get(_SERVER_ENV)
     die_with_parent(int(server) if server and server.isdigit() else None)
+    sys.excepthook = _quiet_hangups(sys.excepthook)
+
+
+def _quiet_hangups(hook: Any) -> Any:
+    """``sys.excepthook`` that drops a connection reset or closed by the other process.
+
+    multiprocessing's ``resource_sharer`` thread, which hands tensors to the main process as file descriptors,
+    reports its errors through ``sys.excepthook``: when the main process stops while fetching a batch, the
+    worker printed a ``ConnectionResetError`` traceback after edgetl's own "interrupted" line.
+    """
+
+    def excepthook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        if issubclass(kind, (ConnectionError, EOFError)):
+            return
+        hook(kind, value, tb)
+
+    return excepthook
 
 
 def _prepare_forkserver() -> None:

@@ -104,3 +104,46 @@ def test_a_malformed_bundle_in_a_real_process_exits_2_without_a_traceback(tmp_pa
                            str(tmp_path / "x.png")], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2, proc.stderr  # a malformed manifest is an input error
     assert "files[0] needs a 'path'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_schema_invalid_baseline_names_each_field(tmp_path):
+    import json
+
+    from edgetl.bench.results import RESULTS_SCHEMA
+
+    row = {"name": "onnx-fp32", "precision": "fp32", "status": "ok", "latency_ms": "fast"}
+    bad = tmp_path / "baseline.json"
+    bad.write_text(json.dumps({"schema_version": RESULTS_SCHEMA, "rows": [row]}))
+    result = run("gate", str(bad), str(bad))
+    assert result.exit_code == 2
+    assert "field 'rows.0.runtime': Field required" in result.output
+    assert "field 'rows.0.latency_ms'" in result.output and "(got 'fast')" in result.output
+
+
+def test_an_extends_error_names_the_file_and_the_field(tmp_path):
+    profile = tmp_path / "board.yaml"
+    profile.write_text("name: board\nextends: no-such-board\n")
+    result = run("targets", "validate", str(profile))
+    assert result.exit_code == 2
+    assert f"{profile}: field 'extends': unknown target 'no-such-board'" in result.output
+    profile.write_text("name: board\nextends: ./missing.yaml\n")
+    result = run("targets", "validate", str(profile))
+    assert f"{profile}: field 'extends': target file ./missing.yaml does not exist" in result.output
+
+
+_IMPORT_TORCHAO = "import logging, sys\n{setup}\nimport torchao.quantization\n"
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("setup, shown", [
+    ("", True),  # what torch prints on its own
+    ("from edgetl.stages.quantize import quiet_library_logs; quiet_library_logs()", False),
+    ("logging.getLogger('edgetl').setLevel(logging.DEBUG)\n"
+     "from edgetl.stages.quantize import quiet_library_logs; quiet_library_logs()", True),  # --verbose
+], ids=["torch", "edgetl", "edgetl-verbose"])
+def test_the_register_constant_deprecation_is_shown_only_with_verbose(setup, shown):
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    proc = subprocess.run([sys.executable, "-c", _IMPORT_TORCHAO.format(setup=setup)], capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert ("register_constant()" in proc.stderr) is shown

@@ -171,3 +171,19 @@ def test_skipped_images_are_listed_with_their_reason(tmp_path, caplog, monkeypat
     assert "skipping 1 unreadable or truncated image(s) and 1 image(s) too large to decode" in caplog.text
     assert "broken.jpg: Truncated File Read" in caplog.text or "broken.jpg: cannot identify" in caplog.text
     assert "huge.png: too large to decode" in caplog.text
+
+
+def test_a_dataloader_worker_prints_no_traceback_when_edgetl_hangs_up(tmp_path):
+    """The fd-sharing thread of a worker reports through sys.excepthook; a peer that hung up is not an error."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys\nfrom edgetl.data.torch_data import worker_init\nworker_init(0)\n"
+            "for exc in (ConnectionResetError(104, 'Connection reset by peer'), EOFError(), ValueError('real')):\n"
+            "    try:\n        raise exc\n    except BaseException:\n        sys.excepthook(*sys.exc_info())\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert "ConnectionResetError" not in proc.stderr and "EOFError" not in proc.stderr
+    assert "ValueError: real" in proc.stderr  # anything else still shows
