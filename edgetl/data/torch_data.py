@@ -117,16 +117,25 @@ def worker_init(worker_id: int) -> None:
     sys.excepthook = _quiet_hangups(sys.excepthook)
 
 
-def _quiet_hangups(hook: Any) -> Any:
-    """``sys.excepthook`` that drops a connection reset or closed by the other process.
+def _start_worker(server: int) -> None:
+    import sys
 
-    multiprocessing's ``resource_sharer`` thread, which hands tensors to the main process as file descriptors,
-    reports its errors through ``sys.excepthook``: when the main process stops while fetching a batch, the
-    worker printed a ``ConnectionResetError`` traceback after edgetl's own "interrupted" line.
+    die_with_parent(server)
+    sys.excepthook = _quiet_hangups(sys.excepthook)
+
+
+def _quiet_hangups(hook: Any) -> Any:
+    """``sys.excepthook`` for a worker that drops the errors of edgetl having stopped or gone.
+
+    Two paths report through ``sys.excepthook`` and printed a stray traceback after edgetl's own "interrupted"
+    line: multiprocessing's ``resource_sharer`` thread, which hands batches to edgetl as file descriptors
+    (``ConnectionResetError``, ``BrokenPipeError`` when edgetl stops mid-batch), and a worker still starting when
+    edgetl stops (``FileNotFoundError``: the semaphores it was sent are already unlinked). A worker's real
+    errors (a dataset that raises) travel to edgetl through torch's result queue instead and are not affected.
     """
 
     def excepthook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
-        if issubclass(kind, (ConnectionError, EOFError)):
+        if issubclass(kind, (ConnectionError, EOFError, FileNotFoundError)):
             return
         hook(kind, value, tb)
 
@@ -157,7 +166,7 @@ def _in_forkserver() -> None:
         die_with_parent(int(parent))  # type: ignore[arg-type]
         # every worker, from its first instruction on (a worker still starting up when edgetl dies would
         # otherwise outlive the server, since torch's watchdog compares with a parent pid read too late)
-        os.register_at_fork(after_in_child=lambda: die_with_parent(server))
+        os.register_at_fork(after_in_child=lambda: _start_worker(server))
 
 
 _in_forkserver()
