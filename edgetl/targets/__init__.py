@@ -222,7 +222,7 @@ def _load_raw(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
     try:
         parent_path = _resolve_ref(parent_ref, relative_to=path.parent)
     except ConfigError as exc:  # name the file and the field that asked for it
-        raise ConfigError(f"{path}: field 'extends': {exc.message}", hint=exc.hint) from exc
+        raise type(exc)(f"{path}: field 'extends': {exc.message}", hint=exc.hint) from exc
     parent = _load_raw(parent_path, (*chain, resolved))
     # a child is a new device: it does not inherit the parent's identity
     parent.pop("aliases", None)
