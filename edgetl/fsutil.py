@@ -87,3 +87,54 @@ def sha256_json(data: Any) -> str:
     """Stable hash of a JSON-able value (keys sorted), used for config and stage-input hashes."""
     blob = json.dumps(data, sort_keys=True, default=str, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()
+
+
+LOCK_NAME = ".edgetl.lock"
+_held: dict[Path, tuple[int, int]] = {}  # locked directory -> (fd, depth): a process may nest its own lock
+
+
+@contextlib.contextmanager
+def dir_lock(directory: str | os.PathLike[str]) -> Iterator[Path]:
+    """Hold an exclusive lock on ``directory`` (``fcntl.flock`` on ``DIR/.edgetl.lock``) for the block.
+
+    A second edgetl process that asks for the same directory gets a ``ConfigError`` (exit 2) naming the pid and
+    command of the holder. The kernel drops the lock when its process dies, however it dies, so a lock file left
+    by a killed run is simply taken over. The same process may nest the lock.
+    """
+    import fcntl
+    import sys
+    import time
+
+    from edgetl.errors import ConfigError
+
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    key = d.resolve()
+    if key in _held:
+        fd, depth = _held[key]
+        _held[key] = (fd, depth + 1)
+        try:
+            yield d / LOCK_NAME
+        finally:
+            fd, depth = _held[key]
+            _held[key] = (fd, depth - 1)
+        return
+    path = d / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "pid unknown"
+        os.close(fd)
+        raise ConfigError(f"{d} is in use by another edgetl run ({holder})",
+                          hint="wait for it to finish, or pass another --out") from exc
+    command = " ".join(["edgetl", *sys.argv[1:]]) if sys.argv else "edgetl"
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"pid {os.getpid()}: {command}, since {time.strftime('%H:%M:%S')}\n".encode(), 0)
+    _held[key] = (fd, 1)
+    try:
+        yield path
+    finally:
+        del _held[key]
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)

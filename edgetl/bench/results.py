@@ -168,8 +168,15 @@ def load_results(path: str | Path) -> BenchResults:
     if version != RESULTS_SCHEMA:
         raise ModelFileError(f"results file {p} has schema_version {version!r}; this edgetl reads {RESULTS_SCHEMA}",
                              hint="re-run `edgetl bench` with this edgetl version")
+    from pydantic import ValidationError
+
     try:
         return BenchResults.model_validate(data)
-    except Exception as exc:  # pydantic ValidationError: list the first problem only
-        raise ModelFileError(f"results file {p} does not match schema {RESULTS_SCHEMA}: "
-                             f"{str(exc).splitlines()[0]}") from exc
+    except ValidationError as exc:  # one line per field, as for a config file (the first ten)
+        from edgetl.targets import format_validation_error
+
+        lines = format_validation_error(p, exc).splitlines()
+        more = [f"... and {len(lines) - 10} more"] if len(lines) > 10 else []
+        raise ModelFileError(f"results file {p} does not match schema {RESULTS_SCHEMA}:\n  "
+                             + "\n  ".join(lines[:10] + more),
+                             hint="pass a results.json written by `edgetl bench` of this edgetl version") from exc

@@ -1,6 +1,7 @@
 """The command line: parse, load config, call the library, map ``EdgetlError`` to a message and an exit code.
 
-Exit codes: 0 ok, 1 a gate or budget failed, 2 usage or input error, 3 runtime/export failure, 130 interrupted.
+Exit codes: 0 ok, 1 a gate or budget failed, 2 usage or input error, 3 runtime/export failure (and any
+unexpected exception), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -10,23 +11,69 @@ from typing import Any
 import click
 
 from edgetl import __version__
-from edgetl.errors import EXIT_INTERRUPTED, BudgetExceededError, EdgetlError
+from edgetl.errors import EXIT_INTERRUPTED, EXIT_RUNTIME, BudgetExceededError, EdgetlError
 
 
 class Group(click.Group):
-    """Turns edgetl's own errors into one message and a documented exit code, never a traceback."""
+    """Turns every error into one message and a documented exit code, never a traceback.
+
+    edgetl's own errors carry their exit code; any other exception is a bug or an environment failure (a full
+    disk, a library crash) and exits 3 with its type and message. ``--verbose`` (or ``EDGETL_VERBOSE=1``) adds
+    the traceback.
+    """
 
     def invoke(self, ctx: click.Context) -> Any:
+        # the command line as given: click empties these before the command runs
+        protected = getattr(ctx, "_protected_args", None)
+        ctx.meta["edgetl.argv"] = [*(protected if protected is not None else vars(ctx).get("protected_args", [])),
+                                   *ctx.args]
         try:
             return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise  # click's own usage errors and exits keep their codes
         except EdgetlError as exc:
             if isinstance(exc, BudgetExceededError) and exc.table:
                 click.echo(exc.table, err=True)
+            _print_traceback_if_verbose(ctx)
             click.secho(f"error: {exc}", fg="red", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
-            click.secho("interrupted: finished files are kept; rerun the same command to resume", err=True)
+            click.secho(f"interrupted: finished files are kept; {_resume_hint(ctx)}", err=True)
             ctx.exit(EXIT_INTERRUPTED)
+        except Exception as exc:  # not raised on purpose: one line, the runtime-failure code
+            shown = _print_traceback_if_verbose(ctx)
+            first = (str(exc).strip().splitlines() or [""])[0]
+            click.secho(f"error: unexpected {type(exc).__name__}: {first}", fg="red", err=True)
+            if not shown:
+                click.echo("  hint: rerun with --verbose (or EDGETL_VERBOSE=1) for the traceback, and report it "
+                           "if the cause is not your input", err=True)
+            ctx.exit(EXIT_RUNTIME)
+
+
+def _verbose(ctx: click.Context) -> bool:
+    import os
+
+    if os.environ.get("EDGETL_VERBOSE", "") not in ("", "0"):
+        return True
+    return any(a in ("--verbose", "-v") for a in ctx.meta.get("edgetl.argv", ()))
+
+
+def _print_traceback_if_verbose(ctx: click.Context) -> bool:
+    if not _verbose(ctx):
+        return False
+    import traceback
+
+    click.echo(traceback.format_exc().rstrip(), err=True)
+    return True
+
+
+def _resume_hint(ctx: click.Context) -> str:
+    command = ctx.invoked_subcommand
+    if command == "train":
+        return "add --resume to continue from OUT/train/last.pt"
+    if command == "build":
+        return "rerun the same command to resume"
+    return "rerun the same command"
 
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}

@@ -113,9 +113,17 @@ def bench_cmd(source: str, target: str | None, config_file: str | None, out: str
         "bench.max_accuracy_drop": max_accuracy_drop,
     })
     cfg = apply_device_flags(cfg, profile, device_url, device_python, identity_file, ssh_config)
+    from contextlib import nullcontext
+
+    from edgetl.cli.common import check_output_dir
+    from edgetl.fsutil import dir_lock
+
     src = Path(source)
     out_dir = Path(out) if out else (src / "bench" if src.is_dir() else Path("runs") / "bench" / src.stem)
-    results = benchmark(cfg, profile, src, out_dir, data=data)
+    check_output_dir(out_dir)
+    writes_into_run = src.is_dir() and src.resolve() in out_dir.resolve().parents
+    with dir_lock(src) if writes_into_run else nullcontext():
+        results = benchmark(cfg, profile, src, out_dir, data=data)
     Console(width=170).print(results_table(results))
     for note in results.notes:
         click.echo(f"note: {note}")
@@ -138,10 +146,11 @@ def report_cmd(results: str, out: str | None) -> None:
 
     Example: edgetl report runs/default/bench/results.json --out runs/default/report
     """
+    from edgetl.cli.common import check_output_dir
     from edgetl.report.render import write_report
 
     path = Path(results)
-    out_dir = Path(out) if out else (path if path.is_dir() else path.parent)
+    out_dir = check_output_dir(Path(out) if out else (path if path.is_dir() else path.parent))
     md, page = write_report(path, out_dir)
     click.echo(f"report: {page} (+ {md})")
 

@@ -16,7 +16,45 @@ def load_settings(config_file: str | None, overrides: dict[str, Any]) -> tuple[B
     from edgetl.targets import load_target
 
     cfg = load_build_config(config_file).with_overrides(overrides)
+    if "out" in overrides:  # the command writes into the run directory
+        check_output_dir(cfg.out)
+    if "train.weights" in overrides:
+        _check_weights(cfg.train.weights)
     return cfg, load_target(cfg.target)
+
+
+def check_output_dir(path: str | Path, option: str = "--out") -> Path:
+    """``path`` is a directory edgetl can create or write into; else ``ConfigError`` (exit 2) naming why."""
+    import os
+    import tempfile
+
+    from edgetl.errors import ConfigError
+
+    p = Path(path).expanduser()
+    if p.exists() and not p.is_dir():
+        raise ConfigError(f"{option} {p} is a file, not a directory", hint="pass a directory (it is created if missing)")
+    existing = p
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{option} {p}: {existing} is a file, so the directory cannot be created there",
+                          hint="pass a directory path")
+    try:  # a real write (permission bits, read-only mounts, root on a filesystem that refuses it)
+        fd, probe = tempfile.mkstemp(prefix=".edgetl-write-probe-", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ConfigError(f"{option} {p}: cannot write in {existing} ({exc.strerror or exc})",
+                          hint=f"choose another {option}, or fix the directory's permissions") from exc
+    return p
+
+
+def _check_weights(weights: str) -> None:
+    from edgetl.errors import WeightsError
+
+    if weights not in ("default", "none") and Path(weights).expanduser().is_dir():
+        raise WeightsError(f"--weights {weights} is a directory; expected a checkpoint file (.pt, .pth)",
+                           hint="pass the file itself, 'default' (pretrained) or 'none' (random init)")
 
 
 def setup_logging(verbose: bool = False) -> None:

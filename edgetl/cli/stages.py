@@ -101,7 +101,13 @@ def train_cmd(data: str | None, backbone: str | None, weights: str | None, epoch
         "train.head_epochs": head_epochs, "train.image_size": image_size, "train.batch_size": batch_size,
         "train.unfreeze": _parse_unfreeze(unfreeze), "train.seed": seed, "train.teacher": teacher,
     })
-    result = finetune(cfg, profile, Path(cfg.out) / "train", resume=resume)
+    from contextlib import nullcontext
+
+    from edgetl.fsutil import dir_lock
+
+    # under torchrun every rank writes into the same run: rank 0 holds the lock for all of them
+    with dir_lock(cfg.out) if os.environ.get("RANK", "0") == "0" else nullcontext():
+        result = finetune(cfg, profile, Path(cfg.out) / "train", resume=resume)
     if os.environ.get("RANK", "0") != "0":
         return
     table = Table(title=f"edgetl train: {cfg.train.backbone} on {cfg.data.path}")
@@ -209,11 +215,16 @@ def quantize_cmd(target: str | None, config_file: str | None, out: str | None, q
         "quantize.calibration_images": calibration_images, "quantize.qat": False if no_qat else None,
     })
     run = Path(cfg.out)
-    float_dir = current_float_dir(run, "quantize")
-    result = quantize(cfg, profile, float_dir, run / "quantize")
     import os
+    from contextlib import nullcontext
 
-    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
+    from edgetl.fsutil import dir_lock
+
+    main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun rank 0 holds the run directory's lock
+    float_dir = current_float_dir(run, "quantize")
+    with dir_lock(run) if main_rank else nullcontext():
+        result = quantize(cfg, profile, float_dir, run / "quantize")
+    if not main_rank:  # under torchrun only rank 0 reports
         return
     table = Table(title=f"edgetl quantize: torch top-1 on the {result.eval_split} split")
     for column in ("model", "accuracy", "vs fp32", "wall time", "file"):
@@ -255,8 +266,11 @@ def export_cmd(target: str | None, config_file: str | None, out: str | None, ver
     cfg, profile = load_settings(config_file, {"target": target, "out": out})
     run = Path(cfg.out)
     quant = run / "quantize" if (run / "quantize" / "manifest.json").is_file() else None
+    from edgetl.fsutil import dir_lock
+
     float_dir = current_float_dir(run, "export")
-    result = export(cfg, profile, float_dir, quant, run / "export")
+    with dir_lock(run):
+        result = export(cfg, profile, float_dir, quant, run / "export")
     table = Table(title=f"edgetl export: {run / 'export'} (target {profile.name})")
     for column in ("artifact", "precision", "size MB", "int8 convs+fc", "agreement", "max diff", "accuracy"):
         table.add_column(column)

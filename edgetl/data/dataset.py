@@ -87,7 +87,59 @@ def _class_dirs(split_dir: Path) -> list[Path]:
     return sorted(d for d in split_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
 
 
-def _scan_split(split_dir: Path, class_to_idx: dict[str, int], split: str) -> list[Sample]:
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def _walk_images(class_dir: Path, root: Path, outside: list[str]) -> list[Path]:
+    """The image files under ``class_dir``, following symbolic links to folders.
+
+    A link to a folder that holds the link (a loop, or ``train/self -> .`` filing every image under a class
+    "self") is a ``DataError``. Links that lead out of the data root ``root`` are followed and listed in
+    ``outside`` (warned about once by the caller).
+    """
+    import os
+
+    real_root = root.resolve()
+    found: list[Path] = []
+    visited: set[Path] = set()
+
+    def walk(folder: Path, real: Path) -> None:
+        visited.add(real)
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            raise DataError(f"cannot list {folder}: {exc.strerror or exc}") from exc
+        for entry in entries:
+            path = folder / entry.name
+            if entry.is_dir(follow_symlinks=True):
+                target = path.resolve()
+                if entry.is_symlink() and (_inside(real, target) or target in visited):
+                    raise DataError(
+                        f"{path} is a symbolic link to {target}, a folder that holds it: a loop that would list "
+                        "the same images again", hint="remove the link, or replace it by the folder it should be")
+                if entry.is_symlink() and not _inside(target, real_root):
+                    outside.append(f"{path} -> {target}")
+                walk(path, target)
+            elif _is_image(path):
+                if entry.is_symlink() and not _inside(path.resolve(), real_root):
+                    outside.append(f"{path} -> {path.resolve()}")
+                found.append(path)
+
+    real_class = class_dir.resolve()
+    if class_dir.is_symlink() and _inside(class_dir.parent.resolve(), real_class):
+        raise DataError(
+            f"class folder {class_dir} is a symbolic link to {real_class}, a folder that holds it: every image "
+            f"below it would be filed under a class {class_dir.name!r}",
+            hint="remove the link, or replace it by a folder of that class's images")
+    if class_dir.is_symlink() and not _inside(real_class, real_root):
+        outside.append(f"{class_dir} -> {real_class}")
+    walk(class_dir, real_class)
+    return found
+
+
+def _scan_split(split_dir: Path, class_to_idx: dict[str, int], split: str, root: Path | None = None,
+                outside: list[str] | None = None) -> list[Sample]:
     samples: list[Sample] = []
     for class_dir in _class_dirs(split_dir):
         if class_dir.name not in class_to_idx:
@@ -95,9 +147,39 @@ def _scan_split(split_dir: Path, class_to_idx: dict[str, int], split: str) -> li
                 f"{class_dir}: class {class_dir.name!r} is in {split}/ but not in train/",
                 hint="every evaluation class needs training images; add them to train/ or remove the folder",
             )
-        files = sorted(p for p in class_dir.rglob("*") if _is_image(p))
+        files = _walk_images(class_dir, root or split_dir.parent, outside if outside is not None else [])
         samples.extend((str(p.resolve()), class_to_idx[class_dir.name]) for p in files)
     return samples
+
+
+def _same_file_twice(raw: dict[str, list[Sample]], classes: list[str]) -> dict[str, list[Sample]]:
+    """One entry per file: a file reached twice (through symbolic links) in one class of one split counts once;
+    under two classes it is a ``DataError``; in two splits it is warned about (an inflated evaluation)."""
+    seen: dict[str, tuple[str, int]] = {}
+    in_two_splits: list[str] = []
+    out: dict[str, list[Sample]] = {}
+    for split, samples in raw.items():
+        kept: list[Sample] = []
+        for ref, label in samples:
+            if ref in seen:
+                other_split, other_label = seen[ref]
+                if other_label != label:
+                    raise DataError(
+                        f"{ref} is listed under two classes ({classes[other_label]!r} in {other_split}/, "
+                        f"{classes[label]!r} in {split}/) through a symbolic link; at most one label is right",
+                        hint="remove the link that files it under the wrong class")
+                if other_split != split:
+                    in_two_splits.append(ref)
+                    kept.append((ref, label))
+                continue
+            seen[ref] = (split, label)
+            kept.append((ref, label))
+        out[split] = kept
+    if in_two_splits:
+        log.warning("%d image(s) are in two splits (the same file, through a symbolic link): an evaluation on "
+                    "images the model trained on is inflated:\n  %s", len(in_two_splits),
+                    "\n  ".join(in_two_splits[:10]))
+    return out
 
 
 def _check_readable(samples: list[Sample], strict: bool, digests: dict[str, str]) -> tuple[list[Sample], list[str]]:
@@ -107,10 +189,12 @@ def _check_readable(samples: list[Sample], strict: bool, digests: dict[str, str]
     """
     from rich.progress import Progress
 
-    from edgetl.data.preprocess import load_image
+    from edgetl.data.preprocess import ImageTooLargeError, load_image
 
     good: list[Sample] = []
     bad: list[str] = []
+    reasons: list[str] = []
+    too_large = 0
     with Progress(transient=True) as progress:
         task = progress.add_task("checking images", total=len(samples))
         for ref, label in samples:
@@ -118,17 +202,23 @@ def _check_readable(samples: list[Sample], strict: bool, digests: dict[str, str]
                 load_image(ref)
                 digests[ref] = sha256_file(ref)
                 good.append((ref, label))
-            except DataError:
+            except DataError as exc:
                 bad.append(ref)
+                reasons.append(exc.message.split(f"{ref}: ", 1)[-1])
+                too_large += isinstance(exc, ImageTooLargeError)
             progress.advance(task)
     if bad:
-        listing = "\n  ".join(bad[:20]) + (f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else "")
+        shown = [f"{ref}: {why}" for ref, why in zip(bad, reasons, strict=True)]
+        listing = "\n  ".join(shown[:20]) + (f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else "")
+        what = " and ".join(
+            ([f"{len(bad) - too_large} unreadable or truncated image(s)"] if len(bad) > too_large else [])
+            + ([f"{too_large} image(s) too large to decode"] if too_large else []))
         if strict:
             raise DataError(
-                f"{len(bad)} unreadable or truncated image(s):\n  {listing}",
+                f"{what}:\n  {listing}",
                 hint="remove or replace them, or drop --strict to skip them with a warning",
             )
-        log.warning("skipping %d unreadable or truncated image(s):\n  %s", len(bad), listing)
+        log.warning("skipping %s:\n  %s", what, listing)
     return good, bad
 
 
@@ -202,9 +292,7 @@ def _fingerprint(samples_by_split: dict[str, list[Sample]]) -> str:
 
 
 def _resolve_folder(cfg: DataConfig) -> DatasetIndex:
-    root = Path(cfg.path).expanduser()
-    if not root.is_dir():
-        raise DataError(f"data set {root} does not exist", hint="pass an ImageFolder root (train/CLASS/*.jpg) or 'digits'")
+    root = _data_root(cfg.path)
     train_dir = root / "train"
     if not train_dir.is_dir():
         raise DataError(
@@ -216,7 +304,13 @@ def _resolve_folder(cfg: DataConfig) -> DatasetIndex:
         raise DataError(f"{train_dir} has no class folders", hint="expected train/CLASS_NAME/*.jpg")
     classes = [d.name for d in class_dirs]
     class_to_idx = {name: i for i, name in enumerate(classes)}
-    raw = {split: _scan_split(root / split, class_to_idx, split) for split in SPLITS if (root / split).is_dir()}
+    outside: list[str] = []
+    raw = {split: _scan_split(root / split, class_to_idx, split, root, outside)
+           for split in SPLITS if (root / split).is_dir()}
+    if outside:
+        log.warning("%d symbolic link(s) lead out of the data root %s; their images are used as found:\n  %s",
+                    len(outside), root, "\n  ".join(outside[:10]))
+    raw = _same_file_twice(raw, classes)
     counts = Counter(label for _, label in raw["train"])
     empty = [classes[i] for i in range(len(classes)) if counts.get(i, 0) == 0]
     if empty:
@@ -276,20 +370,33 @@ def resolve_dataset(cfg: DataConfig) -> DatasetIndex:
     return index
 
 
+def _data_root(path: str) -> Path:
+    root = Path(path).expanduser()
+    if root.exists() and not root.is_dir():
+        raise DataError(f"data set {root} is a file, not a folder",
+                        hint="pass an ImageFolder root (a folder holding train/CLASS/*.jpg) or 'digits'")
+    if not root.is_dir():
+        raise DataError(f"data set {root} does not exist", hint="pass an ImageFolder root (train/CLASS/*.jpg) or 'digits'")
+    return root
+
+
 def dataset_fingerprint(path: str) -> str:
-    """Cheap fingerprint of a data set for build caching: file names, sizes and mtimes (no decoding)."""
+    """Cheap fingerprint of a data set for build caching (no decoding): the split and class folders, and the
+    names, sizes and mtimes of the image files edgetl reads. Other files (``.DS_Store``, notes) do not count."""
     from edgetl.data.builtin import BUILTIN_DATASETS
 
     if path in BUILTIN_DATASETS:
         import sklearn
 
         return sha256_json(["builtin", path, sklearn.__version__])
-    root = Path(path).expanduser()
-    if not root.is_dir():
-        raise DataError(f"data set {root} does not exist", hint="pass an ImageFolder root (train/CLASS/*.jpg) or 'digits'")
-    rows = []
-    for p in sorted(root.rglob("*")):
-        if p.is_file():
-            st = p.stat()
-            rows.append((str(p.relative_to(root)), st.st_size, st.st_mtime_ns))
+    root = _data_root(path)
+    rows: list[tuple[str, int, int]] = []
+    for split in SPLITS:
+        if not (root / split).is_dir():
+            continue
+        for class_dir in _class_dirs(root / split):
+            rows.append((f"{split}/{class_dir.name}/", 0, 0))
+            for p in _walk_images(class_dir, root, []):
+                st = p.stat()
+                rows.append((str(p.relative_to(root)), st.st_size, st.st_mtime_ns))
     return sha256_json([str(root.resolve()), rows])

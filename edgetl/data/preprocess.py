@@ -15,6 +15,8 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
+from edgetl.errors import DataError
+
 _RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
              "nearest": Image.Resampling.NEAREST}
 
@@ -76,13 +78,48 @@ def preprocess_image(img: Image.Image, pp: Preprocess) -> np.ndarray:
     return np.ascontiguousarray(arr.transpose(2, 0, 1))
 
 
+# Large images: a JPEG over DRAFT_ABOVE_PIXELS is decoded at a reduced scale (libjpeg's DCT scaling by 1/2, 1/4
+# or 1/8) that keeps its short side at least DRAFT_SHORT_SIDE pixels, far above any input size edgetl trains at,
+# so a 100-megapixel photo costs tens of MB instead of gigabytes. Any other image over MAX_PIXELS (PIL's own
+# decompression-bomb limit, about 89.5 MP) is refused as too large.
+DRAFT_ABOVE_PIXELS = 24_000_000
+DRAFT_SHORT_SIDE = 2048
+MAX_PIXELS = 89_478_485
+
+
+class ImageTooLargeError(DataError):
+    """An image over ``MAX_PIXELS`` that cannot be decoded at a reduced scale."""
+
+
 def load_image(path: str | Path) -> Image.Image:
-    """Open and fully decode an image (so truncation surfaces here, not later). Raises ``DataError``."""
-    from edgetl.errors import DataError
+    """Open and fully decode an image (so truncation surfaces here, not later). Raises ``DataError``.
+
+    Large JPEGs are decoded at a reduced scale and other images over ``MAX_PIXELS`` are refused
+    (``ImageTooLargeError``): see ``DRAFT_ABOVE_PIXELS``.
+    """
+    import warnings
 
     try:
-        with Image.open(path) as im:
-            im.load()
-            return im.copy()
+        with warnings.catch_warnings():
+            # edgetl applies its own limit below; PIL's warning would only repeat it
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+                if w * h > DRAFT_ABOVE_PIXELS and im.format == "JPEG":
+                    scale = DRAFT_SHORT_SIDE / min(w, h)
+                    im.draft(None, (max(1, int(w * scale)), max(1, int(h * scale))))
+                    w, h = im.size
+                if w * h > MAX_PIXELS:
+                    raise ImageTooLargeError(
+                        f"cannot read image {path}: too large to decode ({w}x{h}, {w * h / 1e6:.0f} megapixels; "
+                        f"the limit is {MAX_PIXELS / 1e6:.1f} megapixels, JPEGs excepted)",
+                        hint="downscale the image, or save it as a JPEG (decoded at a reduced scale)")
+                im.load()
+                return im.copy()
+    except DataError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(f"cannot read image {path}: too large to decode ({exc})",
+                                 hint="downscale the image") from exc
     except Exception as exc:  # PIL raises many types for bad files; all mean "unreadable"
         raise DataError(f"cannot read image {path}: {exc}", hint="remove or replace the file") from exc

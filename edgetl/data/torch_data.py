@@ -64,14 +64,112 @@ def loader_settings(num_workers: int | None) -> dict[str, Any]:
     """DataLoader worker settings: ``num_workers`` (None: min(4, cpu count)) started with ``forkserver``.
 
     Forking a process that already runs ONNX Runtime, OpenVINO or OpenMP thread pools can crash the child, so
-    workers start from a clean server process; they persist across epochs so that start-up is paid once.
+    workers start from a clean server process; they persist across epochs so that start-up is paid once. The
+    server and the workers die with the process that started them, even after a ``kill -9``
+    (``die_with_parent``).
     """
     import os
 
     workers = num_workers if num_workers is not None else min(4, os.cpu_count() or 1)
     if workers == 0:
         return {"num_workers": 0}
-    return {"num_workers": workers, "multiprocessing_context": "forkserver", "persistent_workers": True}
+    _prepare_forkserver()
+    return {"num_workers": workers, "multiprocessing_context": "forkserver", "persistent_workers": True,
+            "worker_init_fn": worker_init}
+
+
+# The forkserver is a child of the edgetl process, and DataLoader workers are children of the forkserver that
+# hold its "alive" pipe open: after a hard kill of edgetl neither ever saw EOF, and torch's worker watchdog looks
+# at the forkserver (its parent), which stayed alive. So each asks the kernel for SIGKILL when its parent dies.
+_PARENT_ENV = "EDGETL_FORKSERVER_PARENT"
+_SERVER_ENV = "EDGETL_FORKSERVER_PID"
+
+
+def die_with_parent(expected_parent: int | None = None) -> None:
+    """SIGKILL this process when its parent dies (Linux ``prctl(PR_SET_PDEATHSIG)``; a no-op elsewhere).
+
+    If the parent (``expected_parent`` when given) is already gone, exit now: the signal would never come.
+    """
+    import ctypes
+    import os
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    pr_set_pdeathsig = 1
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if expected_parent is not None and os.getppid() != expected_parent:
+        os._exit(1)
+
+
+def worker_init(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: the worker dies with the forkserver it was forked from, and a peer that hangs
+    up on its fd-sharing thread (edgetl stopping on Ctrl-C/SIGTERM mid-batch) prints no traceback."""
+    import os
+    import sys
+
+    server = os.environ.get(_SERVER_ENV)
+    die_with_parent(int(server) if server and server.isdigit() else None)
+    sys.excepthook = _quiet_hangups(sys.excepthook)
+
+
+def _start_worker(server: int) -> None:
+    import sys
+
+    die_with_parent(server)
+    sys.excepthook = _quiet_hangups(sys.excepthook)
+
+
+def _quiet_hangups(hook: Any) -> Any:
+    """``sys.excepthook`` for a worker that drops the errors of edgetl having stopped or gone.
+
+    Two paths report through ``sys.excepthook`` and printed a stray traceback after edgetl's own "interrupted"
+    line: multiprocessing's ``resource_sharer`` thread, which hands batches to edgetl as file descriptors
+    (``ConnectionResetError``, ``BrokenPipeError`` when edgetl stops mid-batch), and a worker still starting when
+    edgetl stops (``FileNotFoundError``: the semaphores it was sent are already unlinked). A worker's real
+    errors (a dataset that raises) travel to edgetl through torch's result queue instead and are not affected.
+    """
+
+    def excepthook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        if issubclass(kind, (ConnectionError, EOFError, FileNotFoundError)):
+            return
+        hook(kind, value, tb)
+
+    return excepthook
+
+
+def _prepare_forkserver() -> None:
+    """Before the forkserver starts: make it import this module (see ``_in_forkserver``), torch and torchvision
+    (so a worker forked from it starts in a tenth of a second, not the seconds of importing them), and tell it
+    our pid."""
+    import multiprocessing
+    import os
+
+    os.environ[_PARENT_ENV] = str(os.getpid())
+    preload = ["__main__", "torch", "torchvision.transforms", __name__]  # one missing is skipped by the server
+    multiprocessing.get_context("forkserver").set_forkserver_preload(preload)
+
+
+def _in_forkserver() -> None:
+    import os
+    import sys
+
+    parent = os.environ.get(_PARENT_ENV)
+    started_by_edgetl = parent and parent.isdigit() and int(parent) == os.getppid()
+    if started_by_edgetl and sys.argv[:1] == ["-c"] and "multiprocessing.forkserver" in sys.modules:
+        server = os.getpid()
+        os.environ[_SERVER_ENV] = str(server)  # inherited by the workers forked from it
+        die_with_parent(int(parent))  # type: ignore[arg-type]
+        # every worker, from its first instruction on (a worker still starting up when edgetl dies would
+        # otherwise outlive the server, since torch's watchdog compares with a parent pid read too late)
+        os.register_at_fork(after_in_child=lambda: _start_worker(server))
+
+
+_in_forkserver()
 
 
 def iter_eval_batches(

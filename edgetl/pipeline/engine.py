@@ -23,7 +23,7 @@ from typing import Any
 
 from edgetl.config import BuildConfig
 from edgetl.errors import BudgetExceededError, ConfigError
-from edgetl.fsutil import read_json, sha256_file, sha256_json, write_json
+from edgetl.fsutil import dir_lock, read_json, sha256_file, sha256_json, write_json
 from edgetl.manifest import library_versions
 from edgetl.registry import Registry
 from edgetl.targets import TargetProfile
@@ -149,6 +149,19 @@ def _load_state(out: Path) -> dict[str, Any]:
         return {}
 
 
+def _record_end(out: Path, state: dict[str, Any], name: str, key: str, exc: BaseException) -> None:
+    """``build.json`` says how a stage that did not finish ended: interrupted (resumable) or failed (and why)."""
+    if isinstance(exc, KeyboardInterrupt):
+        state[name] = {"input_hash": key, "status": "interrupted"}
+    else:
+        why = (str(exc).strip().splitlines() or [""])[0]
+        state[name] = {"input_hash": key, "status": "failed", "error": f"{type(exc).__name__}: {why}"}
+    try:
+        write_json(out / STATE_FILE, state)
+    except OSError as write_error:  # a full disk must not hide the stage's own error
+        log.warning("could not record the %s stage's end in %s: %s", name, out / STATE_FILE, write_error)
+
+
 def build(
     cfg: BuildConfig,
     target: TargetProfile,
@@ -164,6 +177,13 @@ def build(
         raise ConfigError(f"--force: unknown stage {unknown[0]!r}", hint=f"stages: {', '.join(names)}")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    with dir_lock(out):  # a second build into the same directory refuses instead of sharing its files
+        return _build(cfg, target, stages, force, on_stage, out)
+
+
+def _build(cfg: BuildConfig, target: TargetProfile, stages: list[StageDef], force: tuple[str, ...],
+           on_stage: Callable[[StageOutcome], None] | None, out: Path) -> BuildResult:
+    names = tuple(s.name for s in stages)
     ctx = Context(cfg, target, out)
     state = _load_state(out)
     versions = library_versions()
@@ -195,15 +215,20 @@ def build(
         if reusable:
             outcome = StageOutcome(stage.name, "reused", reason="inputs unchanged")
         else:
-            # resume only an interrupted run of the very same inputs (e.g. training's last.pt)
-            resume = record.get("input_hash") == key and record.get("status") == "started"
+            # resume only an interrupted run of the very same inputs (e.g. training's last.pt); "started" is what
+            # a killed process leaves; a failed stage starts over
+            resume = record.get("input_hash") == key and record.get("status") in ("started", "interrupted")
             state[stage.name] = {"input_hash": key, "status": "started"}
             # every later stage must rerun: forget them before this one starts
             for later in names[names.index(stage.name) + 1 :]:
                 state.pop(later, None)
             write_json(out / STATE_FILE, state)
             start = time.perf_counter()
-            stage.run(ctx, resume)
+            try:
+                stage.run(ctx, resume)
+            except BaseException as exc:
+                _record_end(out, state, stage.name, key, exc)
+                raise
             seconds = time.perf_counter() - start
             state[stage.name] = {"input_hash": key, "status": "done", "output_hash": dir_hash(stage_dir),
                                  "seconds": round(seconds, 2)}

@@ -259,7 +259,10 @@ def _load_raw(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
         return raw
     if not isinstance(parent_ref, str):
         raise ConfigError(f"{path}: field 'extends': expected a target name or file path, got {parent_ref!r}")
-    parent_path = _resolve_ref(parent_ref, relative_to=path.parent)
+    try:
+        parent_path = _resolve_ref(parent_ref, relative_to=path.parent)
+    except ConfigError as exc:  # name the file and the field that asked for it
+        raise type(exc)(f"{path}: field 'extends': {exc.message}", hint=exc.hint) from exc
     parent = _load_raw(parent_path, (*chain, resolved))
     # a child is a new device: it does not inherit the parent's identity
     parent.pop("aliases", None)

@@ -106,3 +106,85 @@ def test_a_split_edgetl_makes_keeps_copies_of_training_images_out_of_val(tmp_pat
     assert not train_names & val_names  # no image (by content) on both sides
     assert len(index.duplicates) == 10
     assert sum(len(s) for s in index.splits.values()) == 30  # nothing dropped, only moved
+
+
+def test_a_class_folder_linked_to_its_split_is_an_error_not_a_new_class(tmp_path):
+    root = make_image_folder(tmp_path / "d", {"a": 3, "b": 3})
+    (root / "train" / "self").symlink_to(".")
+    with pytest.raises(DataError, match=r"class folder .*train/self is a symbolic link .* class 'self'"):
+        resolve_dataset(DataConfig(path=str(root)))
+
+
+def test_a_symlink_loop_inside_a_class_is_an_error(tmp_path):
+    root = make_image_folder(tmp_path / "d", {"a": 3, "b": 3})
+    (root / "train" / "a" / "again").symlink_to("..")
+    with pytest.raises(DataError, match=r"train/a/again is a symbolic link .* a loop"):
+        resolve_dataset(DataConfig(path=str(root)))
+
+
+def test_the_same_file_linked_under_two_classes_is_an_error(tmp_path):
+    root = make_image_folder(tmp_path / "d", {"a": 3, "b": 3})
+    (root / "train" / "b" / "alias.png").symlink_to(root / "train" / "a" / "a_0.png")
+    with pytest.raises(DataError, match=r"a_0.png is listed under two classes \('a' in train/, 'b' in train/\)"):
+        resolve_dataset(DataConfig(path=str(root)))
+
+
+def test_links_out_of_the_data_root_are_used_with_a_warning(tmp_path, caplog):
+    root = make_image_folder(tmp_path / "d", {"a": 3, "b": 3})
+    elsewhere = make_image_folder(tmp_path / "other", {"c": 2}, splits=("train",))
+    (root / "train" / "c").symlink_to(elsewhere / "train" / "c")
+    index = resolve_dataset(DataConfig(path=str(root)))
+    assert index.classes == ["a", "b", "c"] and index.class_counts("train")["c"] == 2
+    assert "1 symbolic link(s) lead out of the data root" in caplog.text and "train/c ->" in caplog.text
+
+
+def test_a_file_given_as_the_data_root_is_named_as_a_file(tmp_path):
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(DataError, match="is a file, not a folder"):
+        resolve_dataset(DataConfig(path=str(tmp_path / "notes.txt")))
+
+
+def test_the_fingerprint_counts_images_and_layout_only(tmp_path):
+    from edgetl.data import dataset_fingerprint
+
+    root = make_image_folder(tmp_path / "d", {"a": 3, "b": 3})
+    first = dataset_fingerprint(str(root))
+    (root / ".DS_Store").write_bytes(b"\0")
+    (root / "train" / "a" / ".DS_Store").write_bytes(b"\0")
+    (root / "train" / "a" / "notes.txt").write_text("taken on a sunny day")
+    (root / "README.md").write_text("my data")
+    assert dataset_fingerprint(str(root)) == first
+    (root / "val" / "c").mkdir()  # the split layout counts (a class in val/ but not in train/ is an error)
+    assert dataset_fingerprint(str(root)) != first
+    (root / "val" / "c").rmdir()
+    Image.new("RGB", (8, 8)).save(root / "train" / "a" / "new.png")
+    assert dataset_fingerprint(str(root)) != first
+
+
+def test_skipped_images_are_listed_with_their_reason(tmp_path, caplog, monkeypatch):
+    root = make_image_folder(tmp_path / "d", {"a": 4, "b": 4}, size=24)
+    (root / "train" / "a" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    Image.new("RGB", (200, 200)).save(root / "train" / "b" / "huge.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)  # PIL's decompression-bomb guard, scaled down
+    index = resolve_dataset(DataConfig(path=str(root)))
+    assert len(index.skipped) == 2
+    assert "skipping 1 unreadable or truncated image(s) and 1 image(s) too large to decode" in caplog.text
+    assert "broken.jpg: Truncated File Read" in caplog.text or "broken.jpg: cannot identify" in caplog.text
+    assert "huge.png: too large to decode" in caplog.text
+
+
+def test_a_dataloader_worker_prints_no_traceback_when_edgetl_hangs_up(tmp_path):
+    """The fd-sharing thread of a worker reports through sys.excepthook; a peer that hung up is not an error."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys\nfrom edgetl.data.torch_data import worker_init\nworker_init(0)\n"
+            "for exc in (ConnectionResetError(104, 'reset'), BrokenPipeError(32, 'pipe'), EOFError(),\n"
+            "            FileNotFoundError(2, 'semaphore gone'), ValueError('real')):\n"
+            "    try:\n        raise exc\n    except BaseException:\n        sys.excepthook(*sys.exc_info())\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert "Error: [Errno" not in proc.stderr and "EOFError" not in proc.stderr
+    assert "ValueError: real" in proc.stderr  # anything else still shows
