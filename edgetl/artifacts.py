@@ -188,7 +188,23 @@ def load_module_file(path: Path) -> nn.Module:
                              f"{type(exc).__name__}: {exc}", hint="rerun the stage that made it") from exc
     if not isinstance(model, torch.nn.Module):
         raise ModelFileError(f"{path} holds a {type(model).__name__}, not a torch module")
-    return model.eval()
+    return standard_strides(model).eval()
+
+
+def standard_strides(model: nn.Module) -> nn.Module:
+    """Give every parameter and buffer the strides a freshly built module has (in place; returns ``model``).
+
+    channels_last training leaves weights whose size-1 dimensions carry odd strides (``is_contiguous()`` is True for
+    them all the same), and oneDNN then picks other convolution kernels. Measured on the digits demo: the same
+    weights gave PTQ int8 88.86 % with the training strides and 89.69 % with standard ones (the calibration
+    histograms differ by the kernels' rounding), so a saved model must not carry them, nor a loaded one.
+    """
+    import torch
+
+    for tensor in [*model.parameters(), *model.buffers()]:
+        if tensor is not None:
+            tensor.data = tensor.data.clone(memory_format=torch.contiguous_format)
+    return model
 
 
 def save_module(model: nn.Module, path: Path) -> Path:
@@ -198,11 +214,7 @@ def save_module(model: nn.Module, path: Path) -> Path:
     import torch
 
     clone = copy.deepcopy(model).to("cpu").eval()
-    for p in clone.parameters():
-        p.data = p.data.contiguous()  # channels_last training strides must not leak into later stages
-    for buf in list(clone.buffers()):
-        if buf is not None:
-            buf.data = buf.data.contiguous()
+    standard_strides(clone)
     for p in clone.parameters():
         p.requires_grad_(True)
     with atomic_path(path) as tmp:

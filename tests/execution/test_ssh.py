@@ -205,20 +205,27 @@ def test_ctrl_c_leaves_no_remote_directory_or_process(loopback: Loopback, models
     assert loopback.wait_no_processes() == []
 
 
+def _start_long_runner(device, remote: str, loopback: Loopback, models: dict[str, Path], tmp_path: Path,
+                       *flags: str) -> subprocess.Popen:  # type: ignore[type-arg]
+    """The runner on a two-minute row, started by hand over ssh; returns once its row's child is running."""
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"schema_version": 1, "rows": [conv_row(min_time_s=120, batch_sizes=[1])]}))
+    device.put([RUNNER, plan, models["conv"]], remote)
+    argv = device.ssh_argv(f"cd {remote} && exec {loopback.python} device_runner.py plan.json out.json "
+                           "--pgid-file .pgid " + " ".join(flags))
+    ssh = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not any("--row" in p for p in loopback.processes()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return ssh
+
+
 def test_runner_ends_itself_when_its_connection_drops(loopback: Loopback, models: dict[str, Path],
                                                       tmp_path: Path) -> None:
     """No host left to clean up (network gone, laptop closed): the runner sees stdin close and ends its group."""
     device = loopback.device()
-    plan = tmp_path / "plan.json"
-    plan.write_text(json.dumps({"schema_version": 1, "rows": [conv_row(min_time_s=120, batch_sizes=[1])]}))
     with device.tempdir() as remote:
-        device.put([RUNNER, plan, models["conv"]], remote)
-        argv = device.ssh_argv(f"cd {remote} && exec {loopback.python} device_runner.py plan.json out.json "
-                               "--pgid-file .pgid --watch-stdin")
-        ssh = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while not any("--row" in p for p in loopback.processes()) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        ssh = _start_long_runner(device, remote, loopback, models, tmp_path, "--watch-stdin")
         ssh.kill()  # the client dies without a word to the device
         ssh.wait()
         deadline = time.monotonic() + 10
@@ -232,16 +239,8 @@ def test_leaving_the_temp_dir_kills_the_runners_process_group(loopback: Loopback
                                                                tmp_path: Path) -> None:
     """The other half: the connection is still up (no EOF), yet the cleanup ends the runner and its children."""
     device = loopback.device()
-    plan = tmp_path / "plan.json"
-    plan.write_text(json.dumps({"schema_version": 1, "rows": [conv_row(min_time_s=120, batch_sizes=[1])]}))
     with device.tempdir() as remote:
-        device.put([RUNNER, plan, models["conv"]], remote)
-        argv = device.ssh_argv(f"cd {remote} && exec {loopback.python} device_runner.py plan.json out.json "
-                               "--pgid-file .pgid")
-        ssh = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while not any("--row" in p for p in loopback.processes()) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        ssh = _start_long_runner(device, remote, loopback, models, tmp_path)
     assert ssh.wait(timeout=10) != 0  # its remote command was killed under it
     assert loopback.wait_no_processes() == [] and loopback.workdir_entries() == []
 
