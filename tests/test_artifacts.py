@@ -55,3 +55,18 @@ def test_unknown_model_name_and_no_float_model_are_clear_errors(stage: Path) -> 
 
     with pytest.raises(ModelFileError, match="holds no model 'qat' \\(it has: fp32\\)"):
         read_model_artifact(stage, "qat")
+
+
+def test_a_saved_module_has_the_strides_of_a_fresh_one(tmp_path: Path) -> None:
+    """channels_last training leaves odd strides on size-1 dims; they changed oneDNN's kernels (and PTQ)."""
+    from edgetl.artifacts import load_module_file, save_module
+    from edgetl.backbones import create_model
+
+    trained = create_model("efficientnet_lite0", 3, "none").to(memory_format=torch.channels_last)
+    odd = [n for n, p in trained.named_parameters() if p.is_contiguous() and p.stride() != p.contiguous(
+        memory_format=torch.contiguous_format).clone(memory_format=torch.contiguous_format).stride()]
+    assert odd  # the situation the fix is for: is_contiguous() is True, the strides are not the standard ones
+    save_module(trained, tmp_path / "model.pt")
+    loaded = load_module_file(tmp_path / "model.pt")
+    fresh = create_model("efficientnet_lite0", 3, "none")
+    assert [p.stride() for p in loaded.parameters()] == [p.stride() for p in fresh.parameters()]
