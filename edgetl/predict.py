@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tarfile
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,8 +18,9 @@ from edgetl.stages.bundle import BUNDLE_FORMAT, BUNDLE_MANIFEST
 
 @dataclass
 class Prediction:
-    image: str
+    image: str  # the input, as printed (an image path, or a text and where it came from)
     top: list[tuple[str, float]]  # (label, probability), best first
+    item: Any = None  # the input as the task collected it
 
 
 class Bundle:
@@ -29,10 +30,11 @@ class Bundle:
         self.root = root
         self.manifest = _verified_manifest(root)
         self.labels: list[str] = read_json(root / "labels.json")
-        self.preprocess: dict[str, Any] = read_json(root / "preprocess.json")
         from edgetl.tasks import get_task
 
         self.task = get_task(self.manifest.get("task", "image_classification"))
+        # its files (a tokenizer) located in this bundle
+        self.preprocess: dict[str, Any] = self.task.located_preprocess(read_json(root / "preprocess.json"), root)
         self._session: Any = None
         self.model_entry = self._choose_model()
         self.model_file = root / self.model_entry["path"]
@@ -52,14 +54,15 @@ class Bundle:
             self._session = open_model(self.model_file, precision=self.model_entry["precision"])
         return np.asarray(self._session.run(batch))
 
-    def collect(self, paths: list[Path]) -> list[Path]:
-        """The inputs given (directories expanded by the bundle's task)."""
-        return self.task.collect_predict_inputs(paths)
+    def collect(self, paths: list[Path], texts: Sequence[str] = ()) -> list[Any]:
+        """The inputs given (directories expanded, text files read, by the bundle's task)."""
+        return self.task.predict_inputs(paths, texts)
 
-    def truth(self, item: str | Path) -> str | None:
-        return self.task.predict_truth(Path(item), self.labels)
+    def truth(self, item: Any) -> str | None:
+        """The true class of an input, where it says so (its ImageFolder folder, a labelled text file's column)."""
+        return self.task.predict_truth(Path(item) if isinstance(item, str) else item, self.labels)
 
-    def predict(self, images: list[Path], top_k: int = 3, batch_size: int = 1) -> Iterator[Prediction]:
+    def predict(self, images: Sequence[Any], top_k: int = 3, batch_size: int = 1) -> Iterator[Prediction]:
         """Top-k classes per input. Batch 1 by default: int8 kernels round differently per batch size, and the
         benchmark states accuracy at batch 1 (the deployed case)."""
         for start in range(0, len(images), batch_size):
@@ -71,7 +74,7 @@ class Bundle:
             probs = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
             for path, p in zip(chunk, probs, strict=True):
                 order = np.argsort(-p)[:top_k]
-                yield Prediction(str(path), [(self.labels[i], float(p[i])) for i in order])
+                yield Prediction(str(path), [(self.labels[i], float(p[i])) for i in order], path)
 
 
 def _verified_manifest(root: Path) -> dict[str, Any]:
