@@ -37,6 +37,7 @@ train: {{backbone: minilm_l6, max_seq_len: {max_seq_len}, batch_size: 32, head_e
          epochs: {epochs}, lr: 5.0e-4, backbone_lr: {backbone_lr}, warmup_ratio: 0.1, patience: 2, threads: {threads},
          max_steps_per_epoch: {max_steps}}}
 quantize: {{qat_epochs: 1, qat_lr: 2.0e-5, calibration_images: 256, max_steps_per_epoch: {qat_steps}}}
+export: {{min_top1_agreement: {min_agreement}}}
 bench: {{warmup: 5, min_iterations: 30, min_time_s: 1.0, batch_sizes: [1, 8]}}
 """
 
@@ -202,6 +203,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="training threads")
     parser.add_argument("--max-steps", type=int, default=None, help="cap fine-tuning steps per epoch")
     parser.add_argument("--qat-steps", type=int, default=60, help="QAT steps (one epoch, capped)")
+    parser.add_argument("--min-agreement", type=float, default=0.99,
+                        help="export parity gate (top-1 agreement beyond near-ties) for every artifact")
     parser.add_argument("--bench-threads", type=int, default=2, help="runtime threads of the latency comparison")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--iters", type=int, default=20)
@@ -213,7 +216,8 @@ def main() -> None:
     config = out.parent / "text_sst2.yaml"
     config.write_text(CONFIG.format(data=args.data, max_seq_len=args.max_seq_len, epochs=args.epochs,
                                     backbone_lr=args.backbone_lr, threads=args.threads,
-                                    max_steps=args.max_steps or "null", qat_steps=args.qat_steps))
+                                    max_steps=args.max_steps or "null", qat_steps=args.qat_steps,
+                                    min_agreement=args.min_agreement))
     build = [*EDGETL, "build", "--target", "cpu", "--data", args.data, "--backbone", "minilm_l6",
              "--config", str(config), "--out", str(out), "--no-budget-check"]
     rc, build_s, log = sh(build, RESULTS / "text_sst2.build.log")
