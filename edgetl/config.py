@@ -6,11 +6,12 @@ override the file. Unknown keys are errors, so a typo never silently falls back 
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from edgetl.errors import ConfigError
 from edgetl.targets import DeviceSpec
@@ -18,6 +19,46 @@ from edgetl.targets import DeviceSpec
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TextDataOptions(_Section):
+    """Where the text and the label are in each row, and which labels exist.
+
+    Attributes:
+        text_column: column name (needs a header; a key for JSONL) or 0-based position of the text.
+        label_column: column name or 0-based position of the label.
+        header: whether CSV/TSV files start with a header row; None detects it (always True with named columns).
+        delimiter: CSV/TSV field delimiter; None takes it from the suffix (``.csv`` comma, ``.tsv`` tab).
+        quoting: honour ``"``-quoted fields (embedded delimiters and newlines); turn off for files whose texts
+            start with a bare ``"`` that is part of the text (tokenised corpora).
+        labels: the class names in class-index order; None takes them from the training rows, sorted (numerically
+            when every label is a number). Rows with another label are bad rows.
+    """
+
+    text_column: str | int = 0
+    label_column: str | int = 1
+    header: bool | None = None
+    delimiter: str | None = Field(default=None, min_length=1, max_length=1)
+    quoting: bool = True
+    labels: list[str] | None = None
+
+    @field_validator("text_column", "label_column")
+    @classmethod
+    def _non_negative(cls, value: str | int) -> str | int:
+        if isinstance(value, int) and value < 0:
+            raise ValueError("a column position counts from 0")
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _distinct_labels(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        if len(value) < 2:
+            raise ValueError("a classifier needs at least two labels")
+        if len(set(value)) != len(value):
+            raise ValueError(f"labels repeat: {sorted(k for k, n in Counter(value).items() if n > 1)}")
+        return value
 
 
 class DataConfig(_Section):
@@ -29,12 +70,15 @@ class DataConfig(_Section):
     num_workers: int | None = Field(default=None, ge=0)  # None: min(4, cpu count)
     # resize the short side to image_size / crop_pct, then centre-crop image_size (timm/torchvision convention)
     crop_pct: float = Field(default=0.875, gt=0, le=1)
+    # text data sets (CSV/TSV/JSONL): where the text and label columns are, the labels; None: column 0 text, 1 label
+    text: TextDataOptions | None = None
 
 
 class TrainConfig(_Section):
     backbone: str = "efficientnet_lite0"
     weights: str = "default"  # "default" (the backbone's pretrained weights), "none", or a checkpoint path
     image_size: int | None = Field(default=None, ge=16)  # None: the target's input size
+    max_seq_len: int | None = Field(default=None, ge=2)  # text: tokens per text, special ones included; None: the backbone's
     batch_size: int = Field(default=32, ge=1)
     head_epochs: int = Field(default=2, ge=0)  # head-only warm-up, backbone frozen
     head_lr: float = Field(default=3e-3, gt=0)

@@ -11,7 +11,7 @@ import shutil
 import tarfile
 import tempfile
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -25,8 +25,9 @@ from edgetl.stages.bundle import BUNDLE_FORMAT, BUNDLE_MANIFEST
 
 @dataclass
 class Prediction:
-    image: str
+    image: str  # the input, as printed (an image path, or a text and where it came from)
     top: list[tuple[str, float]]  # (label, probability), best first
+    item: Any = None  # the input as the task collected it
 
 
 class Bundle:
@@ -45,10 +46,12 @@ class Bundle:
         self.labels: list[str] = _read_listed_json(root, "labels.json", self.source)
         if not isinstance(self.labels, list) or not all(isinstance(x, str) for x in self.labels):
             raise ModelFileError(f"bundle {self.source}: labels.json is not a list of class names")
-        self.preprocess: dict[str, Any] = _read_listed_json(root, "preprocess.json", self.source)
+        raw_preprocess: dict[str, Any] = _read_listed_json(root, "preprocess.json", self.source)
         from edgetl.tasks import get_task
 
         self.task = get_task(self.manifest.get("task", "image_classification"))
+        # its files (a tokenizer) located in this bundle
+        self.preprocess: dict[str, Any] = self.task.located_preprocess(raw_preprocess, root)
         self._session: Any = None
         self.model_entry = self._choose_model()
         self.model_file = root / self.model_entry["path"]
@@ -86,22 +89,25 @@ class Bundle:
                 f"lists {len(self.labels)} classes", hint="rebuild the bundle with `edgetl build`")
         return logits
 
-    def collect(self, paths: list[Path]) -> list[Path]:
-        """The inputs given (directories expanded by the bundle's task); a directory with no inputs is a
-        ``DataError``."""
-        found: list[Path] = []
+    def collect(self, paths: list[Path], texts: Sequence[str] = ()) -> list[Any]:
+        """The inputs given (directories expanded, text files read, ``--text`` strings, by the bundle's task);
+        a directory with no inputs is a ``DataError``."""
+        found: list[Any] = []
         for p in paths:
-            items = self.task.collect_predict_inputs([p])
+            items = self.task.predict_inputs([p])
             if p.is_dir() and not items:
                 raise DataError(f"{p} holds no {self.task.sample_noun} (searched recursively)",
-                                hint="pass image files or folders of them")
+                                hint="pass input files or folders of them")
             found.extend(items)
+        if texts:
+            found.extend(self.task.predict_inputs([], texts))
         return found
 
-    def truth(self, item: str | Path) -> str | None:
-        return self.task.predict_truth(Path(item), self.labels)
+    def truth(self, item: Any) -> str | None:
+        """The true class of an input, where it says so (its ImageFolder folder, a labelled text file's column)."""
+        return self.task.predict_truth(Path(item) if isinstance(item, str) else item, self.labels)
 
-    def predict(self, images: list[Path], top_k: int = 3, batch_size: int = 1) -> Iterator[Prediction]:
+    def predict(self, images: Sequence[Any], top_k: int = 3, batch_size: int = 1) -> Iterator[Prediction]:
         """Top-k classes per input. Batch 1 by default: int8 kernels round differently per batch size, and the
         benchmark states accuracy at batch 1 (the deployed case).
 
@@ -117,7 +123,7 @@ class Bundle:
             probs = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
             for (path, _), p in zip(chunk, probs, strict=True):
                 order = np.argsort(-p)[:top_k]
-                yield Prediction(str(path), [(self.labels[i], float(p[i])) for i in order])
+                yield Prediction(str(path), [(self.labels[i], float(p[i])) for i in order], path)
 
     def _read(self, item: Path) -> dict[str, np.ndarray] | None:
         from pydantic import ValidationError

@@ -20,8 +20,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
+from edgetl.config import TextDataOptions
 from edgetl.data.dataset import stratified_split
 from edgetl.errors import ConfigError, DataError
 from edgetl.fsutil import sha256_file, sha256_json
@@ -45,48 +46,6 @@ BAD_ROW_KINDS = {
 }
 
 TextSample = tuple[str, int]  # (text, class index)
-
-
-class TextDataOptions(BaseModel):
-    """Where the text and the label are in each row, and which labels exist.
-
-    Attributes:
-        text_column: column name (needs a header; a key for JSONL) or 0-based position of the text.
-        label_column: column name or 0-based position of the label.
-        header: whether CSV/TSV files start with a header row; None detects it (always True with named columns).
-        delimiter: CSV/TSV field delimiter; None takes it from the suffix (``.csv`` comma, ``.tsv`` tab).
-        quoting: honour ``"``-quoted fields (embedded delimiters and newlines); turn off for files whose texts
-            start with a bare ``"`` that is part of the text (tokenised corpora).
-        labels: the class names in class-index order; None takes them from the training rows, sorted (numerically
-            when every label is a number). Rows with another label are bad rows.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    text_column: str | int = 0
-    label_column: str | int = 1
-    header: bool | None = None
-    delimiter: str | None = Field(default=None, min_length=1, max_length=1)
-    quoting: bool = True
-    labels: list[str] | None = None
-
-    @field_validator("text_column", "label_column")
-    @classmethod
-    def _non_negative(cls, value: str | int) -> str | int:
-        if isinstance(value, int) and value < 0:
-            raise ValueError("a column position counts from 0")
-        return value
-
-    @field_validator("labels")
-    @classmethod
-    def _distinct_labels(cls, value: list[str] | None) -> list[str] | None:
-        if value is None:
-            return None
-        if len(value) < 2:
-            raise ValueError("a classifier needs at least two labels")
-        if len(set(value)) != len(value):
-            raise ValueError(f"labels repeat: {sorted(k for k, n in Counter(value).items() if n > 1)}")
-        return value
 
 
 class TextDatasetIndex(BaseModel):

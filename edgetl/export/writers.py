@@ -37,6 +37,8 @@ def export_onnx(model: Any, example: Any, path: Path, *, opset: int, dynamic: bo
     if program is None:
         raise ExportError(f"{STAGE}: the ONNX exporter returned nothing for {what}")
     proto = program.model_proto
+    if io is not None:
+        name_dynamic_dims(proto, io)
     folded = fold_pads(proto)
     del proto.metadata_props[:]
     for key, value in metadata.items():
@@ -45,6 +47,27 @@ def export_onnx(model: Any, example: Any, path: Path, *, opset: int, dynamic: bo
     onnx.checker.check_model(proto)
     onnx.save(proto, str(path))
     return folded
+
+
+def name_dynamic_dims(proto: Any, io: Any) -> dict[str, str]:
+    """Give the graph's symbolic dimensions the axis names of ``io`` (``sequence``, not the exporter's ``s53``),
+    everywhere they appear; returns the renaming. A dimension torch.export named already keeps its name."""
+    specs = {t.name: t for t in io.inputs}
+    renames: dict[str, str] = {}
+    for value in proto.graph.input:
+        spec = specs.get(value.name)
+        if spec is None:
+            continue
+        for axis, dim in enumerate(value.type.tensor_type.shape.dim):
+            name = spec.dynamic_axes.get(axis)
+            if name and dim.dim_param and dim.dim_param != name:
+                renames.setdefault(dim.dim_param, name)
+    if renames:
+        for value in [*proto.graph.input, *proto.graph.output, *proto.graph.value_info]:
+            for dim in value.type.tensor_type.shape.dim:
+                if dim.dim_param in renames:
+                    dim.dim_param = renames[dim.dim_param]
+    return renames
 
 
 def export_openvino(onnx_path: Path, xml: Path, metadata: dict[str, str]) -> None:

@@ -97,7 +97,11 @@ def dynamic_shapes_for(example: Any, io: Any = None, dynamic: bool = True) -> An
 def _dim(name: str) -> Any:
     from torch.export import Dim
 
-    return Dim(name, min=1, max=1024) if name == "batch" else Dim(name, min=2, max=4096)
+    if name == "batch":
+        return Dim(name, min=1, max=1024)
+    # Other axes (a text model's sequence) take the range the model allows (a BERT's position table caps it):
+    # torch.export infers it instead of failing on a guessed bound.
+    return Dim.DYNAMIC
 
 
 def capture(model: torch.nn.Module, example: Any, *, stage: str, what: str,

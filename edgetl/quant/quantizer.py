@@ -46,6 +46,9 @@ def _ops() -> dict[str, set[Any]]:
         # ReLU6 is exported as hardtanh(0, 6)
         "act": {aten.relu.default, aten.relu_.default, aten.hardtanh.default, aten.hardtanh_.default},
         "add": {aten.add.Tensor, aten.add_.Tensor},
+        # matmuls of two activations (attention scores and their weighted sum): no weight to quantize
+        "attention": {aten.scaled_dot_product_attention.default},
+        "matmul": {aten.matmul.default, aten.bmm.default},
         # ops that only move or average values: the output range is inside the input range
         "shared": {aten.pad.default, aten.constant_pad_nd.default, aten.max_pool2d.default,
                    aten.max_pool2d_with_indices.default, aten.avg_pool2d.default, aten.adaptive_avg_pool2d.default,
@@ -135,6 +138,33 @@ def _module_path(node: Node) -> str:
     return str(path).removeprefix("L['self'].").removeprefix("L__self__.")
 
 
+ATTENTION_REASON = "attention: a matmul of two activations (no weight), runs in float"
+
+
+def _attention_matmuls(nodes: list[Node], ops: dict[str, set[Any]]) -> list[dict[str, str]]:
+    """The activation x activation matmuls of a graph, which this quantizer leaves in float (precision-plan entries).
+
+    A transformer's attention multiplies queries by keys and the attention weights by values; neither side is a
+    weight, and with dynamic sequence lengths the runtimes run them in float. Each
+    ``scaled_dot_product_attention`` is two such matmuls in the exported graph (ONNX ``MatMul``, OpenVINO
+    ``MatMul``); a bare ``matmul``/``bmm`` of two graph values is one. Recorded with kind "linear" so that the int8
+    proof counts them as planned float matmuls.
+    """
+    from torch.fx import Node as FxNode
+
+    kept: list[dict[str, str]] = []
+    for n in nodes:
+        if n.op != "call_function":
+            continue
+        where = _module_path(n) or n.name
+        if n.target in ops["attention"]:
+            kept += [{"layer": f"{where}:{part}", "kind": "linear", "reason": ATTENTION_REASON}
+                     for part in ("scores", "weighted_sum")]
+        elif n.target in ops["matmul"] and all(isinstance(a, FxNode) and a.op != "get_attr" for a in n.args[:2]):
+            kept.append({"layer": where, "kind": "linear", "reason": ATTENTION_REASON})
+    return kept
+
+
 def _only_user(node: Node) -> Node | None:
     users = list(node.users)
     return users[0] if len(users) == 1 else None
@@ -177,6 +207,7 @@ def make_quantizer(options: QuantizerOptions):  # type: ignore[no-untyped-def]
                  "reason": why}
                 for n, why in skip.items()
             ]
+            self.kept_float += _attention_matmuls(nodes, ops)
 
             quantized: set[Node] = set()  # nodes whose output carries an observer / fake-quant
             for node in nodes:

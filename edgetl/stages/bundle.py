@@ -154,6 +154,11 @@ def make_bundle(export_dir: Path, results_path: Path | None, target: TargetProfi
                 shutil.copy2(src.with_suffix(".bin"), tmp / f"model_{art.precision}.bin")
                 files.append({"path": f"model_{art.precision}.bin", "format": "openvino-weights",
                               "precision": art.precision, "source": art.source, "artifact": art.name})
+        # files the model needs besides its weights (a tokenizer), as its preprocessing spec names them
+        for path, name in task.model_files(pp):
+            shutil.copy2(path, tmp / name)
+            files.append({"path": name, "format": "model-file", "precision": "-"})
+        pp = task.portable_preprocess(pp)
         write_json(tmp / "labels.json", labels)
         write_json(tmp / "preprocess.json", pp)
         if any(r.runtime == "tensorrt" for r in target.runtimes):

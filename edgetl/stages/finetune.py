@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -102,10 +103,12 @@ def train_loader(cfg: BuildConfig, task: Task, samples: list[Any], preprocess: d
     if dist.enabled:
         sampler: Any = DistributedSampler(data, dist.world_size, dist.rank, shuffle=True, seed=seed)
     else:
-        sampler = RandomSampler(data, generator=generator)
+        # the task's own order where it has one (texts of similar length together), else uniform
+        sampler = (task.train_sampler(samples, preprocess, t.batch_size, seed)
+                   or RandomSampler(data, generator=generator))
     per_rank = len(data) // dist.world_size
     common = {**loader_settings(cfg.data.num_workers), "pin_memory": device.type == "cuda", "generator": generator,
-              "collate_fn": task.collate()}
+              "collate_fn": task.collate(preprocess)}
     if common.get("persistent_workers"):
         # workers seed their augmentation from the loader's generator when they start; started afresh each
         # epoch, from the generator the trainer reseeds per epoch, a resumed run draws what an uninterrupted one
@@ -125,7 +128,7 @@ def eval_loader(cfg: BuildConfig, task: Task, samples: list[Any], preprocess: di
 
     data: Any = task.eval_dataset(samples, preprocess)
     shard = Subset(data, list(range(dist.rank, len(data), dist.world_size)))
-    return DataLoader(shard, batch_size=cfg.train.batch_size * 2, shuffle=False, collate_fn=task.collate(),
+    return DataLoader(shard, batch_size=cfg.train.batch_size * 2, shuffle=False, collate_fn=task.collate(preprocess),
                       pin_memory=device.type == "cuda", **loader_settings(cfg.data.num_workers))
 
 
@@ -271,6 +274,9 @@ def _run(cfg: BuildConfig, target: TargetProfile, out_dir: Path, spec: Any, dist
             for name in (MANIFEST_NAME, LAST_NAME, *OUTPUTS):
                 (out_dir / name).unlink(missing_ok=True)
         write_split(index, out_dir / "split.json")
+    # files the model needs besides its weights (a tokenizer): written here, named by the preprocessing spec
+    preprocess, model_files = task.write_model_files(cfg, spec, preprocess, out_dir, write=dist.is_main)
+    barrier(dist)
 
     torch.manual_seed(t.seed)  # the new classifier's initialisation
     model = create_model(t.backbone, len(index.classes), t.weights)
@@ -335,7 +341,7 @@ def _run(cfg: BuildConfig, target: TargetProfile, out_dir: Path, spec: Any, dist
     wall = state.wall_time_s
     if dist.is_main:
         _finish(cfg, out_dir, spec, task, model, index, resolved, preprocess, input_hash, state, eval_stats, counts,
-                imbalance, device, dist)
+                imbalance, device, dist, model_files)
     barrier(dist)
     return TrainResult(out_dir=out_dir, checkpoint=out_dir / MODEL_NAME, best_val_accuracy=state.best_val_accuracy,
                        best_epoch=state.best_epoch, epochs_run=state.epoch, wall_time_s=round(wall, 2),
@@ -344,7 +350,8 @@ def _run(cfg: BuildConfig, target: TargetProfile, out_dir: Path, spec: Any, dist
 
 def _finish(cfg: BuildConfig, out_dir: Path, spec: Any, task: Task, model: nn.Module, index: DatasetIndex,
             resolved: ResolvedInput, preprocess: dict[str, Any], input_hash: str, state: TrainState, eval_stats: Any,
-            counts: dict[str, dict[str, int]], imbalance: float, device: torch.device, dist: DistContext) -> None:
+            counts: dict[str, dict[str, int]], imbalance: float, device: torch.device, dist: DistContext,
+            model_files: Sequence[str] = ()) -> None:
     """Rank 0: the model artifact, labels, final metrics and the manifest; last.pt goes, as the run is complete."""
     import torch
 
@@ -374,7 +381,7 @@ def _finish(cfg: BuildConfig, out_dir: Path, spec: Any, task: Task, model: nn.Mo
         config={"data": cfg.data.model_dump(mode="json"), "train": t.model_dump(mode="json")},
         inputs={"dataset": index.fingerprint,
                 **({"weights": sha256_file(t.weights)} if t.weights not in ("default", "none") else {})},
-        outputs=hash_outputs(out_dir, list(OUTPUTS)),
+        outputs=hash_outputs(out_dir, [*OUTPUTS, *model_files]),
         info={
             "models": [card.model_dump(mode="json")],
             "backbone": spec.name, "weights": t.weights, "classes": list(index.classes),

@@ -10,5 +10,6 @@ from edgetl.tasks.base import TASKS, ResolvedInput, Task, get_task, resolve_inpu
 
 # register the built-in tasks
 from edgetl.tasks import image as _image  # noqa: E402,F401  isort: skip
+from edgetl.tasks import text as _text  # noqa: E402,F401  isort: skip
 
 __all__ = ["TASKS", "ResolvedInput", "Task", "get_task", "resolve_input", "task_for_backbone"]

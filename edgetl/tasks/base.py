@@ -75,9 +75,35 @@ class Task(ABC):
     def eval_dataset(self, samples: Sequence[Any], preprocess: dict[str, Any]) -> Any:
         """A map-style dataset of ``(inputs, label)`` with the deployment preprocessing."""
 
-    def collate(self) -> Any:
-        """The DataLoader ``collate_fn`` (None: torch's default)."""
+    def collate(self, preprocess: dict[str, Any] | None = None) -> Any:
+        """The DataLoader ``collate_fn`` for batches of this task's datasets (None: torch's default)."""
         return None
+
+    def train_sampler(self, samples: Sequence[Any], preprocess: dict[str, Any], batch_size: int, seed: int) -> Any:
+        """A shuffling sampler for training (with ``set_epoch``), e.g. one that groups texts of similar length;
+        None: uniform random order."""
+        return None
+
+    def write_model_files(self, cfg: BuildConfig, spec: BackboneSpec, preprocess: dict[str, Any], out_dir: Path,
+                          write: bool = True) -> tuple[dict[str, Any], list[str]]:
+        """Files a model needs besides its weights (a tokenizer), written by fine-tuning into ``out_dir``.
+
+        Returns the preprocessing spec naming them (what the model card carries) and their names in ``out_dir``
+        (hashed in the stage manifest). ``write`` False: only the spec (the other ranks of a distributed run).
+        """
+        return preprocess, []
+
+    def model_files(self, preprocess: dict[str, Any]) -> list[tuple[Path, str]]:
+        """The files ``write_model_files`` made for a model with this spec, each with its name in a bundle."""
+        return []
+
+    def portable_preprocess(self, preprocess: dict[str, Any]) -> dict[str, Any]:
+        """The spec as a bundle ships it: without locations on the build machine."""
+        return preprocess
+
+    def located_preprocess(self, preprocess: dict[str, Any], root: Path) -> dict[str, Any]:
+        """A bundle's spec with its files located under the bundle directory ``root`` (``edgetl predict``)."""
+        return preprocess
 
     @abstractmethod
     def example_inputs(self, io: ModelIO, batch: int) -> dict[str, torch.Tensor]:
@@ -107,14 +133,23 @@ class Task(ABC):
         """The bundle README's task-specific sections: preprocessing, a Python snippet, C++ guidance."""
 
     @abstractmethod
-    def collect_predict_inputs(self, paths: Sequence[Path]) -> list[Path]:
+    def collect_predict_inputs(self, paths: Sequence[Path]) -> list[Any]:
         """The samples ``edgetl predict`` was given (directories expanded)."""
 
+    def predict_inputs(self, paths: Sequence[Path], texts: Sequence[str] = ()) -> list[Any]:
+        """The samples of ``edgetl predict``: its path arguments, and ``--text`` strings for tasks that take text."""
+        if texts:
+            from edgetl.errors import ConfigError
+
+            raise ConfigError(f"--text is for text models; this bundle's task is {self.name}",
+                              hint="pass input files instead")
+        return self.collect_predict_inputs(paths)
+
     @abstractmethod
-    def read_predict_input(self, item: Path, preprocess: dict[str, Any]) -> dict[str, np.ndarray]:
+    def read_predict_input(self, item: Any, preprocess: dict[str, Any]) -> dict[str, np.ndarray]:
         """One sample, preprocessed, as named inputs without the batch axis."""
 
-    def predict_truth(self, item: Path, classes: Sequence[str]) -> str | None:
+    def predict_truth(self, item: Any, classes: Sequence[str]) -> str | None:
         """The true class of a predict input when its location says so (None: unknown)."""
         return None
 
