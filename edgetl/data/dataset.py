@@ -14,6 +14,7 @@ import logging
 import random
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -30,20 +31,12 @@ SPLIT_FORMAT = 1
 Sample = tuple[str, int]  # (reference: an image path or "digits:<index>", class index)
 
 
-class DatasetIndex(BaseModel):
-    """Every image of a data set, by split, with the class names; what ``split.json`` holds."""
+class SplitViews:
+    """What every data set index (images, text) derives from its ``splits`` and ``classes`` fields."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    format: int = SPLIT_FORMAT
-    source: str  # the root path, or the built-in name
-    classes: list[str]
-    splits: dict[str, list[Sample]]
-    split_made: bool = False  # True when edgetl made val/test from train
-    split_seed: int | None = None
-    skipped: list[str] = Field(default_factory=list)  # unreadable files left out
-    duplicates: list[list[str]] = Field(default_factory=list)  # groups of byte-identical files, any class or split
-    fingerprint: str = ""  # hash of the file list (+ sizes, mtimes): changes when the data changes
+    if TYPE_CHECKING:  # the fields themselves are each index model's own
+        classes: list[str]
+        splits: dict[str, list[Any]]
 
     @property
     def eval_split(self) -> str:
@@ -57,6 +50,22 @@ class DatasetIndex(BaseModel):
         """Largest class over smallest class (1.0 = balanced)."""
         counts = [c for c in self.class_counts(split).values() if c > 0]
         return max(counts) / min(counts) if counts else 1.0
+
+
+class DatasetIndex(SplitViews, BaseModel):
+    """Every image of a data set, by split, with the class names; what ``split.json`` holds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: int = SPLIT_FORMAT
+    source: str  # the root path, or the built-in name
+    classes: list[str]
+    splits: dict[str, list[Sample]]
+    split_made: bool = False  # True when edgetl made val/test from train
+    split_seed: int | None = None
+    skipped: list[str] = Field(default_factory=list)  # unreadable files left out
+    duplicates: list[list[str]] = Field(default_factory=list)  # groups of byte-identical files, any class or split
+    fingerprint: str = ""  # hash of the file list (+ sizes, mtimes): changes when the data changes
 
     def summary(self) -> str:
         parts = [f"{split} {len(samples)}" for split, samples in self.splits.items()]

@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from edgetl.config import TextDataOptions
-from edgetl.data.dataset import stratified_split
+from edgetl.data.dataset import SplitViews, stratified_split
 from edgetl.errors import ConfigError, DataError
 from edgetl.fsutil import sha256_file, sha256_json
 
@@ -48,7 +48,7 @@ BAD_ROW_KINDS = {
 TextSample = tuple[str, int]  # (text, class index)
 
 
-class TextDatasetIndex(BaseModel):
+class TextDatasetIndex(SplitViews, BaseModel):
     """Every usable row of a text data set, by split, with the class names; mirrors the image ``DatasetIndex``."""
 
     model_config = ConfigDict(extra="forbid")
@@ -62,19 +62,6 @@ class TextDatasetIndex(BaseModel):
     split_seed: int | None = None
     skipped: list[str] = Field(default_factory=list)  # "file:line: kind" of every bad row left out
     fingerprint: str = ""  # hash of the files' bytes: changes exactly when the data changes
-
-    @property
-    def eval_split(self) -> str:
-        return "test" if self.splits.get("test") else "val"
-
-    def class_counts(self, split: str) -> dict[str, int]:
-        counts = Counter(label for _, label in self.splits.get(split, []))
-        return {name: counts.get(i, 0) for i, name in enumerate(self.classes)}
-
-    def imbalance_ratio(self, split: str = "train") -> float:
-        """Largest class over smallest class (1.0 = balanced)."""
-        counts = [c for c in self.class_counts(split).values() if c > 0]
-        return max(counts) / min(counts) if counts else 1.0
 
     def summary(self) -> str:
         parts = [f"{split} {len(samples)}" for split, samples in self.splits.items()]
