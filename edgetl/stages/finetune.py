@@ -109,10 +109,10 @@ def train_loader(cfg: BuildConfig, task: Task, samples: list[Any], preprocess: d
     per_rank = len(data) // dist.world_size
     common = {**loader_settings(cfg.data.num_workers), "pin_memory": device.type == "cuda", "generator": generator,
               "collate_fn": task.collate(preprocess)}
-    if common.get("persistent_workers"):
+    if cfg.data.restart_workers and common.get("persistent_workers"):
         # workers seed their augmentation from the loader's generator when they start; started afresh each
         # epoch, from the generator the trainer reseeds per epoch, a resumed run draws what an uninterrupted one
-        # draws (persistent workers would carry their RNG state on from epoch 0)
+        # draws (persistent workers carry their RNG state on from epoch 0)
         common["persistent_workers"] = False
     # a last batch of one or two images gives noisy BatchNorm statistics; drop it when there is more than a batch
     return DataLoader(data, batch_size=t.batch_size, sampler=sampler, drop_last=per_rank > t.batch_size,

@@ -94,7 +94,7 @@ def test_kill_9_mid_training_leaves_no_orphan_processes(tiny_imagefolder: Path, 
 @pytest.mark.subprocess
 def test_resume_with_dataloader_workers_matches_an_uninterrupted_run(tiny_imagefolder: Path, tmp_path: Path) -> None:
     config = tmp_path / "build.yaml"
-    config.write_text("data: {num_workers: 1}\ntrain: {patience: 100}\n")
+    config.write_text("data: {num_workers: 1, restart_workers: true}\ntrain: {patience: 100}\n")
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     done = subprocess.run(_train_command(tiny_imagefolder, whole, config, 5), capture_output=True, text=True,
                           env=_env(), cwd=tmp_path, timeout=300)
