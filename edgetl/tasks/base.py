@@ -21,6 +21,16 @@ if TYPE_CHECKING:
     from edgetl.data import DatasetIndex
     from edgetl.targets import TargetProfile
 
+# the end of every task's C++ snippet in the bundle README: the first output's logits to a class index
+CPP_LOGITS_TO_CLASS = (
+    "  const float* logits = out[0].GetTensorData<float>();",
+    "  size_t n = out[0].GetTensorTypeAndShapeInfo().GetElementCount();",
+    "  return int(std::max_element(logits, logits + n) - logits);  // index into labels.json",
+    "}",
+    "```",
+    "",
+)
+
 # one evaluation batch: named inputs (NumPy, what the runtimes take) and the class index of each sample
 EvalBatch = tuple[dict[str, np.ndarray], np.ndarray]
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgetl.errors import ConfigError
-from edgetl.tasks.base import TASKS, EvalBatch, ResolvedInput, Task
+from edgetl.tasks.base import CPP_LOGITS_TO_CLASS, TASKS, EvalBatch, ResolvedInput, Task
 
 if TYPE_CHECKING:
     import torch
@@ -198,12 +198,7 @@ class ImageClassification(Task):
                 "                                                     shape.data(), shape.size());",
                 "  const char* ins[] = {in_name.get()}; const char* outs[] = {out_name.get()};",
                 "  auto out = session.Run(Ort::RunOptions{nullptr}, ins, &input, 1, outs, 1);",
-                "  const float* logits = out[0].GetTensorData<float>();",
-                "  size_t n = out[0].GetTensorTypeAndShapeInfo().GetElementCount();",
-                "  return int(std::max_element(logits, logits + n) - logits);  // index into labels.json",
-                "}",
-                "```",
-                "",
+                *CPP_LOGITS_TO_CLASS,
             ]
         return "\n".join(lines)
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgetl.errors import ConfigError, DataError, ModelFileError
-from edgetl.tasks.base import TASKS, EvalBatch, ResolvedInput, Task
+from edgetl.tasks.base import CPP_LOGITS_TO_CLASS, TASKS, EvalBatch, ResolvedInput, Task
 
 if TYPE_CHECKING:
     import torch
@@ -481,12 +481,7 @@ class TextClassification(Task):
                 "      Ort::Value::CreateTensor<int64_t>(mem, mask.data(), mask.size(), shape.data(), shape.size())};",
                 "  const char* ins[] = {\"input_ids\", \"attention_mask\"}; const char* outs[] = {\"logits\"};",
                 "  auto out = session.Run(Ort::RunOptions{nullptr}, ins, inputs, 2, outs, 1);",
-                "  const float* logits = out[0].GetTensorData<float>();",
-                "  size_t n = out[0].GetTensorTypeAndShapeInfo().GetElementCount();",
-                "  return int(std::max_element(logits, logits + n) - logits);  // index into labels.json",
-                "}",
-                "```",
-                "",
+                *CPP_LOGITS_TO_CLASS,
             ]
         return "\n".join(lines)
 
