@@ -37,7 +37,23 @@ def _train_key(ctx: Context) -> dict[str, Any]:
         "train": ctx.cfg.train.model_dump(mode="json", exclude={"device", "threads"}),  # speed, not results
         "image_size": resolve_input(ctx.cfg, ctx.target, spec).size,
         "dataset": task_for_backbone(spec).data_fingerprint(ctx.cfg.data),
+        "teacher": _teacher_digest(ctx.cfg.train.teacher),
     }
+
+
+def _teacher_digest(path: str | None) -> str | None:
+    """The teacher's model sha256 (from its manifest), so a retrained teacher at the same path retrains the
+    student; a path that holds no teacher keys as the path and fails in the stage with the teacher's message."""
+    if path is None:
+        return None
+    from edgetl.compress.distill import teacher_artifact
+    from edgetl.errors import EdgetlError
+
+    try:
+        artifact = teacher_artifact(path)
+    except EdgetlError:
+        return path
+    return artifact.manifest.outputs.get(artifact.card.file, path)
 
 
 def _run_train(ctx: Context, resume: bool) -> Any:

@@ -177,6 +177,31 @@ def test_student_distils_from_a_teacher_build(trained: Path, tmp_path: Path, dat
     assert any(not torch.equal(alone[k], distilled[k]) for k in alone)
 
 
+def test_the_train_cache_key_holds_the_teachers_hash_not_its_path(trained: Path, tmp_path: Path) -> None:
+    """A teacher retrained in place must retrain the student: the key changes with the teacher's model file."""
+    import shutil
+
+    from edgetl.artifacts import read_model_artifact, save_module
+    from edgetl.fsutil import sha256_file
+    from edgetl.manifest import read_manifest
+    from edgetl.pipeline.stages import _teacher_digest
+
+    teacher = tmp_path / "teacher"
+    shutil.copytree(trained, teacher)
+    manifest = read_manifest(teacher / "train")
+    before = _teacher_digest(str(teacher))
+    assert before == manifest.outputs["model.pt"]
+    model = read_model_artifact(teacher / "train").load()
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)  # what a retrain at the same path leaves behind
+    save_module(model, teacher / "train" / "model.pt")
+    after = sha256_file(teacher / "train" / "model.pt")
+    manifest.model_copy(update={"outputs": {**manifest.outputs, "model.pt": after}}).write(teacher / "train")
+    assert _teacher_digest(str(teacher)) == after != before
+    assert _teacher_digest(None) is None
+    assert _teacher_digest(str(tmp_path / "absent")) == str(tmp_path / "absent")  # the stage names the problem
+
+
 # ------------------------------------------------------------------------------------------- bad input, exit 2
 @pytest.mark.parametrize("args, message", [
     (["prune", "--ratio", "1.5"], "prune.ratio"),
