@@ -77,6 +77,9 @@ class DataConfig(_Section):
     crop_pct: float = Field(default=0.875, gt=0, le=1)
     # text data sets (CSV/TSV/JSONL): where the text and label columns are, the labels; None: column 0 text, 1 label
     text: TextDataOptions | None = None
+    # a folder of unlabelled images from the deployment domain (any layout): turns on the adapt stage, and int8
+    # calibration then uses these images; they are never evaluated on (byte-identical evaluation images: an error)
+    adapt: str | None = None
 
 
 class TrainConfig(_Section):
@@ -159,6 +162,21 @@ class PruneConfig(_Section):
     seed: int = 0
 
 
+class AdaptConfig(_Section):
+    """The ``adapt`` stage: the float model's normalisation layers adapted to ``data.adapt``'s unlabelled images."""
+
+    # adabn: BatchNorm statistics re-estimated on the target images (no labels, no gradient step; cheap and the
+    # safer default). tent: also the BatchNorm affine parameters trained to minimise prediction entropy (TENT).
+    method: Literal["adabn", "tent"] = "adabn"
+    max_images: int | None = Field(default=None, ge=1)  # a seeded sample of this many; None: every image
+    batch_size: int = Field(default=32, ge=2)  # BatchNorm needs two images per batch to have a variance
+    # TENT: SGD with momentum 0.9 on gamma/beta, as the paper; its ImageNet rate (2.5e-4 at batch 64) barely moves
+    # a model in the few passes a folder of ~100 images gives, so the default is the paper's CIFAR-scale 1e-3
+    tent_lr: float = Field(default=1e-3, gt=0)
+    tent_epochs: int = Field(default=1, ge=1)
+    seed: int = 0
+
+
 class QuantizeConfig(_Section):
     qat: bool = True
     ptq_baseline: bool = True  # run post-training quantization beside QAT, to show what QAT buys
@@ -216,6 +234,7 @@ class BuildConfig(_Section):
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
     prune: PruneConfig = PruneConfig()
+    adapt: AdaptConfig = AdaptConfig()
     quantize: QuantizeConfig = QuantizeConfig()
     export: ExportConfig = ExportConfig()
     bench: BenchConfig = BenchConfig()

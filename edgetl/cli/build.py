@@ -28,18 +28,23 @@ from edgetl.errors import BudgetExceededError
               help="Add the prune stage: keep at most this fraction of the MACs (0..1).")
 @click.option("--teacher", default=None, metavar="RUN_DIR",
               help="Fine-tune by distillation from that build's float model (same task, classes, input size).")
+@click.option("--adapt-data", default=None, metavar="DIR",
+              help="Adapt the model to unlabelled images from the deployment domain (any layout; never evaluated "
+                   "on): adds the adapt stage (adapt.method adabn or tent), and int8 calibrates on them.")
 @click.option("--force", multiple=True, metavar="STAGE",
-              help="Rerun a stage (and those after it) even if cached: train, prune, quantize, export, bench, report, "
-                   "bundle.")
+              help="Rerun a stage (and those after it) even if cached: train, prune, adapt, quantize, export, bench, "
+                   "report, bundle.")
 @click.option("--no-budget-check", is_flag=True, help="Report budget misses without failing the build.")
 @click.option("--verbose", "-v", is_flag=True)
 @device_options
 def build_cmd(target: str | None, data: str | None, backbone: str | None, weights: str | None,
               config_file: str | None, out: str | None, epochs: int | None, image_size: int | None,
-              prune_ratio: float | None, prune_macs: float | None, teacher: str | None, force: tuple[str, ...],
+              prune_ratio: float | None, prune_macs: float | None, teacher: str | None, adapt_data: str | None,
+              force: tuple[str, ...],
               no_budget_check: bool, verbose: bool, device_url: str | None, device_python: str | None,
               identity_file: str | None, ssh_config: str | None) -> None:
-    """Run the whole pipeline for a target: fine-tune -> [prune] -> quantize -> export -> bench -> report -> bundle.
+    """Run the whole pipeline for a target: fine-tune -> [prune] -> [adapt] -> quantize -> export -> bench -> report ->
+    bundle.
 
     \b
     Every stage is cached by the hash of its inputs: a rerun with nothing changed reuses everything; changing a
@@ -54,6 +59,7 @@ def build_cmd(target: str | None, data: str | None, backbone: str | None, weight
       edgetl build --target jetson --data ../shared/datasets/hymenoptera --out runs/hymenoptera
       edgetl build --config my-build.yaml --force bench
       edgetl build --data ../shared/datasets/hymenoptera --prune-macs 0.5 --out runs/hymenoptera-pruned
+      edgetl build --data ../shared/datasets/hymenoptera --adapt-data camera_frames/ --out runs/adapted
       edgetl build --target raspberry-pi-5 --device ssh://pi@rpi5.local --device-python /home/pi/venv/bin/python
     """
     from edgetl.cli.stages import with_prune_goal
@@ -64,6 +70,7 @@ def build_cmd(target: str | None, data: str | None, backbone: str | None, weight
         "target": target, "data.path": data, "train.backbone": backbone, "train.weights": weights,
         "out": out, "train.epochs": epochs, "train.image_size": image_size,
         "budget_check": False if no_budget_check else None, "train.teacher": teacher,
+        "data.adapt": adapt_data,
     })
     cfg = with_prune_goal(cfg, ratio=prune_ratio, macs_fraction=prune_macs)
     cfg = apply_device_flags(cfg, profile, device_url, device_python, identity_file, ssh_config)

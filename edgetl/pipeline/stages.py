@@ -33,7 +33,7 @@ def _train_key(ctx: Context) -> dict[str, Any]:
 
     spec = get_backbone(ctx.cfg.train.backbone)
     return {
-        "data": ctx.cfg.data.model_dump(mode="json", exclude={"num_workers"}),
+        "data": ctx.cfg.data.model_dump(mode="json", exclude={"num_workers", "adapt"}),  # adapt: its own stage
         "train": ctx.cfg.train.model_dump(mode="json", exclude={"device", "threads"}),  # speed, not results
         "image_size": resolve_input(ctx.cfg, ctx.target, spec).size,
         "dataset": task_for_backbone(spec).data_fingerprint(ctx.cfg.data),
@@ -79,6 +79,25 @@ def _prune_key(ctx: Context) -> dict[str, Any]:
             "train": ctx.cfg.train.model_dump(mode="json", exclude={"device", "threads"})}
 
 
+# ------------------------------------------------------------------------------------------------ adapt
+def _run_adapt(ctx: Context, resume: bool) -> Any:
+    from edgetl.stages.adapt import adapt
+
+    return adapt(ctx.cfg, ctx.target, _need(ctx, "float_model"), ctx.dir("adapt"))
+
+
+def _adapt_disabled(ctx: Context) -> str | None:
+    return None if ctx.cfg.data.adapt else "no unlabelled deployment images (data.adapt, --adapt-data)"
+
+
+def _adapt_key(ctx: Context) -> dict[str, Any]:
+    from edgetl.data.unlabelled import folder_fingerprint
+
+    return {"adapt": ctx.cfg.adapt.model_dump(mode="json"), "folder": ctx.cfg.data.adapt,
+            "images": folder_fingerprint(ctx.cfg.data.adapt) if ctx.cfg.data.adapt else None,
+            "strict": ctx.cfg.data.strict}
+
+
 # ------------------------------------------------------------------------------------------------ quantize
 def _run_quantize(ctx: Context, resume: bool) -> Any:
     from edgetl.stages.quantize import quantize
@@ -120,6 +139,8 @@ def _run_bundle(ctx: Context, resume: bool) -> Any:
 register_stage(StageDef("train", 10, (), ("dataset", "float_model"), _train_key, _run_train))
 register_stage(StageDef("prune", 20, ("float_model", "dataset"), ("float_model",), _prune_key, _run_prune,
                         disabled=_prune_disabled))
+register_stage(StageDef("adapt", 25, ("float_model", "dataset"), ("float_model",), _adapt_key, _run_adapt,
+                        disabled=_adapt_disabled))
 register_stage(StageDef("quantize", 30, ("float_model", "dataset"), ("int8_models",),
                         lambda ctx: {"quantize": ctx.cfg.quantize.model_dump(mode="json")}, _run_quantize,
                         disabled=_quantize_disabled))

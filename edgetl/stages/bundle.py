@@ -78,7 +78,7 @@ echo "engine: $(pwd)/model.engine; latency percentiles are in trtexec.log (this 
 
 
 def _readme(target: TargetProfile, task: Task, io: ModelIO, files: list[dict[str, Any]], labels: list[str],
-            pp: dict[str, Any], summary: dict[str, Any]) -> str:
+            pp: dict[str, Any], summary: dict[str, Any], adaptation: dict[str, Any] | None = None) -> str:
     primary = files[0]["path"]
     onnx_file = next((f["path"] for f in files if f["format"] == "onnx"), None)
     lines = [
@@ -88,6 +88,8 @@ def _readme(target: TargetProfile, task: Task, io: ModelIO, files: list[dict[str
         "",
         f"Classes ({len(labels)}): {', '.join(labels)}. Built by edgetl {__version__}.",
         "",
+        *([f"Adapted to the deployment domain: {adaptation['method']} on {adaptation['images']} unlabelled "
+           f"image(s) from `{adaptation['folder']}` (never evaluated on).", ""] if adaptation else []),
         "| file | format | precision | sha256 |",
         "| --- | --- | --- | --- |",
         *[f"| `{f['path']}` | {f['format']} | {f['precision']} | `{f['sha256'][:16]}…` |" for f in files],
@@ -169,7 +171,7 @@ def make_bundle(export_dir: Path, results_path: Path | None, target: TargetProfi
                 (tmp / "build_engine.sh").chmod(0o755)
         summary = _summary(results, picked)
         _hash_entries(tmp, files)
-        write_text(tmp / "README.md", _readme(target, task, io, files, labels, pp, summary))
+        write_text(tmp / "README.md", _readme(target, task, io, files, labels, pp, summary, info.get("adaptation")))
         extras = [{"path": name, "format": "text"} for name in
                   ("labels.json", "preprocess.json", "README.md", "build_engine.sh") if (tmp / name).is_file()]
         _hash_entries(tmp, extras)
@@ -187,6 +189,8 @@ def make_bundle(export_dir: Path, results_path: Path | None, target: TargetProfi
             "files": files,
             "measured": summary,
             "lineage": {"float_model": info.get("float_source"), "source_manifest": info.get("source_manifest")},
+            # which domain adaptation ran, on how many unlabelled images (None: none)
+            "adaptation": info.get("adaptation"),
             "source_manifests": {"export": export.hash},
         }
         write_json(tmp / BUNDLE_MANIFEST, manifest)

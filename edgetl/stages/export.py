@@ -226,7 +226,7 @@ def export(cfg: BuildConfig, target: TargetProfile, model_dir: Path, quant_dir: 
                 "classes": list(card.classes), "preprocess": dict(card.preprocess),
                 "float_model": rel(inputs.artifact.path), "float_source": inputs.artifact.ref,
                 "split": rel(inputs.artifact.split_path) if inputs.artifact.split_path else None,
-                "macs": card.macs, "params": card.params,
+                "macs": card.macs, "params": card.params, "adaptation": (card.metrics or {}).get("adaptation"),
                 "source_manifest": inputs.artifact.manifest.hash,
                 "opset": opset, "dynamic_batch": dynamic, "batch_size": None if dynamic else batch,
                 "pads_folded": folded, "eval_split": inputs.index.eval_split, "kept_float": kept,

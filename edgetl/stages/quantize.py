@@ -94,10 +94,14 @@ def input_hash(cfg: BuildConfig, source: Manifest) -> str:
 
 # --------------------------------------------------------------------------------------------- data and evaluation
 def _calibration_batches(cfg: BuildConfig, inputs: FloatInputs) -> list[dict[str, torch.Tensor]]:
-    """``calibration_images`` training samples (a seeded sample), with the deployment preprocessing."""
+    """``calibration_images`` training samples (a seeded sample), with the deployment preprocessing; the
+    deployment-domain images instead when the float model was adapted to them (the ``adapt`` stage)."""
     import torch
 
-    samples = list(inputs.index.splits["train"])
+    from edgetl.stages.adapt import adaptation_samples
+
+    adapted = adaptation_samples(inputs.artifact.stage_dir, dict(inputs.artifact.card.metrics or {}))
+    samples = adapted if adapted is not None else list(inputs.index.splits["train"])
     random.Random(cfg.quantize.seed).shuffle(samples)
     chunk = samples[: cfg.quantize.calibration_images]
     return [{k: torch.from_numpy(v) for k, v in x.items()}
@@ -367,6 +371,8 @@ def _quantize(cfg: BuildConfig, target: TargetProfile, model_dir: Path, out_dir:
             "accuracy": accuracy, "wall_time_s": walls, "int8_layers": layers, "kept_float": kept,
             "qat": reports.get("qat", {}), "ptq": reports.get("ptq", {}),
             "calibration_images": q.calibration_images,
+            "calibration_source": "adaptation images" if (inputs.artifact.card.metrics or {}).get("adaptation")
+            else "train",
         }
         write_json(tmp / "metrics.json", metrics)
         names = [PROGRAMS[n] for n in programs] + ["metrics.json"]

@@ -1,0 +1,65 @@
+"""AdaBN and TENT on a small BatchNorm network: what changes, what must not."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from edgetl.adapt import adabn, batchnorm_layers, tent
+from edgetl.errors import ConfigError
+
+
+def _net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3)).eval()
+
+
+def _shifted_batches(n: int = 3) -> list[tuple[torch.Tensor]]:
+    g = torch.Generator().manual_seed(1)
+    return [(torch.randn(4, 3, 8, 8, generator=g) * 2.0 + 1.5,) for _ in range(n)]  # another domain's statistics
+
+
+def _split(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    stats = {k: v for k, v in state.items() if "running_" in k or "num_batches" in k}
+    return stats, {k: v for k, v in state.items() if k not in stats}
+
+
+def test_adabn_re_estimates_the_statistics_and_leaves_every_weight() -> None:
+    model = _net()
+    before_stats, before_weights = _split({k: v.clone() for k, v in model.state_dict().items()})
+    batches = _shifted_batches()
+    report = adabn(model, batches)
+    after_stats, after_weights = _split(model.state_dict())
+    assert report.method == "adabn" and report.images == 12 and report.layers == 1
+    assert all(torch.equal(before_weights[k], after_weights[k]) for k in before_weights)
+    bn = model[1]
+    assert not torch.allclose(before_stats["1.running_mean"], after_stats["1.running_mean"])
+    # the statistics are the cumulative ones over all 12 images, whatever the batch order (momentum None)
+    conv_out = torch.cat([model[0](b[0]) for b in batches])
+    assert torch.allclose(bn.running_mean, conv_out.mean((0, 2, 3)), atol=1e-5)
+    assert bn.momentum == 0.1 and not model.training  # restored
+
+
+def test_tent_trains_only_the_batchnorm_affine_parameters() -> None:
+    model = _net()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    grads = {n: p.requires_grad for n, p in model.named_parameters()}
+    batches = _shifted_batches()
+    report = tent(model, lambda: iter(batches), epochs=3, lr=0.05)
+    after = model.state_dict()
+    assert report.method == "tent" and report.steps == 9 and report.images == 12
+    assert not torch.equal(before["1.weight"], after["1.weight"])  # gamma moved
+    for k in ("0.weight", "5.weight", "5.bias"):
+        assert torch.equal(before[k], after[k]), k
+    assert {n: p.requires_grad for n, p in model.named_parameters()} == grads
+    assert report.entropy_after is not None and report.entropy_before is not None
+    assert report.entropy_after < report.entropy_before  # what TENT minimises went down
+
+
+def test_a_model_without_batchnorm_is_refused_with_the_reason() -> None:
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 2))
+    assert batchnorm_layers(model) == []
+    with pytest.raises(ConfigError, match="has none"):
+        adabn(model, [(torch.randn(2, 3, 2, 2),)])
