@@ -133,6 +133,10 @@ class TrainConfig(_Section):
     # Distil from another build's float model (its run directory, or a stage directory such as RUN/train): any
     # backbone of the same task, classes and input size. KL of temperature-softened logits + cross-entropy.
     teacher: str | None = None
+    # the classifier: "linear" (fine-tuned, the recipe above), "prototype" (class-mean embeddings of the frozen
+    # pretrained backbone, no gradient step: for a few images per class), or "auto": prototype when the smallest
+    # class has at most edgetl.training.fewshot.FEW_SHOT_MAX_SHOTS training images, else linear
+    head: Literal["auto", "linear", "prototype"] = "auto"
     teacher_temperature: float = Field(default=4.0, gt=0)
     teacher_alpha: float = Field(default=0.5, ge=0, le=1)  # weight of the distillation term
 

@@ -197,6 +197,34 @@ def finetune(cfg: BuildConfig, target: TargetProfile, out_dir: Path, *, resume: 
         shutdown(dist)
 
 
+def _log_noise(split: str, accuracy: float, total: int) -> None:
+    from edgetl.stats import accuracy_interval, is_noisy
+
+    lo, hi = accuracy_interval(accuracy, total)
+    if is_noisy(accuracy, total):
+        log.warning("%s top-1 %.1f%% on %d image(s) is a noisy figure: 95%% binomial interval %.1f-%.1f%%", split,
+                    100 * accuracy, total, 100 * lo, 100 * hi)
+
+
+def _head(cfg: BuildConfig, train_counts: dict[str, int]) -> str:
+    """``train.head`` resolved against the smallest class; a class without training images is an error."""
+    from edgetl.training.fewshot import choose_head
+
+    empty = [name for name, n in train_counts.items() if n == 0]
+    if empty:
+        raise DataError(f"class(es) {', '.join(empty)} have no training image (0 shots)",
+                        hint="add at least one labelled image per class under train/, or remove the class folder")
+    return choose_head(cfg.train.head, min(train_counts.values()))
+
+
+def _labelled_batches(task: Task, index: DatasetIndex, preprocess: dict[str, Any], device: torch.device) -> Any:
+    """The training images with the deployment (eval) preprocessing, as (inputs, labels) tensor batches."""
+    import torch
+
+    for inputs, labels in task.eval_batches(index.splits["train"], preprocess, 64):
+        yield tuple(torch.from_numpy(v).to(device) for v in inputs.values()), torch.from_numpy(labels)
+
+
 def _phases(cfg: BuildConfig, spec: Any, steps: int, num_classes: int) -> list[Any]:
     """The fine-tuning recipe as trainer phases: head warm-up, then (partial) unfreezing."""
     from edgetl.training.loop import batch_mix, param_groups, set_trainable
@@ -254,6 +282,7 @@ def _run(cfg: BuildConfig, target: TargetProfile, out_dir: Path, spec: Any, dist
     if dist.is_main:
         log.info("train class counts %s (largest/smallest %.2f)%s", counts["train"], imbalance,
                  "; consider train.balanced_loss" if imbalance >= 3 and not t.balanced_loss else "")
+    head = _head(cfg, counts["train"])
 
     state = TrainState()
     last_path = out_dir / LAST_NAME
@@ -306,6 +335,7 @@ def _run(cfg: BuildConfig, target: TargetProfile, out_dir: Path, spec: Any, dist
                           mean=list(spec.mean), std=list(spec.std), crop_pct=cfg.data.crop_pct,
                           interpolation=spec.interpolation, state_dict=state_dict, extra=extra or {})
 
+    few_shot = None
     with TrainProgress(enabled=dist.is_main) as progress:
         def judge(judged: nn.Module, epoch: int) -> Judgement:
             val = evaluate(judged, val_loader, num_classes, device, dist=dist, channels_last=channels_last,
@@ -328,8 +358,20 @@ def _run(cfg: BuildConfig, target: TargetProfile, out_dir: Path, spec: Any, dist
                 log.info("early stop: no val improvement for %d epochs", t.patience)
 
         phases = _phases(cfg, spec, steps, num_classes)
-        trainer.fit(phases, loader, state, Callbacks(judge=judge, on_epoch_end=on_epoch_end), progress=progress,
-                    resume_extra=saved.extra if saved is not None else None, generator=generator)
+        if head == "prototype":  # few shots: class-mean embeddings, judged once on val as epoch 0
+            from edgetl.training.fewshot import set_prototype_head
+
+            few_shot = set_prototype_head(model, spec.classifier, _labelled_batches(task, index, preprocess, device),
+                                          num_classes)
+            phases = []
+            trainer.judge_start(state, judge)
+            trainer.best_kept = state_dict_cpu(model)
+            if dist.is_main:
+                log.info("prototype head from %s training image(s) per class (no gradient step): val top-1 %.2f%%",
+                         "/".join(str(n) for n in few_shot.shots.values()), 100 * state.best_val_accuracy)
+        else:
+            trainer.fit(phases, loader, state, Callbacks(judge=judge, on_epoch_end=on_epoch_end), progress=progress,
+                        resume_extra=saved.extra if saved is not None else None, generator=generator)
         model.load_state_dict(trainer.best_kept)
         tested_from = time.perf_counter()
         eval_stats = None
@@ -338,10 +380,12 @@ def _run(cfg: BuildConfig, target: TargetProfile, out_dir: Path, spec: Any, dist
                                   progress=progress.bar("test (best weights)", len(test_loader)))
     eval_accuracy = eval_stats.accuracy if eval_stats is not None else state.best_val_accuracy
     state.wall_time_s += time.perf_counter() - tested_from  # the test pass counts too
+    if dist.is_main:
+        _log_noise(index.eval_split, eval_accuracy, len(index.splits[index.eval_split]))
     wall = state.wall_time_s
     if dist.is_main:
         _finish(cfg, out_dir, spec, task, model, index, resolved, preprocess, input_hash, state, eval_stats, counts,
-                imbalance, device, dist, model_files)
+                imbalance, device, dist, model_files, few_shot)
     barrier(dist)
     return TrainResult(out_dir=out_dir, checkpoint=out_dir / MODEL_NAME, best_val_accuracy=state.best_val_accuracy,
                        best_epoch=state.best_epoch, epochs_run=state.epoch, wall_time_s=round(wall, 2),
@@ -351,7 +395,7 @@ def _run(cfg: BuildConfig, target: TargetProfile, out_dir: Path, spec: Any, dist
 def _finish(cfg: BuildConfig, out_dir: Path, spec: Any, task: Task, model: nn.Module, index: DatasetIndex,
             resolved: ResolvedInput, preprocess: dict[str, Any], input_hash: str, state: TrainState, eval_stats: Any,
             counts: dict[str, dict[str, int]], imbalance: float, device: torch.device, dist: DistContext,
-            model_files: Sequence[str] = ()) -> None:
+            model_files: Sequence[str] = (), few_shot: Any = None) -> None:
     """Rank 0: the model artifact, labels, final metrics and the manifest; last.pt goes, as the run is complete."""
     import torch
 
@@ -368,10 +412,11 @@ def _finish(cfg: BuildConfig, out_dir: Path, spec: Any, task: Task, model: nn.Mo
     card = ModelCard(
         name="fp32", file=MODEL_NAME, kind="module", task=task.name, backbone=spec.name, classes=tuple(index.classes),
         io=io, preprocess=preprocess, data_split="split.json",
-        lineage=Lineage(stage="train", method="distill" if t.teacher else "finetune"),
+        lineage=Lineage(stage="train", method="distill" if t.teacher else ("prototype" if few_shot else "finetune")),
         macs=macs, params=params,
         metrics={"eval_split": index.eval_split, "eval_accuracy": eval_accuracy,
-                 "best_val_accuracy": state.best_val_accuracy},
+                 "best_val_accuracy": state.best_val_accuracy, "head": "prototype" if few_shot else "linear",
+                 "shots_per_class": counts["train"]},
     )
     write_json(out_dir / "labels.json", list(index.classes))
     _write_metrics(out_dir, state, index, counts, imbalance, eval_stats, complete=True)
@@ -392,6 +437,8 @@ def _finish(cfg: BuildConfig, out_dir: Path, spec: Any, task: Task, model: nn.Mo
             "skipped_images": len(index.skipped), "epochs_run": state.epoch,
             "stopped_early": state.stopped_early, "wall_time_s": round(state.wall_time_s, 2),
             "device": str(device), "world_size": dist.world_size, "threads": torch.get_num_threads(),
+            "head": "prototype" if few_shot else "linear", "shots_per_class": counts["train"],
+            "prototype_temperature": few_shot.temperature if few_shot else None,
             "teacher": None if t.teacher is None else {
                 "path": t.teacher, "temperature": t.teacher_temperature, "alpha": t.teacher_alpha},
         },

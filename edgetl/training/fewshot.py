@@ -1,0 +1,95 @@
+"""A prototype head for few labelled images per class, built from frozen embeddings without a gradient step.
+
+Each class's prototype is the mean embedding (the classifier's input) of its training images. Nearest-prototype
+classification by squared Euclidean distance (Snell et al., 2017) is a linear layer: ``argmin_c ||f - mu_c||^2 =
+argmax_c (2 mu_c . f - ||mu_c||^2)``, as the ``||f||^2`` term is the same for every class. So the head is the
+backbone's own ``nn.Linear`` with ``W = 2 mu / tau`` and ``b = -||mu||^2 / tau``: its softmax is the softmax of
+the negative distances over ``tau``, and quantize, export and every runtime take it unchanged.
+``tau`` (a temperature, for the probabilities only; it changes no prediction) is the mean squared distance of the
+training embeddings to their own prototype, or, with one image per class, half the mean squared distance between
+prototypes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from edgetl.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+# The prototype head is the default (train.head "auto") when the smallest class has at most this many training
+# images: below it, fine-tuning a whole backbone on so few images is measured worse (benchmarks/few_shot.py).
+FEW_SHOT_MAX_SHOTS = 5
+
+
+def choose_head(head: str, smallest_class: int) -> str:
+    """``train.head`` resolved: "linear" (fine-tuned) or "prototype"."""
+    if head != "auto":
+        return head
+    return "prototype" if smallest_class <= FEW_SHOT_MAX_SHOTS else "linear"
+
+
+def final_linear(model: nn.Module, classifier: str) -> nn.Linear:
+    """The last ``nn.Linear`` of the classifier module at ``classifier`` (a Linear, or Dropout + Linear)."""
+    from torch import nn
+
+    module = model.get_submodule(classifier)
+    linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ConfigError(f"the classifier {classifier!r} holds no linear layer for a prototype head",
+                          hint="set train.head: linear")
+    return linears[-1]
+
+
+@dataclass(frozen=True)
+class PrototypeHead:
+    shots: dict[int, int]  # class index -> training images averaged
+    temperature: float
+
+
+def embeddings(model: nn.Module, layer: nn.Linear, batches: Iterable[tuple[Sequence[torch.Tensor], torch.Tensor]]
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The inputs of ``layer`` (the embeddings) for every batch, with the labels, in eval mode."""
+    import torch
+
+    captured: list[torch.Tensor] = []
+    handle = layer.register_forward_hook(lambda _m, args, _out: captured.append(args[0].detach().float()))
+    labels: list[torch.Tensor] = []
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for inputs, y in batches:
+                model(*inputs)
+                labels.append(y)
+    finally:
+        handle.remove()
+    return torch.cat(captured), torch.cat(labels)
+
+
+def set_prototype_head(model: nn.Module, classifier: str, batches: Iterable[Any], num_classes: int) -> PrototypeHead:
+    """Replace the classifier's weights by the class prototypes of ``batches`` (named-input batches, labels)."""
+    import torch
+
+    layer = final_linear(model, classifier)
+    feats, labels = embeddings(model, layer, batches)
+    shots = {c: int((labels == c).sum()) for c in range(num_classes)}
+    empty = [c for c, n in shots.items() if n == 0]
+    if empty:
+        raise ConfigError(f"class(es) {empty} have no training image: a prototype needs at least one per class")
+    protos = torch.stack([feats[labels == c].mean(0) for c in range(num_classes)])
+    spread = ((feats - protos[labels]) ** 2).sum(1).mean()
+    if float(spread) <= 0:  # one image per class: no within-class spread to measure
+        spread = torch.cdist(protos, protos).pow(2).sum() / max(1, num_classes * (num_classes - 1)) / 2
+    tau = float(spread) if float(spread) > 0 else 1.0
+    with torch.no_grad():
+        layer.weight.copy_(2 * protos / tau)
+        if layer.bias is None:
+            raise ConfigError(f"the classifier {classifier!r} has no bias for a prototype head",
+                              hint="set train.head: linear")
+        layer.bias.copy_(-(protos ** 2).sum(1) / tau)
+    return PrototypeHead(shots, tau)
