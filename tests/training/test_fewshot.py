@@ -26,22 +26,25 @@ class _Net(nn.Module):
         return self.classifier(self.body(x))
 
 
-def test_the_prototype_head_is_nearest_class_mean_by_squared_distance() -> None:
+def test_the_prototype_head_is_nearest_normalised_class_mean() -> None:
     model = _Net().eval()
     g = torch.Generator().manual_seed(0)
     x = torch.randn(9, 3, 2, 2, generator=g)
     y = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2])
     head = set_prototype_head(model, "classifier", [((x[:5],), y[:5]), ((x[5:],), y[5:])], 3)
     assert head.shots == {0: 3, 1: 3, 2: 3} and head.temperature > 0
-    feats = model.body(x)
+    def unit(t: torch.Tensor) -> torch.Tensor:
+        return t / t.norm(dim=1, keepdim=True)
+
+    feats = unit(model.body(x))
     protos = torch.stack([feats[y == c].mean(0) for c in range(3)])
     q = torch.randn(20, 3, 2, 2, generator=g)
     with torch.no_grad():
-        nearest = torch.cdist(model.body(q), protos).argmin(1)
+        nearest = torch.cdist(unit(model.body(q)), protos).argmin(1)
         logits = model(q)
         assert torch.equal(logits.argmax(1), nearest)
-        # softmax of the logits is the softmax of -distance^2 / tau
-        expected = (-torch.cdist(model.body(q), protos) ** 2 / head.temperature).softmax(1)
+        # softmax of the logits is the softmax of -distance^2 / tau, on the unit sphere
+        expected = (-torch.cdist(unit(model.body(q)), protos) ** 2 / head.temperature).softmax(1)
         assert torch.allclose(logits.softmax(1), expected, atol=1e-5)
 
 
