@@ -122,3 +122,12 @@ def test_a_corrupt_scores_file_is_a_model_file_error(results_path: Path, tmp_pat
     (tmp_path / "scores.npz").write_bytes(b"PK\x03\x04 not a zip")
     with pytest.raises(ModelFileError, match="scores file .*scores.npz is unreadable"):
         write_report(tmp_path / "results.json", tmp_path / "report")
+
+
+def test_training_curves_come_from_the_runs_metrics(results_path: Path, tmp_path: Path) -> None:
+    from tests.report.test_training import write_run
+
+    run = write_run(tmp_path / "run")
+    _, page = write_report(results_path, tmp_path / "report", run_dir=run)
+    section = check_report_html(page)["Training curves"]
+    assert len(section.figures) == 1 and section.table_rows == 4  # head, fine-tuning, prune recovery, QAT
