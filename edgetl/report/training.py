@@ -139,7 +139,7 @@ def plot_training(history: History) -> str | None:
                     xs, ys = zip(*points, strict=True)
                     ax.plot(xs, ys, style, marker="o", markersize=3.5, color=color, linewidth=1.5,
                             label=split if stage == history.epochs[0].stage else None)
-    for stage, x in history.kept.items():
+    for x in history.kept.values():
         kept = next((e for e in history.epochs if e.x == x), None)
         if kept is not None and kept.val_accuracy is not None:
             acc_ax.scatter([x], [kept.val_accuracy * 100], marker="*", s=180, color="#ff7f0e", zorder=5,
@@ -152,11 +152,10 @@ def plot_training(history: History) -> str | None:
     loss_ax.set_title("Loss per epoch", fontsize=10)
     acc_ax.set_ylabel("top-1 accuracy (%)")
     acc_ax.set_title("Accuracy per epoch (star: the epoch each stage kept)", fontsize=10)
-    xs = [e.x for e in history.epochs]
     ticks = [e.x for e in history.epochs]
     tick_labels = [str(e.epoch) for e in history.epochs]
     for ax in (loss_ax, acc_ax):
-        ax.set_xlim(min(xs) - 0.5, max(xs) + 0.5)
+        ax.set_xlim(min(ticks) - 0.5, max(ticks) + 0.5)
         if len(ticks) <= 40:
             ax.set_xticks(ticks, tick_labels, fontsize=7)
     phases = [Patch(color=PHASE_COLORS.get(p, "#eee"), label=PHASE_NAMES.get(p, p))

@@ -25,7 +25,14 @@ import numpy as np
 
 from edgetl.bench.measure import MEMORY_METHOD, TimingPlan
 from edgetl.bench.plan import Source, host_is_target, open_source, plan_rows
-from edgetl.bench.results import SCORES_NAME, BenchResults, BenchRow, BenchSettings, LatencyEstimate, write_scores
+from edgetl.bench.results import (
+    SCORES_NAME,
+    BenchResults,
+    BenchRow,
+    BenchSettings,
+    LatencyEstimate,
+    write_scores,
+)
 from edgetl.config import BuildConfig
 from edgetl.errors import ConfigError, DataError, ModelFileError
 from edgetl.execution.base import EvalData, Executor, MeasureSettings, Planned
