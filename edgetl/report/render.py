@@ -1,8 +1,11 @@
 """``edgetl report``: ``report.md`` (tables) and a self-contained ``report.html`` (plots inlined as base64 PNGs).
 
 The plots answer the questions a user brings: which artifact gives the best accuracy for its latency (the Pareto
-front), how much int8 costs per class (confusion matrices), how steady the latency is (distributions), and how
-big each file is. Everything comes from ``results.json``; nothing is measured here.
+front), how much int8 costs per class (confusion matrices), how well the float and the shipped int8 model rank and
+how calibrated they are (ROC, precision-recall, reliability: ``edgetl.report.curves``), how training went
+(``edgetl.report.training``), how steady the latency is (distributions), and how big each file is. Everything
+comes from ``results.json``, the ``scores.npz`` beside it and the run's ``metrics.json`` files; nothing is
+measured here.
 """
 
 from __future__ import annotations
@@ -488,7 +491,8 @@ def render_html(results: BenchResults, scores: Any = None, history: History | No
     body.append(figure("Latency distribution", plot_latency_distribution(results),
                        "Every timed batch-1 run (up to the kept samples), per row, fastest first."))
     body.append(figure("Confusion matrices", plot_confusions(results),
-                       "The fp32 reference beside the most accurate int8 row. Colour: share of the true class; "
+                       "The fp32 reference beside the most accurate int8 row of the route the bundle ships. Colour: "
+                       "share of the true class; "
                        "numbers: images."))
     body += [t.html() for t in per_class_tables(results)]
     body += _curve_sections(results, scores, figure)
