@@ -288,6 +288,7 @@ def benchmark(cfg: BuildConfig, target: TargetProfile, source: Path, out_dir: Pa
     scores_file = write_scores(out_dir, labels, rows) if labels is not None else None
     if scores_file is None:
         (out_dir / SCORES_NAME).unlink(missing_ok=True)  # a previous run's logits do not belong to these rows
+    rows = [r.with_logits(None) if r.logits is not None else r for r in rows]  # written; the results equal the file
     hw = target.hardware
     results = BenchResults(
         target=target.name,
