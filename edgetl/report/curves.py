@@ -145,7 +145,10 @@ def plot_reliability(scored: list[Scored]) -> str | None:
         full = rel.count > 0
         centers = (rel.edges[:-1] + rel.edges[1:]) / 2
         ece = s.row.ece if s.row.ece is not None else rel.ece
-        top.plot(rel.confidence[full], rel.accuracy[full], marker="o", color=color, linewidth=1.6,
+        # the float model hollow and solid, int8 filled and dashed: where they coincide both stay visible
+        hollow = s.row.precision != "int8"
+        top.plot(rel.confidence[full], rel.accuracy[full], marker="o", markersize=9 if hollow else 5, color=color,
+                 markerfacecolor="none" if hollow else color, linestyle="-" if hollow else "--", linewidth=1.6,
                  label=f"{s.role}: {s.row.name} (ECE {ece:.3f})")
         shift = (k - (len(scored) - 1) / 2) * width / len(scored)
         bottom.bar(centers + shift, rel.count / max(1, rel.count.sum()), width=width / len(scored), color=color,
@@ -154,7 +157,7 @@ def plot_reliability(scored: list[Scored]) -> str | None:
     top.set_xlim(0, 1)
     top.set_ylim(0, 1.02)
     top.grid(True, alpha=0.3)
-    top.legend(fontsize=8, loc="upper left")
+    top.legend(fontsize=8, loc="best")
     top.set_title(f"Reliability: top-1 probability vs accuracy ({ECE_BINS} equal-width bins)", fontsize=10)
     bottom.set_xlabel("top-1 probability (softmax of the logits)")
     bottom.set_ylabel("share of\nsamples")
