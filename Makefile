@@ -10,7 +10,7 @@ OUT    ?= runs/demo
 export OPENVINO_TELEMETRY ?= 0
 export NNCF_CI ?= 1
 
-.PHONY: setup demo test test-slow bench lint clean
+.PHONY: setup demo test test-slow bench report-check lint clean
 
 setup: $(VENV)/.installed
 
@@ -35,6 +35,9 @@ bench: setup  ## measured figures for the issues; tables on stdout, JSON in benc
 	$(BIN)/python benchmarks/quantize.py
 	$(BIN)/python benchmarks/speedups.py
 	$(BIN)/python benchmarks/bench_vs_benchmark_app.py
+
+report-check: setup  ## render a tiny build's report.html in headless Chromium and check the screenshot (REPORT=...: that one)
+	$(BIN)/python -m tests.report.render_check $(REPORT)
 
 lint: setup
 	$(BIN)/ruff check edgetl tests benchmarks

@@ -3,6 +3,9 @@
 Latency follows the house rule: ``time.perf_counter_ns``, warm-up first, then timed runs until both a minimum
 count and a minimum time are reached. Each figure times one ``session.run`` call as an application sees it
 (named NumPy inputs in, logits out), batch 1 unless the model only accepts another batch size.
+
+Accuracy figures come from scikit-learn: top-1, F1 and the confusion matrix from the arg-max; with the logits, also
+the one-vs-rest ROC AUC and average precision per class and the expected calibration error of the softmax.
 """
 
 from __future__ import annotations
@@ -112,18 +115,113 @@ class Accuracy:
     per_class: dict[str, ClassMetrics]
     confusion_matrix: list[list[int]]
     n: int
+    # from the logits (None without them): macro one-vs-rest ROC AUC and average precision, and the ECE
+    roc_auc: float | None = None
+    average_precision: float | None = None
+    ece: float | None = None
 
 
-def accuracy_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> Accuracy:
-    """Top-1, macro F1, per-class precision/recall/F1 and the confusion matrix (scikit-learn)."""
+# Equal-width confidence bins of the expected calibration error: 15 is the count of Guo et al. 2017 ("On calibration
+# of modern neural networks"), which most published ECE figures use, so edgetl's figure reads like theirs.
+ECE_BINS = 15
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax (float64, max-subtracted so large logits do not overflow)."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@dataclass(frozen=True)
+class Reliability:
+    """Top-label confidence vs accuracy in ``ECE_BINS`` equal-width bins over [0, 1] (empty bins: count 0)."""
+
+    edges: np.ndarray  # bins + 1 edges
+    confidence: np.ndarray  # mean top-1 probability of the samples in each bin (nan where empty)
+    accuracy: np.ndarray  # share of them whose top-1 is right (nan where empty)
+    count: np.ndarray  # samples per bin
+
+    @property
+    def ece(self) -> float:
+        """Expected calibration error: sum over bins of (share of samples) x |accuracy - confidence|."""
+        n = int(self.count.sum())
+        if n == 0:
+            return float("nan")
+        gap = np.abs(np.nan_to_num(self.accuracy) - np.nan_to_num(self.confidence))
+        return float((self.count / n * gap).sum())
+
+
+def reliability(y_true: np.ndarray, probabilities: np.ndarray, bins: int = ECE_BINS) -> Reliability:
+    """Bin the samples by their top-1 probability (bin i holds (edge i, edge i+1]; the first also holds 0)."""
+    probs = np.asarray(probabilities, dtype=np.float64)
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == np.asarray(y_true)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, bins - 1)
+    count = np.bincount(which, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        conf = np.bincount(which, weights=confidence, minlength=bins) / count
+        acc = np.bincount(which, weights=correct.astype(np.float64), minlength=bins) / count
+    return Reliability(edges=edges, confidence=conf, accuracy=acc, count=count)
+
+
+def one_vs_rest(y_true: np.ndarray, probabilities: np.ndarray, n_classes: int) -> tuple[list[float | None],
+                                                                                       list[float | None]]:
+    """Per class, ROC AUC and average precision of "this class vs the rest" on that class's probability.
+
+    None for a class the split has no sample of, or only samples of (the curve needs positives and negatives).
+    """
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    y = np.asarray(y_true)
+    aucs: list[float | None] = []
+    aps: list[float | None] = []
+    for c in range(n_classes):
+        positive = y == c
+        if positive.all() or not positive.any():
+            aucs.append(None)
+            aps.append(None)
+            continue
+        aucs.append(float(roc_auc_score(positive, probabilities[:, c])))
+        aps.append(float(average_precision_score(positive, probabilities[:, c])))
+    return aucs, aps
+
+
+def _mean(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return round(float(np.mean(known)), 6) if known else None
+
+
+def _round(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def accuracy_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str],
+                     logits: np.ndarray | None = None) -> Accuracy:
+    """Top-1, macro F1, per-class precision/recall/F1 and the confusion matrix (scikit-learn).
+
+    With ``logits`` (N x classes, the model's raw outputs, whose arg-max is ``y_pred``) also the one-vs-rest ROC
+    AUC and average precision per class and their unweighted means over the classes that have them, and the
+    expected calibration error of the softmax over ``ECE_BINS`` bins.
+    """
     from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
     labels = list(range(len(classes)))
     precision, recall, f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=labels, zero_division=0)
+    aucs: list[float | None] = [None] * len(classes)
+    aps: list[float | None] = [None] * len(classes)
+    ece = None
+    if logits is not None and len(y_true):
+        probs = softmax(logits)
+        aucs, aps = one_vs_rest(y_true, probs, len(classes))
+        ece = round(reliability(y_true, probs).ece, 6)
     per_class = {
         name: ClassMetrics(precision=round(float(precision[i]), 4), recall=round(float(recall[i]), 4),
-                           f1=round(float(f1[i]), 4), support=int(support[i]))
+                           f1=round(float(f1[i]), 4), support=int(support[i]), roc_auc=_round(aucs[i]),
+                           average_precision=_round(aps[i]))
         for i, name in enumerate(classes)
     }
     return Accuracy(
@@ -132,4 +230,5 @@ def accuracy_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str])
         per_class=per_class,
         confusion_matrix=confusion_matrix(y_true, y_pred, labels=labels).astype(int).tolist(),
         n=int(len(y_true)),
+        roc_auc=_mean(aucs), average_precision=_mean(aps), ece=ece,
     )

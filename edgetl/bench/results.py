@@ -8,13 +8,14 @@ import datetime as _dt
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from edgetl import __version__
 from edgetl.errors import ModelFileError
 from edgetl.fsutil import read_json, write_json
 
 RESULTS_NAME = "results.json"
+SCORES_NAME = "scores.npz"  # the evaluation logits of every row, beside results.json (see write_scores)
 RESULTS_SCHEMA = 1
 
 
@@ -40,6 +41,8 @@ class ClassMetrics(_Model):
     recall: float
     f1: float
     support: int
+    roc_auc: float | None = None  # one-vs-rest on the class's softmax probability (None: no logits, or one-sided)
+    average_precision: float | None = None  # the area under that class's precision-recall curve (step-wise)
 
 
 class LatencyEstimate(_Model):
@@ -80,6 +83,9 @@ class BenchRow(_Model):
     per_class: dict[str, ClassMetrics] | None = None
     confusion_matrix: list[list[int]] | None = None  # rows: true class, columns: predicted (classes order)
     eval_images: int | None = None
+    roc_auc: float | None = None  # mean of the per-class one-vs-rest ROC AUCs (from the logits)
+    average_precision: float | None = None  # mean of the per-class average precisions
+    ece: float | None = None  # expected calibration error of the softmax, ECE_BINS equal-width bins
     latency_ms: LatencyStats | None = None
     latency_samples_ms: list[float] = Field(default_factory=list)  # at most bench.keep_samples, for plots
     throughput: dict[str, float | None] = Field(default_factory=dict)  # batch size -> images/s (None: unsupported)
@@ -98,6 +104,19 @@ class BenchRow(_Model):
     settings: dict[str, Any] = Field(default_factory=dict)  # runtime options that change the figures
     # measured_on "estimate": the roofline latency and its error band (latency_ms stays null: nothing was timed)
     estimate: LatencyEstimate | None = None
+    # the evaluation pass's logits (N x classes), carried to the stage that writes scores.npz, never to results.json
+    _logits: Any = PrivateAttr(default=None)
+
+    @property
+    def logits(self) -> Any:
+        """The logits of the evaluation pass (a NumPy array), when this row was evaluated in this process."""
+        return self._logits
+
+    def with_logits(self, logits: Any) -> BenchRow:
+        """This row carrying ``logits`` (for ``write_scores``)."""
+        row = self.model_copy()
+        row._logits = logits
+        return row
 
     @property
     def key(self) -> tuple[str, str, str, str, str]:
@@ -144,6 +163,7 @@ class BenchResults(_Model):
     notes: list[str] = Field(default_factory=list)  # caveats a reader must see (assumed preprocessing, proxies)
     # the device the "device" rows ran on (hostname, CPU, OS, python and runtime versions), null without one
     device_facts: dict[str, Any] | None = None
+    scores_file: str | None = None  # the evaluation logits of the rows (SCORES_NAME), relative to this file
     rows: list[BenchRow] = Field(default_factory=list)
 
     def write(self, out_dir: str | Path) -> Path:
@@ -151,6 +171,55 @@ class BenchResults(_Model):
 
     def ok_rows(self) -> list[BenchRow]:
         return [r for r in self.rows if r.status == "ok"]
+
+
+def row_id(row: BenchRow) -> str:
+    """A row's key (``BenchRow.key``) as one string: how ``scores.npz`` names its rows."""
+    return "|".join(row.key)
+
+
+def write_scores(out_dir: str | Path, labels: Any, rows: list[BenchRow]) -> str | None:
+    """Write the logits of every row that has them to ``out_dir/scores.npz`` (atomically); its name, or None.
+
+    One compressed NumPy archive: ``labels`` (N,) int64, ``rows`` (M,) str (``row_id``) and ``logits`` (M, N, C)
+    float32, row ``i`` of ``logits`` belonging to ``rows[i]``. Every row was evaluated on the same samples.
+    """
+    import numpy as np
+
+    from edgetl.fsutil import atomic_path
+
+    kept = [r for r in rows if r.logits is not None]
+    if not kept:
+        return None
+    logits = np.stack([np.asarray(r.logits, dtype=np.float32) for r in kept])
+    with atomic_path(Path(out_dir) / SCORES_NAME) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, labels=np.asarray(labels, dtype=np.int64),
+                            rows=np.asarray([row_id(r) for r in kept]), logits=logits)
+    return SCORES_NAME
+
+
+def load_scores(results_path: str | Path, results: BenchResults) -> tuple[Any, dict[str, Any]] | None:
+    """``(labels, {row_id: logits})`` from the results' ``scores_file``; None when it has none or it is gone."""
+    if not results.scores_file:
+        return None
+    import zipfile
+
+    import numpy as np
+
+    p = Path(results_path)
+    path = (p if p.is_dir() else p.parent) / results.scores_file
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            labels, names, logits = data["labels"], data["rows"], data["logits"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise ModelFileError(f"scores file {path} is unreadable: {exc}",
+                             hint="re-run `edgetl bench` (it rewrites results.json and scores.npz together)") from exc
+    if logits.ndim != 3 or logits.shape[:2] != (len(names), len(labels)):
+        raise ModelFileError(f"scores file {path} holds logits of shape {logits.shape} for {len(names)} rows and "
+                             f"{len(labels)} labels", hint="re-run `edgetl bench`")
+    return labels, {str(n): logits[i] for i, n in enumerate(names)}
 
 
 def load_results(path: str | Path) -> BenchResults:

@@ -58,6 +58,7 @@ Results (``RESULTS.json``, schema_version 1)::
         "cold_start_ms", "peak_memory_mb", "memory_source": "VmHWM" | "ru_maxrss",
         "threads", "settings": {...}, "runtime_version",
         "predictions": [3, 0, ...] or null, "accuracy": 0.95 or null, "eval_count",
+        "logits": [[2.1, -0.3, ...], ...] or null,   # the first output per sample, rounded to 6 decimals
         "modules": [...],                  # top-level non-stdlib modules loaded in the row's child
         "exit_status": 0 or -11, "wall_s": 1.2}]}
 
@@ -321,8 +322,9 @@ def _random_feeds(model: Any, shapes: dict[str, list[int]], rng: Any) -> dict[st
     return feeds
 
 
-def _predict(model: Any, arrays: dict[str, Any], batch_size: int) -> list[int]:
-    """Arg-max of the first output over every sample; a fixed-batch model gets its batch, zero-padded."""
+def _predict(model: Any, arrays: dict[str, Any], batch_size: int) -> tuple[list[int], list[list[float]]]:
+    """Arg-max of the first output over every sample, and that output (the host computes ROC, PR and calibration
+    from it); a fixed-batch model gets its batch, zero-padded."""
     import numpy as np
 
     fixed = _fixed_batch(model)
@@ -330,6 +332,7 @@ def _predict(model: Any, arrays: dict[str, Any], batch_size: int) -> list[int]:
     count = len(next(iter(arrays.values())))
     dtypes = {name: dtype for name, _, dtype in model.inputs}
     preds: list[int] = []
+    outputs: list[list[float]] = []
     for start in range(0, count, size):
         feeds = {}
         for name, array in arrays.items():
@@ -341,7 +344,8 @@ def _predict(model: Any, arrays: dict[str, Any], batch_size: int) -> list[int]:
         logits = np.asarray(model.run(feeds))
         logits = logits.reshape(logits.shape[0], -1)
         preds.extend(int(p) for p in logits[:n].argmax(axis=1))
-    return preds
+        outputs.extend(np.round(logits[:n].astype(np.float64), 6).tolist())
+    return preds, outputs
 
 
 def measure_row(row: dict[str, Any], base_dir: str) -> dict[str, Any]:
@@ -387,8 +391,8 @@ def measure_row(row: dict[str, Any], base_dir: str) -> dict[str, Any]:
                latency_batch=lat_batch, throughput=rates, threads=model.threads, settings=model.settings,
                runtime_version=model.version)
     if eval_arrays:
-        preds = _predict(model, eval_arrays, int(eval_spec.get("batch_size") or 32))
-        out.update(predictions=preds, eval_count=len(preds))
+        preds, logits = _predict(model, eval_arrays, int(eval_spec.get("batch_size") or 32))
+        out.update(predictions=preds, logits=logits, eval_count=len(preds))
         if eval_spec.get("labels"):
             labels = np.load(os.path.join(base_dir, eval_spec["labels"]))
             out["accuracy"] = round(float(np.mean(np.asarray(preds) == labels)), 6) if len(preds) else None

@@ -23,14 +23,19 @@ from edgetl.execution.base import EvalData, Executor, MeasureSettings, Planned
 
 log = logging.getLogger("edgetl.bench")
 
-__all__ = ["MEMORY_METHOD", "LocalExecutor", "measure_row", "predict_all"]
+__all__ = ["MEMORY_METHOD", "LocalExecutor", "logits_all", "measure_row", "predict_all"]
 
 
 def predict_all(session: Any, data: EvalData, batch_size: int, on_batch: Any = None) -> np.ndarray:
     """Arg-max class of every sample; a fixed-batch model gets its batch size, the last batch zero-padded."""
+    return logits_all(session, data, batch_size, on_batch).argmax(axis=1)
+
+
+def logits_all(session: Any, data: EvalData, batch_size: int, on_batch: Any = None) -> np.ndarray:
+    """The model's output (N x classes, float32) for every sample, batched as ``predict_all`` is."""
     fixed = session.fixed_batch
     size = fixed or batch_size
-    preds: list[np.ndarray] = []
+    outputs: list[np.ndarray] = []
     for start in range(0, len(data), size):
         chunk = data.batch(start, start + size)
         n = len(next(iter(chunk.values())))
@@ -39,13 +44,13 @@ def predict_all(session: Any, data: EvalData, batch_size: int, on_batch: Any = N
         logits = np.asarray(session.run(chunk))
         if logits.ndim != 2:
             logits = logits.reshape(logits.shape[0], -1)
-        preds.append(logits[:n].argmax(axis=1))
+        outputs.append(np.asarray(logits[:n], dtype=np.float32))
         if on_batch:
             on_batch(n)
-    return np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
+    return np.concatenate(outputs) if outputs else np.zeros((0, len(data.classes)), dtype=np.float32)
 
 
-def _accuracy(session: Any, data: EvalData, batch_size: int, progress: Any) -> dict[str, Any]:
+def _logits(session: Any, data: EvalData, batch_size: int, progress: Any) -> np.ndarray:
     task = progress.add_task("  accuracy", total=len(data)) if progress is not None else None
 
     def advance(n: int) -> None:
@@ -53,13 +58,28 @@ def _accuracy(session: Any, data: EvalData, batch_size: int, progress: Any) -> d
             progress.advance(task, n)
 
     try:
-        preds = predict_all(session, data, batch_size, advance)
+        return logits_all(session, data, batch_size, advance)
     finally:
         if task is not None:
             progress.remove_task(task)
-    m = accuracy_metrics(data.labels, preds, data.classes)
+
+
+def accuracy_update(data: EvalData, logits: np.ndarray | None,
+                    predictions: np.ndarray | None = None) -> dict[str, Any]:
+    """A row's accuracy fields from its evaluation pass (host and device rows alike).
+
+    ``predictions``: the classes the runtime picked, where they may differ from the arg-max of ``logits`` (the
+    device's logits come back rounded); default the arg-max. Without ``logits``, no ROC, PR or calibration figures.
+    """
+    if predictions is None:
+        if logits is None:
+            raise ValueError("accuracy_update needs logits or predictions")
+        predictions = logits.argmax(axis=1)
+    preds = predictions
+    m = accuracy_metrics(data.labels, preds, data.classes, logits=logits)
     return {"accuracy": m.accuracy, "macro_f1": m.macro_f1, "per_class": m.per_class,
-            "confusion_matrix": m.confusion_matrix, "eval_images": m.n}
+            "confusion_matrix": m.confusion_matrix, "eval_images": m.n, "roc_auc": m.roc_auc,
+            "average_precision": m.average_precision, "ece": m.ece}
 
 
 def base_row(plan: Planned, where: str = "host") -> BenchRow:
@@ -114,9 +134,10 @@ def measure_row(plan: Planned, settings: MeasureSettings, eval_data: EvalData | 
         }
         if session.fixed_batch is not None and len(settings.batch_sizes) > 1:
             update["note"] = "; ".join(filter(None, [plan.note, f"the model's batch is fixed at {lat_batch}"]))
-        if eval_data is not None:
-            update.update(_accuracy(session, eval_data, settings.eval_batch_size, progress))
-        return row.model_copy(update=update)
+        if eval_data is None:
+            return row.model_copy(update=update)
+        logits = _logits(session, eval_data, settings.eval_batch_size, progress)
+        return row.model_copy(update={**update, **accuracy_update(eval_data, logits)}).with_logits(logits)
     except ModelFileError:
         raise
     except Exception as exc:  # any runtime error becomes a failed row with its reason; the others still run

@@ -24,7 +24,7 @@ import numpy as np
 from edgetl.bench.results import BenchRow, LatencyStats
 from edgetl.errors import DeviceError, DeviceRuntimeUnavailableError
 from edgetl.execution.base import EvalData, Executor, MeasureSettings, Planned
-from edgetl.execution.local import base_row
+from edgetl.execution.local import accuracy_update, base_row
 
 if TYPE_CHECKING:
     from edgetl.bench.plan import Source
@@ -190,8 +190,6 @@ class SshExecutor(Executor):
 def to_bench_row(plan: Planned, result: dict[str, Any], facts: dict[str, Any], eval_data: EvalData | None,
                  note: str = "") -> BenchRow:
     """One runner result (``device_runner``'s row schema, labelled by ``measure_on_device``) as a ``BenchRow``."""
-    from edgetl.bench.measure import accuracy_metrics
-
     row = base_row(plan, "device").model_copy(update={
         "proxy": False, "device_address": result.get("device_address") or None,
         "device_hostname": result.get("device_hostname") or facts.get("hostname") or None})
@@ -211,14 +209,17 @@ def to_bench_row(plan: Planned, result: dict[str, Any], facts: dict[str, Any], e
         "note": "; ".join(filter(None, [plan.note, f"measured on the device {where}".strip(), note])),
     }
     predictions = result.get("predictions")
-    if eval_data is not None and predictions is not None:
-        preds = np.asarray(predictions, dtype=np.int64)
-        if len(preds) != len(eval_data):
-            raise DeviceError(f"the device returned {len(preds)} predictions for {len(eval_data)} evaluation inputs")
-        m = accuracy_metrics(eval_data.labels, preds, eval_data.classes)
-        update.update(accuracy=m.accuracy, macro_f1=m.macro_f1, per_class=m.per_class,
-                      confusion_matrix=m.confusion_matrix, eval_images=m.n)
-    return row.model_copy(update=update)
+    if eval_data is None or predictions is None:
+        return row.model_copy(update=update)
+    preds = np.asarray(predictions, dtype=np.int64)
+    if len(preds) != len(eval_data):
+        raise DeviceError(f"the device returned {len(preds)} predictions for {len(eval_data)} evaluation inputs")
+    raw = result.get("logits")  # a runner of an older edgetl returns the predictions only
+    logits = None if raw is None else np.asarray(raw, dtype=np.float32)
+    if logits is not None and (logits.ndim != 2 or len(logits) != len(eval_data)):
+        raise DeviceError(f"the device returned logits of shape {logits.shape} for {len(eval_data)} evaluation inputs")
+    row = row.model_copy(update={**update, **accuracy_update(eval_data, logits, preds)})
+    return row if logits is None else row.with_logits(logits)
 
 
 class _spinner:

@@ -125,7 +125,7 @@ def _run_bench(ctx: Context, resume: bool) -> Any:
 def _run_report(ctx: Context, resume: bool) -> Any:
     from edgetl.report.render import write_report
 
-    return write_report(_need(ctx, "results") / "results.json", ctx.dir("report"))
+    return write_report(_need(ctx, "results") / "results.json", ctx.dir("report"), run_dir=ctx.out)
 
 
 def _run_bundle(ctx: Context, resume: bool) -> Any:

@@ -1,8 +1,11 @@
 """``edgetl report``: ``report.md`` (tables) and a self-contained ``report.html`` (plots inlined as base64 PNGs).
 
 The plots answer the questions a user brings: which artifact gives the best accuracy for its latency (the Pareto
-front), how much int8 costs per class (confusion matrices), how steady the latency is (distributions), and how
-big each file is. Everything comes from ``results.json``; nothing is measured here.
+front), how much int8 costs per class (confusion matrices), how well the float and the shipped int8 model rank and
+how calibrated they are (ROC, precision-recall, reliability: ``edgetl.report.curves``), how training went
+(``edgetl.report.training``), how steady the latency is (distributions), and how big each file is. Everything
+comes from ``results.json``, the ``scores.npz`` beside it and the run's ``metrics.json`` files; nothing is
+measured here.
 """
 
 from __future__ import annotations
@@ -12,11 +15,14 @@ import html
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgetl.bench.results import BenchResults, BenchRow, load_results
 from edgetl.export.parity import describe_agreement
 from edgetl.fsutil import write_text
+
+if TYPE_CHECKING:
+    from edgetl.report.training import History
 
 PRECISION_COLORS = {"fp32": "#1f77b4", "bf16": "#9467bd", "fp16": "#2ca02c", "int8": "#d62728"}
 FORMAT_MARKERS = {"torch": "s", "onnx": "o", "openvino": "D", "tensorrt": "^"}
@@ -92,11 +98,18 @@ def pareto_front(rows: list[BenchRow]) -> list[BenchRow]:
 
 
 def pick_confusion_rows(results: BenchResults) -> list[BenchRow]:
-    """The fp32 reference (an exported fp32 artifact, else torch) and the most accurate int8 row."""
+    """The fp32 reference (an exported fp32 artifact, else torch; on the int8 row's runtime where it ran there)
+    and the most accurate int8 row of the quantization route the bundle ships (``choose_int8_source``; another
+    route only where that one has no row)."""
+    from edgetl.report.curves import shipped_int8_source
+
     ok = [r for r in results.ok_rows() if r.confusion_matrix is not None]
-    fp32 = sorted((r for r in ok if r.precision == "fp32"), key=lambda r: (r.format == "torch", r.proxy))
+    shipped = shipped_int8_source(results)
     int8 = sorted((r for r in ok if r.precision == "int8"),
-                  key=lambda r: (-(r.accuracy or 0), r.latency_ms.p50 if r.latency_ms else 1e9))
+                  key=lambda r: (r.source != shipped, -(r.accuracy or 0), r.latency_ms.p50 if r.latency_ms else 1e9))
+    same = int8[0].key[1:3] + int8[0].key[4:] if int8 else None  # runtime, device, measured_on
+    fp32 = sorted((r for r in ok if r.precision == "fp32"),
+                  key=lambda r: (r.key[1:3] + r.key[4:] != same, r.format == "torch", r.proxy))
     return [*fp32[:1], *int8[:1]]
 
 
@@ -144,9 +157,12 @@ def per_class_tables(results: BenchResults) -> list[Table]:
     for r in pick_confusion_rows(results):
         if r.per_class is None:
             continue
-        rows = [[name, f"{m.precision:.3f}", f"{m.recall:.3f}", f"{m.f1:.3f}", str(m.support)]
+        ranked = any(m.roc_auc is not None for m in r.per_class.values())  # the one-vs-rest figures, with logits
+        rows = [[name, f"{m.precision:.3f}", f"{m.recall:.3f}", f"{m.f1:.3f}", str(m.support),
+                 *([_fmt(m.roc_auc, ".3f"), _fmt(m.average_precision, ".3f")] if ranked else [])]
                 for name, m in r.per_class.items()]
-        tables.append(Table(f"Per class: {row_label(r)}", ["class", "precision", "recall", "F1", "images"], rows))
+        tables.append(Table(f"Per class: {row_label(r)}", ["class", "precision", "recall", "F1", "images",
+                                                           *(["ROC AUC", "PR AUC (AP)"] if ranked else [])], rows))
     return tables
 
 
@@ -376,7 +392,7 @@ def _headline(results: BenchResults) -> list[str]:
     return lines
 
 
-def render_markdown(results: BenchResults) -> str:
+def render_markdown(results: BenchResults, scores: Any = None, history: History | None = None) -> str:
     parts = [f"# edgetl benchmark: {results.backbone or results.source} on {results.target}", "",
              f"Host: {results.host.get('cpu')}; data: {results.dataset or '-'} ({results.eval_split or '-'}); "
              f"created {results.created} by edgetl {results.edgetl_version}.", ""]
@@ -385,7 +401,7 @@ def render_markdown(results: BenchResults) -> str:
     checks = export_checks_table(results)
     estimates = estimate_table(results)
     for table in (summary_table(results), *([estimates] if estimates else []), *([checks] if checks else []),
-                  *per_class_tables(results), host_table(results)):
+                  *per_class_tables(results), *_extra_tables(results, history), host_table(results)):
         parts.append(table.markdown())
     parts.append("Plots: see report.html (self-contained).")
     return "\n".join(parts) + "\n"
@@ -401,7 +417,48 @@ text-align:left}th{background:#f4f6f8}tr:nth-child(even){background:#fafafa}img{
 """
 
 
-def render_html(results: BenchResults) -> str:
+def _extra_tables(results: BenchResults, history: History | None) -> list[Table]:
+    """The ranking/calibration table and the training phases (issue 17's report sections)."""
+    from edgetl.report.curves import ranking_table
+    from edgetl.report.training import training_table
+
+    return [ranking_table(results), *([training_table(history)] if history is not None else [])]
+
+
+def _curve_sections(results: BenchResults, scores: Any, figure: Any) -> list[str]:
+    """ROC, precision-recall and reliability figures of the float and shipped int8 rows, and the ranking table."""
+    from edgetl.report.curves import plot_pr, plot_reliability, plot_roc, ranking_table, scored_rows
+
+    scored = scored_rows(results, scores)
+    which = " and ".join(f"the {s.role} model ({s.row.name} on {s.row.runtime})" for s in scored)
+    return [
+        figure("ROC curves (one-vs-rest)", plot_roc(results, scored),
+               f"One curve per class: that class against all the others, ranked by its softmax probability, for "
+               f"{which}. AUC per class in the legend and the per-class tables; scikit-learn roc_curve."),
+        figure("Precision-recall curves (one-vs-rest)", plot_pr(results, scored),
+               "The same rankings as precision against recall; the area is the average precision (AP, "
+               "scikit-learn average_precision_score), which a rare class's ROC AUC can flatter."),
+        figure("Calibration", plot_reliability(scored),
+               "How far the top-1 probability is from the accuracy it claims: points on the diagonal are "
+               "calibrated; ECE is the sample-weighted mean gap. A quantized model can keep its top-1 and lose "
+               "its calibration."),
+        ranking_table(results).html(),
+    ]
+
+
+def _training_section(history: History | None, figure: Any) -> list[str]:
+    from edgetl.report.training import plot_training, training_table
+
+    if history is None:
+        return []
+    return [figure("Training curves", plot_training(history),
+                   f"Per epoch, from {', '.join(history.sources)}: fine-tuning's head-only and unfrozen phases, "
+                   "then the recovery of a pruned model and QAT where the build ran them. Validation figures are "
+                   "on the split each stage selected its epoch on."),
+            training_table(history).html()]
+
+
+def render_html(results: BenchResults, scores: Any = None, history: History | None = None) -> str:
     def figure(title: str, png: str | None, caption: str) -> str:
         if png is None:
             return ""
@@ -434,24 +491,37 @@ def render_html(results: BenchResults) -> str:
     body.append(figure("Latency distribution", plot_latency_distribution(results),
                        "Every timed batch-1 run (up to the kept samples), per row, fastest first."))
     body.append(figure("Confusion matrices", plot_confusions(results),
-                       "The fp32 reference beside the most accurate int8 row. Colour: share of the true class; "
+                       "The fp32 reference beside the most accurate int8 row of the route the bundle ships. Colour: "
+                       "share of the true class; "
                        "numbers: images."))
     body += [t.html() for t in per_class_tables(results)]
+    body += _curve_sections(results, scores, figure)
+    body += _training_section(history, figure)
     body.append(figure("Model size", plot_sizes(results), "Bytes on disk, as shipped in a bundle."))
     body.append(host_table(results).html())
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n")
 
 
-def write_report(results_path: Path, out_dir: Path) -> tuple[Path, Path]:
-    """Write ``report.md`` and a self-contained ``report.html`` for a results file; returns both paths."""
+def write_report(results_path: Path, out_dir: Path, run_dir: Path | None = None) -> tuple[Path, Path]:
+    """Write ``report.md`` and a self-contained ``report.html`` for a results file; returns both paths.
+
+    ``run_dir``: the run whose training curves to draw (default: the results' ``source`` where it is a directory).
+    The ROC, PR and calibration figures need the ``scores.npz`` that ``edgetl bench`` writes beside the results.
+    """
     import matplotlib
+
+    from edgetl.bench.results import load_scores
+    from edgetl.report.training import load_history
 
     matplotlib.use("Agg", force=True)  # files only: no display needed, works in CI
     results = load_results(results_path)
+    scores = load_scores(results_path, results)
+    run = Path(run_dir) if run_dir is not None else Path(results.source)
+    history = load_history(run) if run.is_dir() else None
     out_dir = Path(out_dir)
-    md = write_text(out_dir / "report.md", render_markdown(results))
-    page = write_text(out_dir / "report.html", render_html(results))
+    md = write_text(out_dir / "report.md", render_markdown(results, scores, history))
+    page = write_text(out_dir / "report.html", render_html(results, scores, history))
     return md, page
 
 

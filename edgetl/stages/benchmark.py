@@ -25,7 +25,14 @@ import numpy as np
 
 from edgetl.bench.measure import MEMORY_METHOD, TimingPlan
 from edgetl.bench.plan import Source, host_is_target, open_source, plan_rows
-from edgetl.bench.results import BenchResults, BenchRow, BenchSettings, LatencyEstimate
+from edgetl.bench.results import (
+    SCORES_NAME,
+    BenchResults,
+    BenchRow,
+    BenchSettings,
+    LatencyEstimate,
+    write_scores,
+)
 from edgetl.config import BuildConfig
 from edgetl.errors import ConfigError, DataError, ModelFileError
 from edgetl.execution.base import EvalData, Executor, MeasureSettings, Planned
@@ -246,6 +253,7 @@ def benchmark(cfg: BuildConfig, target: TargetProfile, source: Path, out_dir: Pa
     try:
         with tempfile.TemporaryDirectory(prefix=".bench-", dir=out_dir) as work:
             eval_data: EvalData | None = None
+            labels: np.ndarray | None = None
             preprocess = src.preprocess
             facts: dict[str, Any] = {"notes": []}
             if bench.accuracy:
@@ -256,6 +264,7 @@ def benchmark(cfg: BuildConfig, target: TargetProfile, source: Path, out_dir: Pa
             rows = [*executor.measure(plans, settings, eval_data), *device_rows]
             if src.model_facts:  # every artifact of a run comes from one float model: its MACs, parameters, lineage
                 rows = [r.model_copy(update=src.model_facts) for r in rows]
+            labels = None if eval_data is None else np.array(eval_data.labels)
             del eval_data  # release the memory maps before the temporary directory goes
     except BaseException:
         if created:  # nothing half-written: a folder this call made goes again
@@ -275,6 +284,11 @@ def benchmark(cfg: BuildConfig, target: TargetProfile, source: Path, out_dir: Pa
         estimate_notes.insert(0, f"rows measured on 'estimate' are roofline estimates from {target.name}'s published "
                                  f"peaks, not measurements: {_band_text()}")
     rows += estimates
+    # the logits behind the ROC, PR and calibration figures, beside results.json (which would grow N x classes x rows)
+    scores_file = write_scores(out_dir, labels, rows) if labels is not None else None
+    if scores_file is None:
+        (out_dir / SCORES_NAME).unlink(missing_ok=True)  # a previous run's logits do not belong to these rows
+    rows = [r.with_logits(None) if r.logits is not None else r for r in rows]  # written; the results equal the file
     hw = target.hardware
     results = BenchResults(
         target=target.name,
@@ -294,6 +308,7 @@ def benchmark(cfg: BuildConfig, target: TargetProfile, source: Path, out_dir: Pa
                  [f"this host is not a {target.name}: rows marked proxy ran here as stand-ins"]),
                *device_notes, *estimate_notes],
         device_facts=device_facts,
+        scores_file=scores_file,
         rows=rows,
     )
     results.write(out_dir)

@@ -11,7 +11,7 @@ import pytest
 from edgetl.bench.measure import TimingPlan
 from edgetl.bench.plan import Source
 from edgetl.config import BuildConfig
-from edgetl.errors import EXIT_USAGE, ConfigError
+from edgetl.errors import EXIT_USAGE, ConfigError, DeviceError
 from edgetl.execution.base import EvalData, MeasureSettings, Planned
 from edgetl.execution.remote import SshExecutor, device_plans, to_bench_row
 from edgetl.manifest import Artifact
@@ -131,3 +131,22 @@ def test_the_estimate_band_is_the_validated_one() -> None:
 
     band = json.loads((REPO / "benchmarks" / "reported" / "roofline_validation.json").read_text())["band"]
     assert (band["min"], band["max"]) == ESTIMATE_BAND
+
+
+def test_the_devices_logits_give_the_ranking_and_calibration_figures() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    from edgetl.bench.measure import softmax
+
+    data = EvalData({"input": np.zeros((4, 3, 8, 8), np.float32)}, np.array([0, 1, 2, 2]), ["a", "b", "c"])
+    logits = [[2.0, 0.1, 0.0], [0.0, 1.5, 1.4], [0.2, 1.0, 0.9], [0.0, 0.0, 3.0]]  # row 2's near-tie: class 1
+    row = to_bench_row(plan(), runner_row(logits=logits), FACTS, data)
+    assert row.accuracy == 0.75 and row.logits is not None and row.logits.shape == (4, 3)
+    assert row.roc_auc == pytest.approx(roc_auc_score(data.labels, softmax(np.array(logits)), multi_class="ovr"),
+                                        abs=1e-6)
+    # class c: image 2 (a c) has a lower p(c) than image 1 (a b), so 3 of the 4 (c, not c) pairs are ranked right
+    assert row.ece is not None and row.per_class is not None and row.per_class["c"].roc_auc == 0.75
+    older = to_bench_row(plan(), runner_row(), FACTS, data)  # a runner without logits: top-1 figures only
+    assert older.accuracy == 0.75 and older.roc_auc is None and older.logits is None
+    with pytest.raises(DeviceError, match="logits of shape"):
+        to_bench_row(plan(), runner_row(logits=logits[:3]), FACTS, data)

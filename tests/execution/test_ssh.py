@@ -115,6 +115,7 @@ def test_remote_rows_are_device_labelled_with_accuracy_and_latency(loopback: Loo
     ok, corrupt, slow = rows
     assert ok["status"] == "ok", ok["reason"]
     assert ok["accuracy"] == 0.75 and ok["predictions"] == expected.tolist() and ok["eval_count"] == 12
+    assert np.asarray(ok["logits"]).shape == (12, 3) and np.asarray(ok["logits"]).argmax(1).tolist() == expected.tolist()
     assert ok["latency_ms"]["iterations"] >= 10 and 0 < ok["latency_ms"]["p50"] <= ok["latency_ms"]["p99"]
     assert set(ok["throughput"]) == {"1", "4"} and all(v > 0 for v in ok["throughput"].values())
     assert ok["peak_memory_mb"] >= 0 and ok["memory_source"] == "VmHWM" and ok["threads"] == 1

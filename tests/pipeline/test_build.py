@@ -143,3 +143,29 @@ def test_image_size_flows_from_the_resolver_into_the_artifact(built):
     assert card.io.inputs[0].shape == (None, 3, 32, 32) and card.preprocess["image_size"] == 32
     assert json.loads((base / "run" / "train" / "manifest.json").read_text())["info"]["input_sources"] == {
         "size": "config train.image_size", "channels": "target cpu input.channels"}
+
+
+def test_the_report_embeds_every_figure_with_training_and_calibration(built):
+    from tests.report.html_checks import check_report_html
+
+    base, _, result = built
+    assert result.exit_code == 0, result.output
+    out = base / "run"
+    sections = check_report_html(out / "report" / "report.html")
+    for title in ("Accuracy vs latency", "Confusion matrices", "ROC curves (one-vs-rest)",
+                  "Precision-recall curves (one-vs-rest)", "Calibration", "Training curves", "Model size"):
+        assert len(sections[title].figures) == 1, title
+    phases = (out / "report" / "report.md").read_text()
+    assert "| head only (backbone frozen) |" in phases and "| QAT (int8 fake-quant) |" in phases
+    assert (out / "bench" / "scores.npz").is_file()
+
+
+@pytest.mark.subprocess
+def test_the_tiny_builds_report_renders_in_chromium(built, tmp_path):
+    from tests.report.render_check import INSTALL_HINT, check_page, find_chromium
+
+    if find_chromium() is None:
+        pytest.skip(f"no Chromium on PATH: {INSTALL_HINT}")
+    base, _, _ = built
+    stats = check_page(base / "run" / "report" / "report.html", tmp_path / "report.png")
+    assert stats.problems() == [], stats

@@ -105,6 +105,24 @@ def test_build_ends_with_a_bundle_that_carries_the_tokenizer(built):
     assert "skipping 1 row(s) with no label" in warned and "train.tsv:82" in warned
 
 
+def test_the_report_draws_per_class_curves_and_training_for_text(built):
+    from tests.report.html_checks import check_report_html
+
+    base, result, _ = built
+    assert result.exit_code == 0, result.output
+    out = base / "run"
+    sections = check_report_html(out / "report" / "report.html")
+    for title in ("ROC curves (one-vs-rest)", "Precision-recall curves (one-vs-rest)", "Calibration",
+                  "Training curves"):
+        assert len(sections[title].figures) == 1, title
+    results = json.loads((out / "bench" / "results.json").read_text())
+    ok = [r for r in results["rows"] if r["status"] == "ok" and r["accuracy"] is not None]
+    # two classes, both in the test split: each has its one-vs-rest AUC; learnable data ranks well
+    assert all(set(r["per_class"]) == {"0", "1"} and all(m["roc_auc"] is not None for m in r["per_class"].values())
+               for r in ok)
+    assert max(r["roc_auc"] for r in ok) >= 0.8 and all(0 <= r["ece"] <= 1 for r in ok)
+
+
 def test_predict_file_matches_the_reported_accuracy(built, tmp_path):
     base, _, _ = built
     out = base / "run"
