@@ -161,9 +161,10 @@ class SshExecutor(Executor):
             "id": f"{plan.artifact.name}@{plan.runtime}:{plan.device}:{plan.precision}", "model": model,
             "runtime": plan.runtime, "device": plan.device, "precision": plan.precision, "threads": threads,
             "latency_batch": 1, "batch_sizes": list(settings.batch_sizes), "warmup": t.warmup,
-            "min_iterations": t.min_iterations, "min_time_s": t.min_time_s, "rounds": t.rounds,
-            "keep_samples": settings.samples_kept,
+            "min_iterations": t.min_iterations, "min_time_s": t.min_time_s, "keep_samples": settings.samples_kept,
         }
+        if t.rounds > 1:  # the runner's default is one round
+            row["rounds"] = t.rounds
         if settings.io is not None:  # fixed non-batch dimensions: the runner replaces a dynamic batch itself
             shapes = {}
             for spec in settings.io.inputs:
