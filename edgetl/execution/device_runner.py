@@ -234,6 +234,8 @@ class _OvModel:
 
     def __init__(self, path: str, device: str, precision: str, threads: int | None) -> None:
         ov: Any = importlib.import_module("openvino")
+        self._ov = ov
+        self._held: dict[str, Any] = {}
         self._core = ov.Core()
         self._device = device
         self._model = self._core.read_model(path)
@@ -248,7 +250,7 @@ class _OvModel:
             dims = [d.get_length() if d.is_static else None for d in port.get_partial_shape()]
             self.inputs.append((port.get_any_name(), dims, str(port.get_element_type().to_dtype())))
         self._static = all(d is not None for _, dims, _ in self.inputs for d in dims)
-        self._requests: dict[tuple[Any, ...], tuple[Any, dict[str, Any]]] = {}
+        self._requests: dict[tuple[Any, ...], tuple[Any, dict[str, tuple[Any, Any]]]] = {}
         self.threads = threads
         self.version = str(getattr(ov, "__version__", ""))
         self.settings = {**self._config, "device": device, "reshaped_per_batch": not self._static}
@@ -261,7 +263,7 @@ class _OvModel:
                 self._model.reshape({name: list(a.shape) for name, a in feeds.items()})
             compiled = self._core.compile_model(self._model, self._device, self._config)
             request = compiled.create_infer_request()
-            buffers = {name: request.get_tensor(name).data for name in feeds}
+            buffers = {name: (request.get_tensor(name), request.get_tensor(name).data) for name in feeds}
             entry = self._requests[key] = (request, buffers)
             if "effective_inference_precision" not in self.settings:
                 self._describe(compiled)
@@ -283,8 +285,14 @@ class _OvModel:
         import numpy as np
 
         request, buffers = self._request_for(feeds)
-        for name, array in feeds.items():  # copy into the request's own buffers, as the host adapter does
-            np.copyto(buffers[name], array, casting="same_kind")
+        for name, array in feeds.items():  # as the host adapter: shared when it can be, else copied
+            own, view = buffers[name]
+            if array.dtype == view.dtype and array.flags.c_contiguous and array.flags.writeable:
+                request.set_tensor(name, self._ov.Tensor(array, shared_memory=True))
+            else:
+                np.copyto(view, array, casting="same_kind")
+                request.set_tensor(name, own)
+        self._held = feeds  # the shared tensor does not keep the array alive
         request.infer()
         return request.get_output_tensor(0).data.copy()
 
