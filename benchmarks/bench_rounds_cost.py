@@ -1,6 +1,6 @@
 """What timing in rounds costs: wall time of `edgetl bench RUN` before rounds (main's tree) and with them.
 
-Each variant runs the same command on the same run directory through its own tree (``PYTHONPATH``), the
+Each variant runs the same command (latency only: the accuracy pass does not change with rounds) on the same run directory through its own tree (``PYTHONPATH``), the
 variants taking turns (A B, B A, ...) so load that drifts on a shared machine hits both alike. Reported: each
 variant's median wall time with its min-max, and the median of the per-pair ratios (this tree / main).
 
@@ -28,7 +28,8 @@ HERE = Path(__file__).resolve().parents[1]
 def timed_bench(tree: Path, run: Path, out: Path) -> float:
     env = {**os.environ, "PYTHONPATH": str(tree)}
     t0 = time.monotonic()
-    subprocess.run([sys.executable, "-m", "edgetl.cli", "bench", str(run), "--out", str(out), "--no-report"],
+    subprocess.run([sys.executable, "-m", "edgetl.cli", "bench", str(run), "--out", str(out), "--no-report",
+                    "--no-accuracy"],
                    cwd=tree, env=env, check=True, capture_output=True)
     return time.monotonic() - t0
 
@@ -63,7 +64,8 @@ def main() -> None:
         print(f"{name:<34} {statistics.median(w):>9.1f} {min(w):>6.1f}-{max(w):<7.1f}")
     print(f"\nper-pair ratio (rounds / main): median {statistics.median(ratios):.3f}, "
           f"min-max {min(ratios):.3f}-{max(ratios):.3f}")
-    summary = {"settings": {"run": str(run), "pairs": args.pairs, "command": "edgetl bench RUN --out DIR --no-report",
+    summary = {"settings": {"run": str(run), "pairs": args.pairs, "command": "edgetl bench RUN --out DIR --no-report --no-accuracy "
+                            "(the accuracy pass is the same in both)",
                             "load_average_1min": [round(min(load), 2), round(max(load), 2)]},
                "variants": rows, "ratio_median": round(statistics.median(ratios), 4),
                "ratio_min": round(min(ratios), 4), "ratio_max": round(max(ratios), 4),
