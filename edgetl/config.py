@@ -216,6 +216,7 @@ class BenchConfig(_Section):
     warmup: int | None = Field(default=None, ge=0)  # None: the target's setting (likewise below)
     min_iterations: int | None = Field(default=None, ge=1)
     min_time_s: float | None = Field(default=None, ge=0)
+    rounds: int | None = Field(default=None, ge=1)  # timing rounds per row, interleaved (see targets.BenchmarkSpec)
     threads: int | None = Field(default=None, ge=1)
     batch_sizes: tuple[int, ...] | None = None
     accuracy: bool = True  # also measure accuracy on the evaluation split

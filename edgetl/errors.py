@@ -6,6 +6,7 @@ EXIT_OK = 0
 EXIT_GATE_FAILED = 1  # a regression gate or a budget failed
 EXIT_USAGE = 2  # bad usage or bad input (config, target, data, model file)
 EXIT_RUNTIME = 3  # a runtime, export or quantization step failed
+EXIT_GATE_INCONCLUSIVE = 4  # the regression gate cannot tell: the latency noise is larger than its threshold
 EXIT_INTERRUPTED = 130  # Ctrl-C
 
 
@@ -67,6 +68,16 @@ class BudgetExceededError(EdgetlError):
     """A target budget or a regression gate was missed; ``table`` holds the rows to print."""
 
     exit_code = EXIT_GATE_FAILED
+
+    def __init__(self, message: str, *, table: str = "", hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.table = table
+
+
+class GateInconclusiveError(EdgetlError):
+    """The regression gate could neither pass nor fail a row: its latency noise spans the threshold."""
+
+    exit_code = EXIT_GATE_INCONCLUSIVE
 
     def __init__(self, message: str, *, table: str = "", hint: str | None = None) -> None:
         super().__init__(message, hint=hint)

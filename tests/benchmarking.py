@@ -109,9 +109,13 @@ def make_run_dir(root: Path, data_root: Path) -> Path:
 
 
 def fast_config(**bench):  # type: ignore[no-untyped-def]
-    """A build config whose benchmark settings take milliseconds."""
+    """A build config whose benchmark settings take milliseconds.
+
+    One timing round unless asked: three runs of a microsecond model shared out over rounds make rounds of one
+    run each, whose spread is all noise (the gate would rightly call identical files inconclusive).
+    """
     from edgetl.config import BuildConfig
 
-    settings = {"warmup": 1, "min_iterations": 3, "min_time_s": 0.0, "threads": 1, "batch_sizes": (1, 2),
-                **bench}
+    settings = {"warmup": 1, "min_iterations": 3, "min_time_s": 0.0, "rounds": 1, "threads": 1,
+                "batch_sizes": (1, 2), **bench}
     return BuildConfig().with_overrides({f"bench.{k}": v for k, v in settings.items()})

@@ -4,6 +4,10 @@ Latency follows the house rule: ``time.perf_counter_ns``, warm-up first, then ti
 count and a minimum time are reached. Each figure times one ``session.run`` call as an application sees it
 (named NumPy inputs in, logits out), batch 1 unless the model only accepts another batch size.
 
+On a shared machine one block of timed runs is one draw of the machine's load, so the timing is split into
+``rounds`` and the rows measured together take turns (A B C A B C ...: ``timed_rounds``). Load that drifts hits
+every row alike, and the spread of the round medians is the measured noise (``summarize_rounds``).
+
 Accuracy figures come from scikit-learn: top-1, F1 and the confusion matrix from the arg-max; with the logits, also
 the one-vs-rest ROC AUC and average precision per class and the expected calibration error of the softmax.
 """
@@ -13,12 +17,12 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from edgetl.bench.results import ClassMetrics, LatencyStats
+from edgetl.bench.results import ClassMetrics, LatencyRounds, LatencyStats
 from edgetl.runtimes.base import Session
 
 MEMORY_METHOD = (
@@ -34,6 +38,15 @@ class TimingPlan:
     warmup: int
     min_iterations: int
     min_time_s: float
+    rounds: int = 1  # min_iterations and min_time_s are shared out over the rounds
+
+    def per_round(self) -> TimingPlan:
+        """One round's share: a 1/rounds part of the runs and of the time, and a re-warm-up after the other rows
+        ran (their turn evicted this model from the caches); the full warm-up precedes the first round."""
+        k = max(1, self.rounds)
+        return TimingPlan(warmup=max(1, math.ceil(self.warmup / k)) if self.warmup else 0,
+                          min_iterations=max(1, math.ceil(self.min_iterations / k)),
+                          min_time_s=self.min_time_s / k, rounds=1)
 
 
 def timed_runs(run: Callable[[], object], plan: TimingPlan) -> list[int]:
@@ -52,12 +65,53 @@ def timed_runs(run: Callable[[], object], plan: TimingPlan) -> list[int]:
             return samples
 
 
+def timed_rounds(runs: Sequence[Callable[[], object]], plan: TimingPlan,
+                 on_round: Callable[[int], None] | None = None,
+                 ) -> tuple[list[list[list[int]]], dict[int, Exception]]:
+    """Time every callable in ``plan.rounds`` rounds, taking turns; ``(samples, failures)``.
+
+    ``samples[i][r]`` are the nanoseconds of ``runs[i]`` in round ``r``. Each callable's first round starts
+    with the full warm-up, its later rounds with ``per_round().warmup`` runs. A callable that raises is left
+    out of the later rounds and its exception is ``failures[i]``; the others keep their turns.
+    """
+    share = plan.per_round()
+    samples: list[list[list[int]]] = [[] for _ in runs]
+    failures: dict[int, Exception] = {}
+    for rnd in range(max(1, plan.rounds)):
+        if on_round is not None:
+            on_round(rnd)
+        for i, run in enumerate(runs):
+            if i in failures:
+                continue
+            warm = plan.warmup if rnd == 0 else share.warmup
+            try:
+                samples[i].append(timed_runs(run, TimingPlan(warm, share.min_iterations, share.min_time_s)))
+            except Exception as exc:  # this row's runtime failed mid-timing: a failed row, the others go on
+                failures[i] = exc
+    return samples, failures
+
+
 def latency_stats(samples_ns: list[int]) -> LatencyStats:
     ms = np.asarray(samples_ns, dtype=np.float64) / 1e6
     p50, p90, p99 = np.percentile(ms, [50, 90, 99])
     return LatencyStats(p50=round(float(p50), 4), p90=round(float(p90), 4), p99=round(float(p99), 4),
                         mean=round(float(ms.mean()), 4), std=round(float(ms.std()), 4),
                         min=round(float(ms.min()), 4), max=round(float(ms.max()), 4), iterations=len(ms))
+
+
+def rounds_from_medians(round_p50s: Sequence[float], interleaved: bool) -> LatencyRounds:
+    """The median of the round medians and its min-max interval (see ``LatencyRounds``)."""
+    k = len(round_p50s)
+    return LatencyRounds(rounds=k, p50=round(float(np.median(round_p50s)), 4), low=round(min(round_p50s), 4),
+                         high=round(max(round_p50s), 4), round_p50s=[round(float(v), 4) for v in round_p50s],
+                         confidence=round(1.0 - 2.0 ** (1 - k), 4) if k > 1 else 0.0, interleaved=interleaved)
+
+
+def summarize_rounds(rounds_ns: Sequence[list[int]], interleaved: bool = True) -> tuple[LatencyStats, LatencyRounds]:
+    """Pooled percentiles over every timed run, with ``p50`` the median of the round medians, and the rounds."""
+    rounds = rounds_from_medians([latency_stats(r).p50 for r in rounds_ns], interleaved)
+    pooled = latency_stats([s for r in rounds_ns for s in r])
+    return pooled.model_copy(update={"p50": rounds.p50}), rounds
 
 
 def keep_samples(samples_ns: list[int], limit: int) -> list[float]:

@@ -36,6 +36,28 @@ class LatencyStats(_Model):
     iterations: int
 
 
+class LatencyRounds(_Model):
+    """The row's timing repeated in rounds: each round's median, and their median with its spread.
+
+    ``[low, high]`` (the fastest and slowest round median) is a distribution-free confidence interval for the
+    median round: it misses it only when every round falls on one side, with probability ``2 * 0.5**rounds``, so
+    its ``confidence`` is ``1 - 2**(1 - rounds)`` (93.75 % for 5 rounds). The gate compares these intervals.
+    """
+
+    rounds: int
+    p50: float  # median of the round medians (the row's latency_ms.p50)
+    low: float  # fastest round median
+    high: float  # slowest round median
+    round_p50s: list[float]  # each round's median, in the order measured
+    confidence: float  # 1 - 2**(1 - rounds): coverage of [low, high] for the median round (0 for one round)
+    interleaved: bool  # the rounds alternated with the other rows' (host); false: back to back (device runner)
+
+    @property
+    def noise_pct(self) -> float:
+        """Half the min-max spread of the round medians, in percent of their median (``±noise_pct``)."""
+        return (self.high - self.low) / (2 * self.p50) * 100.0 if self.p50 > 0 else 0.0
+
+
 class ClassMetrics(_Model):
     precision: float
     recall: float
@@ -87,6 +109,8 @@ class BenchRow(_Model):
     average_precision: float | None = None  # mean of the per-class average precisions
     ece: float | None = None  # expected calibration error of the softmax, ECE_BINS equal-width bins
     latency_ms: LatencyStats | None = None
+    # the timing rounds behind latency_ms.p50 (None in files written before rounds: one round)
+    latency_rounds: LatencyRounds | None = None
     latency_samples_ms: list[float] = Field(default_factory=list)  # at most bench.keep_samples, for plots
     throughput: dict[str, float | None] = Field(default_factory=dict)  # batch size -> images/s (None: unsupported)
     cold_start_ms: float | None = None  # load (read + compile) + first batch-1 inference
@@ -140,6 +164,7 @@ class BenchSettings(_Model):
     warmup: int
     min_iterations: int
     min_time_s: float
+    rounds: int = 1  # timing rounds per row (files written before rounds: 1)
     threads: int | None
     batch_sizes: list[int]
     eval_batch_size: int

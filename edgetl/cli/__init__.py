@@ -1,7 +1,7 @@
 """The command line: parse, load config, call the library, map ``EdgetlError`` to a message and an exit code.
 
 Exit codes: 0 ok, 1 a gate or budget failed, 2 usage or input error, 3 runtime/export failure (and any
-unexpected exception), 130 interrupted.
+unexpected exception), 4 the regression gate is inconclusive (latency noise above its threshold), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -11,7 +11,13 @@ from typing import Any
 import click
 
 from edgetl import __version__
-from edgetl.errors import EXIT_INTERRUPTED, EXIT_RUNTIME, BudgetExceededError, EdgetlError
+from edgetl.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_RUNTIME,
+    BudgetExceededError,
+    EdgetlError,
+    GateInconclusiveError,
+)
 
 
 class Group(click.Group):
@@ -32,7 +38,7 @@ class Group(click.Group):
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise  # click's own usage errors and exits keep their codes
         except EdgetlError as exc:
-            if isinstance(exc, BudgetExceededError) and exc.table:
+            if isinstance(exc, BudgetExceededError | GateInconclusiveError) and exc.table:
                 click.echo(exc.table, err=True)
             _print_traceback_if_verbose(ctx)
             click.secho(f"error: {exc}", fg="red", err=True)

@@ -64,20 +64,23 @@ def apply_device_flags(cfg: BuildConfig, profile: TargetProfile, url: str | None
               help="Output directory [default: SOURCE/bench for a run, runs/bench/NAME for a model file].")
 @click.option("--data", "-d", default=None, help="ImageFolder root for accuracy (default: the run's own split).")
 @click.option("--baseline", type=click.Path(), default=None,
-              help="A previous results.json: exit 1 if a row got slower or less accurate than allowed.")
+              help="A previous results.json: exit 1 if a row got slower (beyond the noise) or less accurate than "
+                   "allowed, 4 if the noise is too large to tell.")
 @click.option("--max-latency-regression", default=None, help="Allowed p50 rise over the baseline, e.g. 10% [10%].")
 @click.option("--max-accuracy-drop", type=float, default=None, help="Allowed top-1 drop in points [0.5].")
 @click.option("--threads", type=int, default=None, help="Threads per runtime (default: the target's, else all).")
 @click.option("--batch-sizes", default=None, help="Throughput batch sizes, e.g. 1,8 (default: the target's).")
 @click.option("--iterations", type=int, default=None, help="Minimum timed runs per row (default: the target's).")
 @click.option("--min-time", type=float, default=None, help="Minimum seconds of timed runs per row.")
+@click.option("--rounds", type=click.IntRange(min=1), default=None,
+              help="Timing rounds per row, rows interleaved; runs and time are shared out (default: the target's, 5).")
 @click.option("--no-accuracy", is_flag=True, help="Latency only.")
 @click.option("--no-report", is_flag=True, help="Do not write report.md / report.html.")
 @device_options
 def bench_cmd(source: str, target: str | None, config_file: str | None, out: str | None, data: str | None,
               baseline: str | None, max_latency_regression: str | None, max_accuracy_drop: float | None,
               threads: int | None, batch_sizes: str | None, iterations: int | None, min_time: float | None,
-              no_accuracy: bool, no_report: bool, device_url: str | None, device_python: str | None,
+              rounds: int | None, no_accuracy: bool, no_report: bool, device_url: str | None, device_python: str | None,
               identity_file: str | None, ssh_config: str | None) -> None:
     """Latency, throughput, memory and accuracy of every artifact on every runtime of the target.
 
@@ -87,8 +90,10 @@ def bench_cmd(source: str, target: str | None, config_file: str | None, out: str
     peaks allow are estimated (labelled estimate, with their error band). With --device (or a device: entry)
     the target's own runtime rows are measured on the device as well, with its own python and runtime: the
     models, a small runner and the preprocessed evaluation inputs go to a temporary directory there, which is
-    removed afterwards. Writes results.json, report.md and report.html; with --baseline, also gate.md, and
-    exits 1 on a regression. A device that cannot be reached or used exits 3 with the reason.
+    removed afterwards. Each row is timed in rounds, the rows taking turns, and its p50 is the median of its
+    round medians with their spread. Writes results.json, report.md and report.html; with --baseline, also
+    gate.md, and exits 1 on a regression beyond both runs' noise, 4 when the noise is too large to tell. A
+    device that cannot be reached or used exits 3 with the reason.
 
     \b
     Examples:
@@ -106,7 +111,7 @@ def bench_cmd(source: str, target: str | None, config_file: str | None, out: str
 
     cfg, profile = load_settings(config_file, {
         "target": target, "bench.threads": threads, "bench.batch_sizes": parse_batch_sizes(batch_sizes),
-        "bench.min_iterations": iterations, "bench.min_time_s": min_time,
+        "bench.min_iterations": iterations, "bench.min_time_s": min_time, "bench.rounds": rounds,
         "bench.accuracy": False if no_accuracy else None,
         "bench.max_latency_regression": None if max_latency_regression is None
         else parse_percent(max_latency_regression),
@@ -165,7 +170,7 @@ def report_cmd(results: str, out: str | None) -> None:
 @click.option("--out", "-o", default=None, help="Where gate.md goes [default: beside RESULTS].")
 def gate_cmd(results: str, baseline: str, max_latency_regression: str | None, max_accuracy_drop: float | None,
              config_file: str | None, out: str | None) -> None:
-    """Compare two results.json files without re-measuring; exit 1 on a regression (writes gate.md).
+    """Compare two results.json files without re-measuring; exit 1 on a regression, 4 if inconclusive (gate.md).
 
     Example: edgetl gate runs/pr/bench/results.json baseline/results.json --max-latency-regression 10%
     """

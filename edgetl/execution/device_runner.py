@@ -33,6 +33,7 @@ Plan (``PLAN.json``, schema_version 1); paths are relative to the plan file's di
         "latency_batch": 1,                 # a model with a fixed batch uses its own
         "batch_sizes": [1, 8],              # throughput batch sizes
         "warmup": 10, "min_iterations": 50, "min_time_s": 1.0,
+        "rounds": 1,                        # timing rounds, back to back; iterations and time shared out
         "keep_samples": 0,                  # latency samples (ms) kept in the row, evenly strided
         "input_shapes": {"input_ids": [1, 16]},   # optional: shapes for dynamic non-batch dimensions
         "timeout_s": 600,                   # the row's child is killed after this long
@@ -53,6 +54,7 @@ Results (``RESULTS.json``, schema_version 1)::
         "id", "model", "runtime", "device", "precision",
         "status": "ok" | "failed" | "skipped", "reason": "",
         "latency_ms": {"p50", "p90", "p99", "mean", "std", "min", "max", "iterations"} or null,
+        "latency_rounds_ms": [0.81, ...],  # each round's p50
         "latency_samples_ms": [...], "latency_batch": 1,
         "throughput": {"1": 812.3, "8": 1010.2, "4": null},   # images (samples) per second; null: fixed batch
         "cold_start_ms", "peak_memory_mb", "memory_source": "VmHWM" | "ru_maxrss",
@@ -64,6 +66,10 @@ Results (``RESULTS.json``, schema_version 1)::
 
 Timing follows edgetl/bench/measure.py: ``time.perf_counter_ns``, warm-up, then timed runs until both
 ``min_iterations`` and ``min_time_s`` are met; p50/p90/p99 by ``numpy.percentile``, rounded to 4 decimals in ms.
+With ``rounds`` > 1 the timing is split into that many rounds (each a 1/rounds share of the runs and the time,
+re-warmed as the host does); ``latency_ms`` pools every round and ``latency_rounds_ms`` holds each round's p50.
+Each row runs in its own process, so a device row's rounds follow one another rather than alternate with the
+other rows' as on the host.
 """
 
 from __future__ import annotations
@@ -106,7 +112,8 @@ OV_HINTS: dict[str, dict[str, str | None]] = {  # as edgetl/runtimes/openvino_ru
     "NPU": {"fp16": None, "int8": None},
 }
 ROW_DEFAULTS: dict[str, Any] = {"precision": "fp32", "threads": None, "latency_batch": 1, "batch_sizes": [1],
-                                "warmup": 10, "min_iterations": 50, "min_time_s": 1.0, "keep_samples": 0,
+                                "warmup": 10, "min_iterations": 50, "min_time_s": 1.0, "rounds": 1,
+                                "keep_samples": 0,
                                 "input_shapes": {}, "timeout_s": 600.0, "eval": None}
 MEMORY_METHOD = ("peak_memory_mb = the row's child process's peak RSS (Linux /proc/self/status VmHWM, reset via "
                  "/proc/self/clear_refs after importing NumPy and the runtime; elsewhere getrusage ru_maxrss) "
@@ -228,6 +235,8 @@ class _OvModel:
 
     def __init__(self, path: str, device: str, precision: str, threads: int | None) -> None:
         ov: Any = importlib.import_module("openvino")
+        self._ov = ov
+        self._held: dict[str, Any] = {}
         self._core = ov.Core()
         self._device = device
         self._model = self._core.read_model(path)
@@ -242,7 +251,7 @@ class _OvModel:
             dims = [d.get_length() if d.is_static else None for d in port.get_partial_shape()]
             self.inputs.append((port.get_any_name(), dims, str(port.get_element_type().to_dtype())))
         self._static = all(d is not None for _, dims, _ in self.inputs for d in dims)
-        self._requests: dict[tuple[Any, ...], tuple[Any, dict[str, Any]]] = {}
+        self._requests: dict[tuple[Any, ...], tuple[Any, dict[str, tuple[Any, Any]]]] = {}
         self.threads = threads
         self.version = str(getattr(ov, "__version__", ""))
         self.settings = {**self._config, "device": device, "reshaped_per_batch": not self._static}
@@ -255,7 +264,7 @@ class _OvModel:
                 self._model.reshape({name: list(a.shape) for name, a in feeds.items()})
             compiled = self._core.compile_model(self._model, self._device, self._config)
             request = compiled.create_infer_request()
-            buffers = {name: request.get_tensor(name).data for name in feeds}
+            buffers = {name: (request.get_tensor(name), request.get_tensor(name).data) for name in feeds}
             entry = self._requests[key] = (request, buffers)
             if "effective_inference_precision" not in self.settings:
                 self._describe(compiled)
@@ -277,8 +286,14 @@ class _OvModel:
         import numpy as np
 
         request, buffers = self._request_for(feeds)
-        for name, array in feeds.items():  # copy into the request's own buffers, as the host adapter does
-            np.copyto(buffers[name], array, casting="same_kind")
+        for name, array in feeds.items():  # as the host adapter: shared when it can be, else copied
+            own, view = buffers[name]
+            if array.dtype == view.dtype and array.flags.c_contiguous and array.flags.writeable:
+                request.set_tensor(name, self._ov.Tensor(array, shared_memory=True))
+            else:
+                np.copyto(view, array, casting="same_kind")
+                request.set_tensor(name, own)
+        self._held = feeds  # the shared tensor does not keep the array alive
         request.infer()
         return request.get_output_tensor(0).data.copy()
 
@@ -374,7 +389,12 @@ def measure_row(row: dict[str, Any], base_dir: str) -> dict[str, Any]:
         model.run(feeds)
     out["peak_memory_mb"] = memory.peak_mb()
     warmup, min_it, min_s = int(row["warmup"]), int(row["min_iterations"]), float(row["min_time_s"])
-    samples = timed_runs(lambda: model.run(x), warmup, min_it, min_s)
+    rounds = max(1, int(row["rounds"]))
+    # as edgetl.bench.measure.TimingPlan.per_round: each round a 1/rounds share, later rounds re-warmed
+    share_warm = max(1, math.ceil(warmup / rounds)) if warmup else 0
+    per_round = [timed_runs(lambda: model.run(x), warmup if r == 0 else share_warm,
+                            max(1, math.ceil(min_it / rounds)), min_s / rounds) for r in range(rounds)]
+    samples = [s for block in per_round for s in block]
     stats = latency_stats(samples)
     rates: dict[str, float | None] = {str(lat_batch): round(lat_batch * 1000.0 / stats["mean"], 2)}
     for b in row["batch_sizes"]:
@@ -387,7 +407,8 @@ def measure_row(row: dict[str, Any], base_dir: str) -> dict[str, Any]:
         sub = timed_runs(lambda feeds=feeds: model.run(feeds), max(1, warmup // b),  # type: ignore[misc]
                          max(3, math.ceil(min_it / b)), min_s)
         rates[str(b)] = round(b * len(sub) / (sum(sub) / 1e9), 2)
-    out.update(latency_ms=stats, latency_samples_ms=keep_samples(samples, int(row["keep_samples"])),
+    out.update(latency_ms=stats, latency_rounds_ms=[latency_stats(block)["p50"] for block in per_round],
+               latency_samples_ms=keep_samples(samples, int(row["keep_samples"])),
                latency_batch=lat_batch, throughput=rates, threads=model.threads, settings=model.settings,
                runtime_version=model.version)
     if eval_arrays:

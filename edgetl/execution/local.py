@@ -1,9 +1,10 @@
-"""The local executor: load each planned row's model in this process, time it, and evaluate it."""
+"""The local executor: load the planned rows' models in this process, time them in interleaved rounds, evaluate."""
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -13,9 +14,9 @@ from edgetl.bench.measure import (
     PeakRss,
     accuracy_metrics,
     keep_samples,
-    latency_stats,
+    summarize_rounds,
     throughput,
-    timed_runs,
+    timed_rounds,
 )
 from edgetl.bench.results import BenchRow
 from edgetl.errors import ModelFileError
@@ -23,7 +24,7 @@ from edgetl.execution.base import EvalData, Executor, MeasureSettings, Planned
 
 log = logging.getLogger("edgetl.bench")
 
-__all__ = ["MEMORY_METHOD", "LocalExecutor", "logits_all", "measure_row", "predict_all"]
+__all__ = ["MEMORY_METHOD", "LocalExecutor", "logits_all", "measure_row", "measure_rows", "predict_all"]
 
 
 def predict_all(session: Any, data: EvalData, batch_size: int, on_batch: Any = None) -> np.ndarray:
@@ -91,9 +92,29 @@ def base_row(plan: Planned, where: str = "host") -> BenchRow:
                     parity=a.parity or None, measured_on=where)  # type: ignore[arg-type]
 
 
-def measure_row(plan: Planned, settings: MeasureSettings, eval_data: EvalData | None,
-                progress: Any = None) -> BenchRow:
-    """Load, time and evaluate one row. ``ModelFileError`` propagates; any other failure is a failed row."""
+@dataclass
+class _Loaded:
+    """A row whose model is loaded and warmed once, waiting for its timing rounds."""
+
+    plan: Planned
+    row: BenchRow
+    session: Any
+    x: dict[str, np.ndarray]
+    batches: dict[int, dict[str, np.ndarray]]
+    lat_batch: int
+    cold_ms: float
+    peak_mb: float
+
+
+def _failed(row: BenchRow, exc: Exception) -> BenchRow:
+    from edgetl.runtimes.base import short_error
+
+    log.debug("%s failed", row.label, exc_info=exc)
+    return row.model_copy(update={"status": "failed", "reason": f"{type(exc).__name__}: {short_error(exc)}"})
+
+
+def _load(plan: Planned, settings: MeasureSettings) -> BenchRow | _Loaded:
+    """Load the row's model, time its cold start, run each batch size once; a skipped or failed row, or loaded."""
     from edgetl.runtimes import RUNTIMES
     from edgetl.tasks import get_task
 
@@ -120,38 +141,89 @@ def measure_row(plan: Planned, settings: MeasureSettings, eval_data: EvalData | 
                        for b in settings.batch_sizes if b != lat_batch and session.fixed_batch is None}
             for batch in batches.values():
                 session.run(batch)
-        samples = timed_runs(lambda: session.run(x), settings.timing)
-        stats = latency_stats(samples)
+        return _Loaded(plan, row, session, x, batches, lat_batch, cold_ms, memory.peak_mb)
+    except ModelFileError:
+        if session is not None:
+            session.close()
+        raise
+    except Exception as exc:  # any runtime error becomes a failed row with its reason; the others still run
+        if session is not None:
+            session.close()
+        return _failed(row, exc)
+
+
+def _finish(item: _Loaded, rounds_ns: list[list[int]], settings: MeasureSettings, eval_data: EvalData | None,
+            progress: Any) -> BenchRow:
+    """The row's latency from its rounds, then its throughput and accuracy."""
+    session, plan, lat_batch = item.session, item.plan, item.lat_batch
+    try:
+        stats, rounds = summarize_rounds(rounds_ns, interleaved=True)
         rates: dict[str, float | None] = {str(lat_batch): round(lat_batch * 1000.0 / stats.mean, 2)}
         for b in settings.batch_sizes:
             if b == lat_batch:
                 continue
-            rates[str(b)] = throughput(session, batches[b], settings.timing) if b in batches else None
+            rates[str(b)] = throughput(session, item.batches[b], settings.timing) if b in item.batches else None
+        samples = [s for r in rounds_ns for s in r]
         update: dict[str, Any] = {
-            "latency_ms": stats, "latency_samples_ms": keep_samples(samples, settings.samples_kept),
-            "throughput": rates, "cold_start_ms": round(cold_ms, 2), "peak_memory_mb": memory.peak_mb,
+            "latency_ms": stats, "latency_rounds": rounds,
+            "latency_samples_ms": keep_samples(samples, settings.samples_kept),
+            "throughput": rates, "cold_start_ms": round(item.cold_ms, 2), "peak_memory_mb": item.peak_mb,
             "threads": session.threads, "settings": {**session.settings, "latency_batch": lat_batch},
         }
         if session.fixed_batch is not None and len(settings.batch_sizes) > 1:
             update["note"] = "; ".join(filter(None, [plan.note, f"the model's batch is fixed at {lat_batch}"]))
         if eval_data is None:
-            return row.model_copy(update=update)
+            return item.row.model_copy(update=update)
         logits = _logits(session, eval_data, settings.eval_batch_size, progress)
-        return row.model_copy(update={**update, **accuracy_update(eval_data, logits)}).with_logits(logits)
+        return item.row.model_copy(update={**update, **accuracy_update(eval_data, logits)}).with_logits(logits)
     except ModelFileError:
         raise
     except Exception as exc:  # any runtime error becomes a failed row with its reason; the others still run
-        from edgetl.runtimes.base import short_error
+        return _failed(item.row, exc)
 
-        log.debug("%s failed", row.label, exc_info=True)
-        return row.model_copy(update={"status": "failed", "reason": f"{type(exc).__name__}: {short_error(exc)}"})
+
+def measure_rows(plans: list[Planned], settings: MeasureSettings, eval_data: EvalData | None,
+                 progress: Any = None, on_step: Any = None) -> list[BenchRow]:
+    """Load every row, time them in interleaved rounds (``settings.timing.rounds``), then evaluate each.
+
+    Every model stays loaded until the rounds are done, so that the rows take turns (A B C A B C ...) and a
+    load that drifts over the run hits them alike. ``ModelFileError`` propagates; any other failure is a failed
+    row. ``on_step(text)`` is told each phase (for a progress bar).
+    """
+    say = on_step or (lambda text: None)
+    done: list[BenchRow | _Loaded] = []
+    closed: set[int] = set()
+    try:
+        for plan in plans:
+            say(f"loading {plan.artifact.name} @ {plan.runtime}:{plan.device} {plan.precision}")
+            done.append(_load(plan, settings))
+        loaded = [item for item in done if isinstance(item, _Loaded)]
+        rounds = max(1, settings.timing.rounds)
+        samples, failures = timed_rounds(
+            [lambda item=item: item.session.run(item.x) for item in loaded], settings.timing,  # type: ignore[misc]
+            on_round=lambda r: say(f"timing round {r + 1}/{rounds} of {len(loaded)} row(s)"))
+        results: dict[int, BenchRow] = {}
+        for i, item in enumerate(loaded):
+            say(f"{item.row.name} @ {item.plan.runtime}:{item.plan.device}: throughput and accuracy")
+            results[id(item)] = (_failed(item.row, failures[i]) if i in failures
+                                 else _finish(item, samples[i], settings, eval_data, progress))
+            item.session.close()
+            closed.add(id(item))
+        return [results[id(d)] if isinstance(d, _Loaded) else d for d in done]
     finally:
-        if session is not None:
-            session.close()
+        for entry in done:
+            if isinstance(entry, _Loaded) and id(entry) not in closed:
+                entry.session.close()
+
+
+def measure_row(plan: Planned, settings: MeasureSettings, eval_data: EvalData | None,
+                progress: Any = None) -> BenchRow:
+    """Load, time and evaluate one row (its rounds back to back). ``ModelFileError`` propagates."""
+    return measure_rows([plan], settings, eval_data, progress)[0]
 
 
 class LocalExecutor(Executor):
-    """Measures every row in this process, one after another, with a progress bar."""
+    """Measures every row in this process, their timing rounds interleaved, with a progress line."""
 
     where = "host"
 
@@ -159,13 +231,14 @@ class LocalExecutor(Executor):
                 progress: Any = None) -> list[BenchRow]:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-        rows: list[BenchRow] = []
         columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                    TimeElapsedColumn())
+        steps = 2 * len(plans) + max(1, settings.timing.rounds)
         with Progress(*columns, transient=True) as bar:
-            task = bar.add_task("benchmarking", total=len(plans))
-            for plan in plans:
-                bar.update(task, description=f"{plan.artifact.name} @ {plan.runtime}:{plan.device} {plan.precision}")
-                rows.append(measure_row(plan, settings, eval_data, progress=bar))
+            task = bar.add_task("benchmarking", total=steps)
+
+            def step(text: str) -> None:
+                bar.update(task, description=text)
                 bar.advance(task)
-        return rows
+
+            return measure_rows(plans, settings, eval_data, progress=bar, on_step=step)

@@ -163,6 +163,8 @@ class SshExecutor(Executor):
             "latency_batch": 1, "batch_sizes": list(settings.batch_sizes), "warmup": t.warmup,
             "min_iterations": t.min_iterations, "min_time_s": t.min_time_s, "keep_samples": settings.samples_kept,
         }
+        if t.rounds > 1:  # the runner's default is one round
+            row["rounds"] = t.rounds
         if settings.io is not None:  # fixed non-batch dimensions: the runner replaces a dynamic batch itself
             shapes = {}
             for spec in settings.io.inputs:
@@ -190,6 +192,8 @@ class SshExecutor(Executor):
 def to_bench_row(plan: Planned, result: dict[str, Any], facts: dict[str, Any], eval_data: EvalData | None,
                  note: str = "") -> BenchRow:
     """One runner result (``device_runner``'s row schema, labelled by ``measure_on_device``) as a ``BenchRow``."""
+    from edgetl.bench.measure import rounds_from_medians
+
     row = base_row(plan, "device").model_copy(update={
         "proxy": False, "device_address": result.get("device_address") or None,
         "device_hostname": result.get("device_hostname") or facts.get("hostname") or None})
@@ -201,8 +205,11 @@ def to_bench_row(plan: Planned, result: dict[str, Any], facts: dict[str, Any], e
                 "runtime_version": result.get("runtime_version", ""),
                 "memory_source": result.get("memory_source", "")}
     where = " ".join(filter(None, [facts.get("hostname"), f"({facts['cpu_model']})" if facts.get("cpu_model") else ""]))
+    stats = LatencyStats.model_validate(result["latency_ms"])
+    medians = result.get("latency_rounds_ms") or [stats.p50]
+    rounds = rounds_from_medians(medians, interleaved=False)  # each row's rounds run back to back in its process
     update: dict[str, Any] = {
-        "latency_ms": LatencyStats.model_validate(result["latency_ms"]),
+        "latency_ms": stats.model_copy(update={"p50": rounds.p50}), "latency_rounds": rounds,
         "latency_samples_ms": list(result.get("latency_samples_ms") or []),
         "throughput": dict(result.get("throughput") or {}), "cold_start_ms": result.get("cold_start_ms"),
         "peak_memory_mb": result.get("peak_memory_mb"), "threads": result.get("threads"), "settings": settings,

@@ -69,11 +69,17 @@ def row_label(r: BenchRow) -> str:
 def _p50_cell(r: BenchRow, spec: str = ".3f") -> str:
     """p50, or for an estimate row the estimate marked as one with its band (never a bare number)."""
     if r.latency_ms is not None:
-        return _fmt(r.latency_ms.p50, spec)
+        return _fmt(r.latency_ms.p50, spec) + _noise_suffix(r)
     if r.estimate is not None:
         e = r.estimate
         return f"~{e.latency_ms:{spec}} (estimate; real {e.low_ms:.3g}-{e.high_ms:.3g})"
     return "-"
+
+
+def _noise_suffix(r: BenchRow) -> str:
+    """`` ±N%``: half the min-max spread of the row's round medians (nothing for a single round)."""
+    rounds = r.latency_rounds
+    return f" ±{rounds.noise_pct:.1f}%" if rounds is not None and rounds.rounds > 1 else ""
 
 
 def model_tag(r: BenchRow) -> str:
@@ -201,6 +207,8 @@ def host_table(results: BenchResults) -> Table:
         ["target", f"{results.target}: {results.target_hardware}"],
         ["timing", f"warm-up {s.warmup}, then at least {s.min_iterations} runs and {s.min_time_s} s per row; "
                    f"batch sizes {s.batch_sizes}; threads {s.threads or 'runtime default'}"],
+        ["timing rounds", f"{s.rounds} per row, rows interleaved, runs and time shared out; p50 is the median of "
+                          "the round medians, ± half their min-max spread" if s.rounds > 1 else "1 (no spread)"],
         ["accuracy", f"{results.dataset or '-'} ({results.eval_split or '-'} split), eval batch {s.eval_batch_size}"],
         ["memory", s.memory_method],
     ]

@@ -222,6 +222,7 @@ def benchmark(cfg: BuildConfig, target: TargetProfile, source: Path, out_dir: Pa
         warmup=bench.warmup if bench.warmup is not None else target.benchmark.warmup,
         min_iterations=bench.min_iterations or target.benchmark.min_iterations,
         min_time_s=bench.min_time_s if bench.min_time_s is not None else target.benchmark.min_time_s,
+        rounds=bench.rounds or target.benchmark.rounds,
     )
     batch_sizes = sorted(set(bench.batch_sizes or target.input.batch_sizes))
     if any(b < 1 for b in batch_sizes):
@@ -301,7 +302,8 @@ def benchmark(cfg: BuildConfig, target: TargetProfile, source: Path, out_dir: Pa
         source=str(source),
         host=host_facts(),
         settings=BenchSettings(warmup=timing.warmup, min_iterations=timing.min_iterations,
-                               min_time_s=timing.min_time_s, threads=threads, batch_sizes=batch_sizes,
+                               min_time_s=timing.min_time_s, rounds=timing.rounds, threads=threads,
+                               batch_sizes=batch_sizes,
                                eval_batch_size=bench.eval_batch_size, memory_method=MEMORY_METHOD),
         notes=[*src.notes, *facts.get("notes", []), *([thread_note] if thread_note else []),
                *([] if host_is_target(target) else

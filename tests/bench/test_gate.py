@@ -1,4 +1,4 @@
-"""The regression gate: a planted regression fails with a table, an unchanged rerun passes."""
+"""The regression gate: a planted regression fails with a table, an unchanged rerun passes, noise is inconclusive."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 import edgetl.cli
-from edgetl.bench.gate import check_regressions, parse_percent
-from edgetl.errors import BudgetExceededError, ConfigError
+from edgetl.bench.gate import LatencyInterval, check_regressions, latency_verdict, parse_percent
+from edgetl.errors import EXIT_GATE_INCONCLUSIVE, BudgetExceededError, ConfigError, GateInconclusiveError
 from edgetl.stages.benchmark import benchmark
 from edgetl.targets import load_target
 from tests.benchmarking import fast_config, make_run_dir
@@ -122,3 +122,93 @@ def test_parse_percent() -> None:
     assert parse_percent("10%") == 10.0 and parse_percent("7.5") == 7.5
     with pytest.raises(ConfigError):
         parse_percent("ten")
+
+
+# ------------------------------------------------------------------------------ the noise-aware decision rule
+def _interval(p50: float, noise_pct: float, rounds: int = 5) -> LatencyInterval:
+    half = p50 * noise_pct / 100
+    return LatencyInterval(p50, p50 - half, p50 + half, rounds)
+
+
+def test_an_unchanged_row_passes_when_the_noise_is_below_the_threshold() -> None:
+    verdict = latency_verdict(_interval(2.0, 2), _interval(2.04, 2), max_latency_pct=10)
+    assert verdict.status == "pass" and verdict.change_pct == pytest.approx(2.0)
+    assert verdict.ratio_high == pytest.approx(2.04 * 1.02 / (2.0 * 0.98))
+
+
+def test_a_doubled_latency_regresses_even_with_noise() -> None:
+    verdict = latency_verdict(_interval(2.0, 15), _interval(4.0, 15), max_latency_pct=10)
+    assert verdict.status == "regressed" and "p50 +100.0% > 10%" in verdict.why
+    assert verdict.ratio_low == pytest.approx(4.0 * 0.85 / (2.0 * 1.15)) and verdict.ratio_low > 1.1
+
+
+def test_noise_above_the_threshold_is_inconclusive_not_pass_or_fail() -> None:
+    same = latency_verdict(_interval(2.0, 12), _interval(2.0, 12), max_latency_pct=10)
+    assert same.status == "inconclusive" and same.why.startswith("inconclusive: noise ±")
+    assert same.noise_pct == pytest.approx((1.12 / 0.88 - 0.88 / 1.12) / 2 * 100, rel=1e-6)
+    slower = latency_verdict(_interval(2.0, 12), _interval(2.4, 12), max_latency_pct=10)  # +20 %, but noise
+    assert slower.status == "inconclusive"
+
+
+def test_a_change_beyond_the_threshold_but_within_the_noise_is_inconclusive() -> None:
+    # +12 % with ±3 % per run: the slowest baseline round vs the fastest new one is only x1.066
+    verdict = latency_verdict(_interval(2.0, 3), _interval(2.24, 3), max_latency_pct=10)
+    assert verdict.status == "inconclusive"
+    assert latency_verdict(_interval(2.0, 3), _interval(2.6, 3), max_latency_pct=10).status == "regressed"
+
+
+def test_files_without_rounds_fall_back_to_the_plain_threshold() -> None:
+    old, new = LatencyInterval(2.0, 2.0, 2.0), LatencyInterval(2.3, 2.3, 2.3)
+    assert latency_verdict(old, new, 10).status == "regressed"
+    assert latency_verdict(old, LatencyInterval(2.1, 2.1, 2.1), 10).status == "pass"
+    assert "noise not measured" in latency_verdict(old, new, 10).why
+
+
+def _with_rounds(rows, spread: float) -> None:  # type: ignore[no-untyped-def]
+    """Give each row five round medians spread +-spread around its p50."""
+    for r in rows:
+        if r.get("latency_ms"):
+            p50 = r["latency_ms"]["p50"]
+            meds = [p50 * (1 + f * spread) for f in (-1, -0.5, 0, 0.5, 1)]
+            r["latency_rounds"] = {"rounds": 5, "p50": p50, "low": min(meds), "high": max(meds), "round_p50s": meds,
+                                   "confidence": 0.9375, "interleaved": True}
+
+
+def test_noisy_files_are_inconclusive_with_exit_code_4_and_say_so(run_and_results, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _, results = run_and_results
+    noisy = _planted(results, tmp_path, lambda rows: _with_rounds(rows, 0.2))  # ±20 % > the 10 % threshold
+    with pytest.raises(GateInconclusiveError, match=r"inconclusive: noise ±\d") as info:
+        check_regressions(noisy, noisy, tmp_path, max_latency_regression=10)
+    assert info.value.exit_code == EXIT_GATE_INCONCLUSIVE == 4 and "inconclusive" in info.value.table
+    assert "**inconclusive**" in (tmp_path / "gate.md").read_text()
+    quiet = _planted(results, tmp_path, lambda rows: _with_rounds(rows, 0.01))
+    assert check_regressions(quiet, quiet, tmp_path, max_latency_regression=10).passed
+
+
+def test_a_regression_outranks_an_inconclusive_row(run_and_results, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _, results = run_and_results
+
+    def noisy_and_one_halved(rows):  # type: ignore[no-untyped-def]
+        _with_rounds(rows, 0.2)
+        for r in rows:
+            if r["name"] == "onnx-fp32":
+                r["latency_ms"]["p50"] /= 3  # the baseline was 3x faster: beyond any ±20 % noise
+
+    current = _planted(results, tmp_path, lambda rows: _with_rounds(rows, 0.2))
+    current = current.rename(tmp_path / "current.json")
+    baseline = _planted(results, tmp_path, noisy_and_one_halved)
+    with pytest.raises(BudgetExceededError, match="onnx-fp32") as info:
+        check_regressions(current, baseline, tmp_path, max_latency_regression=10)
+    assert info.value.exit_code == 1 and "inconclusive" in info.value.table
+
+
+def test_cli_gate_exits_4_when_inconclusive(run_and_results, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _, results = run_and_results
+    noisy = _planted(results, tmp_path, lambda rows: _with_rounds(rows, 0.2))
+    result = CliRunner().invoke(edgetl.cli.cli, ["gate", str(noisy), str(noisy), "--out", str(tmp_path),
+                                                 "--max-latency-regression", "10%"], catch_exceptions=False)
+    assert result.exit_code == 4
+    assert "inconclusive: noise ±" in result.output and "noise ±%" in result.output  # the message and the table
+    loose = CliRunner().invoke(edgetl.cli.cli, ["gate", str(noisy), str(noisy), "--out", str(tmp_path),
+                                                "--max-latency-regression", "60%"], catch_exceptions=False)
+    assert loose.exit_code == 0 and "no regression" in loose.output

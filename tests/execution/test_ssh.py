@@ -322,6 +322,24 @@ def test_runner_latency_stats_match_the_hosts() -> None:
         assert device_runner.keep_samples(samples, 50) == keep_samples(samples, 50)
 
 
+def test_the_runner_times_in_rounds_as_the_host_does(models: dict[str, Path]) -> None:
+    """Rounds on the device: each a share of the runs, the pooled stats over all, one p50 per round."""
+    from edgetl.bench.measure import TimingPlan
+    from edgetl.execution.remote import to_bench_row
+
+    row = {**device_runner.ROW_DEFAULTS, **conv_row(rounds=3, min_iterations=9, min_time_s=0.0, batch_sizes=[1])}
+    result = device_runner.measure_row(row, str(models["conv"].parent))
+    share = TimingPlan(2, 9, 0.0, rounds=3).per_round()
+    assert len(result["latency_rounds_ms"]) == 3 and result["latency_ms"]["iterations"] == 3 * share.min_iterations
+    from tests.execution.test_remote_rows import plan
+
+    bench_row = to_bench_row(plan(), {"status": "ok", **result}, {"hostname": "dev"}, None)
+    rounds = bench_row.latency_rounds
+    assert rounds is not None and rounds.rounds == 3 and not rounds.interleaved  # back to back in its process
+    assert bench_row.latency_ms is not None and bench_row.latency_ms.p50 == rounds.p50 == round(
+        float(np.median(result["latency_rounds_ms"])), 4)
+
+
 def test_device_addresses() -> None:
     a = DeviceAddress.parse("ssh://pi@rpi5.local:2222/home/pi/edgetl/", python="/opt/venv/bin/python")
     assert (a.user, a.host, a.port, a.workdir, a.python) == ("pi", "rpi5.local", 2222, "/home/pi/edgetl",

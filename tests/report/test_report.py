@@ -131,3 +131,29 @@ def test_training_curves_come_from_the_runs_metrics(results_path: Path, tmp_path
     _, page = write_report(results_path, tmp_path / "report", run_dir=run)
     section = check_report_html(page)["Training curves"]
     assert len(section.figures) == 1 and section.table_rows == 4  # head, fine-tuning, prune recovery, QAT
+
+
+def test_the_report_and_the_console_show_the_round_spread(results_path: Path, tmp_path: Path) -> None:
+    import json
+
+    from rich.console import Console
+
+    from edgetl.bench.results import load_results
+    from edgetl.report.render import results_table
+
+    data = json.loads(results_path.read_text())
+    for r in data["rows"]:
+        if r["name"] == "onnx-fp32" and r.get("latency_ms"):
+            p50 = r["latency_ms"]["p50"]
+            r["latency_rounds"] = {"rounds": 5, "p50": p50, "low": p50 * 0.9, "high": p50 * 1.1,
+                                   "round_p50s": [p50 * 0.9, p50, p50, p50, p50 * 1.1], "confidence": 0.9375,
+                                   "interleaved": True}
+    data["settings"]["rounds"] = 5
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(data))
+    md, _ = write_report(path, tmp_path)
+    text = md.read_text()
+    assert " ±10.0% |" in text and "timing rounds" in text and "median of the round medians" in text
+    console = Console(width=200, record=True)
+    console.print(results_table(load_results(path)))
+    assert "±10.0%" in console.export_text()

@@ -63,6 +63,27 @@ def test_onnxruntime_and_openvino_agree_on_fp32(models: dict[str, Path]) -> None
     np.testing.assert_allclose(ov_session.run({"input": x[:1]}), ort_logits[:1], atol=1e-4)
 
 
+def test_openvino_reads_shared_inputs_and_copies_the_rest(models: dict[str, Path], tmp_path: Path) -> None:
+    """Writeable float32 inputs are handed over without a copy; read-only, strided or float64 ones are copied."""
+    import gc
+
+    x = _batch(2)
+    reference = open_model(models["onnx"], threads=1).run({"input": x})
+    session = open_model(models["xml"], threads=1)
+    np.save(tmp_path / "x.npy", x)
+    read_only = np.load(tmp_path / "x.npy", mmap_mode="r")  # as the evaluation memory maps are
+    strided = np.concatenate([x, x], axis=3)[:, :, :, :SIZE]
+    for array in (x.copy(), read_only, strided, x.astype(np.float64)):
+        np.testing.assert_allclose(session.run({"input": array}), reference, atol=1e-4)
+    shared = x.copy()
+    session.run({"input": shared})
+    np.testing.assert_array_equal(shared, x)  # the caller's array is read, never written
+    first = session.run({"input": _batch(2) * 0 + x})  # a temporary: the session keeps it alive while it is set
+    gc.collect()
+    np.testing.assert_allclose(first, reference, atol=1e-4)
+    np.testing.assert_allclose(session.run({"input": x[:1].copy()}), reference[:1], atol=1e-4)
+
+
 def test_openvino_fp32_is_really_f32_not_the_bf16_default(models: dict[str, Path]) -> None:
     session = RUNTIMES.get("openvino").load(models["xml"], "CPU", "fp32", threads=1)
     assert session.settings["INFERENCE_PRECISION_HINT"] == "f32"
