@@ -18,9 +18,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from edgetl.errors import ConfigError
+from torch.nn import (
+    Module as nn_Module,  # L2Normalize is pickled inside model artifacts: a module-level class
+)
 
-from torch.nn import Module as nn_Module  # L2Normalize is pickled inside model artifacts: a module-level class
+from edgetl.errors import ConfigError
 
 if TYPE_CHECKING:
     import torch
@@ -87,7 +89,6 @@ def embeddings(model: nn.Module, layer: nn.Linear, batches: Iterable[tuple[Seque
 def set_prototype_head(model: nn.Module, classifier: str, batches: Iterable[Any], num_classes: int) -> PrototypeHead:
     """Replace the classifier's weights by the class prototypes of ``batches`` (named-input batches, labels)."""
     import torch
-
     import torch.nn.functional as F
     from torch import nn
 
