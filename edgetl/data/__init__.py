@@ -10,7 +10,14 @@ from edgetl.data.dataset import (
     stratified_split,
     write_split,
 )
-from edgetl.data.preprocess import Preprocess, image_pixels, load_image, normalise_pixels, preprocess_image, to_rgb
+from edgetl.data.preprocess import (
+    Preprocess,
+    image_pixels,
+    load_image,
+    normalise_pixels,
+    preprocess_image,
+    to_rgb,
+)
 from edgetl.data.torch_data import (
     ImageDataset,
     eval_transform,

@@ -246,6 +246,25 @@ def _measured_lines(summary: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def summary_lines(bundle_dir: Path) -> list[str]:
+    """The bundle's measured figures for the console, each saying where it was measured, and its uint8 variant."""
+    manifest = read_json(Path(bundle_dir) / BUNDLE_MANIFEST)
+    lines = []
+    for r in (manifest.get("measured") or {}).get("rows", []):
+        acc = f"top-1 {100 * r['accuracy']:.2f} %" if r.get("accuracy") is not None else "no accuracy"
+        p50 = (f"p50 {r['p50_ms']:.3g} ms" if r.get("p50_ms") is not None
+               else f"~{r['estimate_ms']:.3g} ms estimated" if r.get("estimate_ms") else "no latency")
+        lines.append(f"  {r['artifact']} @ {r['runtime']}, measured on {r.get('where') or r.get('measured_on')}: "
+                     f"{acc}, {p50}")
+    for v in manifest.get("uint8_input") or []:
+        p = v.get("parity") or {}
+        shape = "x".join("N" if d is None else str(d) for d in v["inputs"][0]["shape"])
+        lines.append(f"  {v['path']}: uint8 {shape} pixels in (NHWC), preprocessing in the graph; top-1 agreement "
+                     f"with {v['variant_of']} {100 * (p.get('top1_agreement') or 0):.2f} % on {p.get('n')} "
+                     f"images ({p.get('runtime')})")
+    return lines
+
+
 def _hash_entries(root: Path, entries: list[dict[str, Any]]) -> None:
     for entry in entries:
         entry["sha256"] = sha256_file(root / entry["path"])
