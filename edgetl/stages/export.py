@@ -201,7 +201,7 @@ def export(cfg: BuildConfig, target: TargetProfile, model_dir: Path, quant_dir: 
                     write_uint8_variant(tmp / onnx_rel, tmp / pixels_rel, front, meta)
                 if want_onnx:
                     artifacts.append((_artifact("onnx", src.name, precision, tmp, onnx_rel,
-                                                front and (pixels_rel, front)), src))
+                                                (pixels_rel, front) if front is not None else None), src))
                 if want_ov:
                     progress.update(task, description=f"OpenVINO {src.name}")
                     xml_rel = f"openvino/{Path(onnx_rel).stem}.xml"
