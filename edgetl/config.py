@@ -210,6 +210,11 @@ class ExportConfig(_Section):
     # reference margins were 0.071 and 0.165 (the median margin is 2.8).
     tie_margin_int8: float = Field(default=0.25, ge=0)
     parity_images: int | None = Field(default=None, ge=1)  # None: the whole evaluation split
+    # Beside each image model, a variant whose graph takes the resized/cropped RGB pixels as uint8 NHWC and does
+    # the /255, mean/std and NCHW layout change itself, so device code feeds camera frames without rewriting the
+    # normalisation (the bundle ships it and its README's C++ feeds it). On by default: five nodes prepended to
+    # the exported graph and one more parity pass over the evaluation split per artifact.
+    uint8_input: bool = True
 
 
 class BenchConfig(_Section):

@@ -91,6 +91,22 @@ def read_manifest(stage_dir: str | Path) -> Manifest:
         raise ModelFileError(f"{path} is corrupt or from an incompatible edgetl version: {exc}") from exc
 
 
+class InputVariant(BaseModel):
+    """A variant of an exported model whose graph takes raw ``uint8`` NHWC pixels and preprocesses them itself
+    (``edgetl.export.uint8_input``); checked against the float-input model it came from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = "uint8_nhwc"
+    path: str  # relative to the stage directory, as Artifact.path
+    size_bytes: int
+    io: dict[str, Any]  # the variant's ModelIO (dump): input uint8, N x H x W x C; outputs as the artifact's
+    preprocessing: dict[str, Any]  # what its graph does, and what the caller still does (resize, crop)
+    int8_ops: int | None = None
+    float_ops: int | None = None
+    parity: dict[str, Any] = Field(default_factory=dict)  # against the float-input artifact, same runtime
+
+
 class Artifact(BaseModel):
     """One exported model file, as listed in ``OUT/export/manifest.json`` (``info["artifacts"]``)."""
 
@@ -106,3 +122,4 @@ class Artifact(BaseModel):
     float_ops: int | None = None  # those that still run in float
     float_op_names: list[str] = Field(default_factory=list)  # and which, with the reason where known
     parity: dict[str, Any] = Field(default_factory=dict)  # {"runtime", "top1_agreement", "max_logit_diff", "n"}
+    uint8_variant: InputVariant | None = None  # the same model taking raw camera pixels (image tasks)

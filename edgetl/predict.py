@@ -70,7 +70,9 @@ class Bundle:
             self._finalizer()
 
     def _choose_model(self) -> dict[str, Any]:
-        models = [f for f in self.manifest["files"] if f.get("format") in ("onnx", "openvino")]
+        # the float-input models: predict does the preprocessing itself (the uint8-input variants are for devices)
+        models = [f for f in self.manifest["files"] if f.get("format") in ("onnx", "openvino")
+                  and not f.get("variant_of")]
         # ONNX Runtime runs anywhere edgetl installs; OpenVINO IR as the alternative
         models.sort(key=lambda f: f.get("format") != "onnx")
         if not models:

@@ -137,7 +137,8 @@ def parse_percent(text: str | float) -> float:
 
 
 def _label(r: BenchRow) -> str:
-    return f"{r.name} @ {r.runtime}:{r.device} {r.precision}"
+    """The row, and where it was measured: a host row and a device row of one artifact are different rows."""
+    return f"{r.name} @ {r.runtime}:{r.device} {r.precision} on {r.where_label}"
 
 
 def compare_row(base: BenchRow, now: BenchRow | None, max_latency: float, max_drop: float) -> GateRow:
@@ -195,11 +196,11 @@ def _acc(v: float | None) -> str:
 
 def render_table(rows: list[GateRow]) -> str:
     """A plain-text table (fits a terminal and a CI log)."""
-    header = (f"{'row':<48} {'status':<12} {'p50 base':>9} {'p50 now':>9} {'Δ%':>7} {'noise ±%':>8} "
+    header = (f"{'row':<64} {'status':<12} {'p50 base':>9} {'p50 now':>9} {'Δ%':>7} {'noise ±%':>8} "
               f"{'top-1 base':>10} {'top-1 now':>10} {'Δ pts':>7}  why")
     lines = [header, "-" * len(header)]
     for r in rows:
-        lines.append(f"{r.label[:48]:<48} {r.status:<12} {_f(r.baseline_p50, '.3f'):>9} "
+        lines.append(f"{r.label[:64]:<64} {r.status:<12} {_f(r.baseline_p50, '.3f'):>9} "
                      f"{_f(r.current_p50, '.3f'):>9} {_f(r.latency_change_pct, '+.1f'):>7} "
                      f"{_f(r.noise_pct, '.1f'):>8} "
                      f"{_acc(r.baseline_accuracy):>10} {_acc(r.current_accuracy):>10} "

@@ -155,6 +155,11 @@ class BenchRow(_Model):
         return self.measured_on
 
     @property
+    def where_label(self) -> str:
+        """``where`` that says which kind it is: ``host``, ``device HOSTNAME``, ``estimate`` (console tables)."""
+        return f"device {self.where}" if self.measured_on == "device" else self.measured_on
+
+    @property
     def label(self) -> str:
         where = {"host": "", "device": f" on {self.where}", "estimate": " (estimate)"}[self.measured_on]
         return f"{self.name} @ {self.runtime}:{self.device}" + (" (proxy)" if self.proxy else "") + where

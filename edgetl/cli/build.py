@@ -97,3 +97,8 @@ def build_cmd(target: str | None, data: str | None, backbone: str | None, weight
     click.echo(budget_table(result.budget_rows))
     click.echo(f"\nreport: {result.out / 'report' / 'report.html'}")
     click.echo(f"bundle: {result.bundle_dir} (+ {result.out / 'bundle.tar.gz'})")
+    from edgetl.stages.bundle import summary_lines
+
+    if result.bundle_dir is not None and (result.bundle_dir / "manifest.json").is_file():
+        for line in summary_lines(result.bundle_dir):
+            click.echo(line)

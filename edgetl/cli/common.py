@@ -94,7 +94,7 @@ def print_results(out: Path) -> None:
         runtime = f"{r.get('runtime')}:{r.get('device')}" + (" (proxy)" if r.get("proxy") else "")
         where = r.get("measured_on") or "host"
         if where == "device":
-            where = r.get("device_hostname") or r.get("device_address") or "device"
+            where = f"device {r.get('device_hostname') or r.get('device_address') or ''}".strip()
         table.add_row(
             str(r.get("name")), runtime, str(r.get("precision")), where,
             str(r.get("status")) if r.get("status") == "ok" else f"{r.get('status')}: {r.get('reason', '')}"[:60],

@@ -10,11 +10,19 @@ from edgetl.data.dataset import (
     stratified_split,
     write_split,
 )
-from edgetl.data.preprocess import Preprocess, load_image, preprocess_image, to_rgb
+from edgetl.data.preprocess import (
+    Preprocess,
+    image_pixels,
+    load_image,
+    normalise_pixels,
+    preprocess_image,
+    to_rgb,
+)
 from edgetl.data.torch_data import (
     ImageDataset,
     eval_transform,
     iter_eval_batches,
+    iter_eval_pixel_batches,
     loader_settings,
     open_sample,
 )
@@ -27,9 +35,12 @@ __all__ = [
     "Sample",
     "dataset_fingerprint",
     "eval_transform",
+    "image_pixels",
     "iter_eval_batches",
+    "iter_eval_pixel_batches",
     "load_image",
     "loader_settings",
+    "normalise_pixels",
     "open_sample",
     "preprocess_image",
     "read_split",

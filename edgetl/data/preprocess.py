@@ -70,12 +70,22 @@ def resize_and_crop(img: Image.Image, pp: Preprocess) -> Image.Image:
     return img.crop((left, top, left + pp.image_size, top + pp.image_size))
 
 
-def preprocess_image(img: Image.Image, pp: Preprocess) -> np.ndarray:
-    """One image -> float32 array of shape (3, image_size, image_size)."""
-    img = resize_and_crop(to_rgb(img), pp)
-    arr: np.ndarray = np.asarray(img, dtype=np.float32) * np.float32(pp.scale)
+def image_pixels(img: Image.Image, pp: Preprocess) -> np.ndarray:
+    """One image -> its resized, centre-cropped RGB pixels: uint8, HWC (what the uint8-input model variant takes)."""
+    return np.ascontiguousarray(np.asarray(resize_and_crop(to_rgb(img), pp), dtype=np.uint8))
+
+
+def normalise_pixels(pixels: np.ndarray, pp: Preprocess) -> np.ndarray:
+    """uint8 HWC pixels -> float32 CHW: ``(pixels * scale - mean) / std``, in float32, in this order (the
+    uint8-input variant's graph repeats these operations one by one, so both inputs give the same floats)."""
+    arr: np.ndarray = np.asarray(pixels, dtype=np.float32) * np.float32(pp.scale)
     arr = (arr - np.asarray(pp.mean, dtype=np.float32)) / np.asarray(pp.std, dtype=np.float32)
     return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+
+def preprocess_image(img: Image.Image, pp: Preprocess) -> np.ndarray:
+    """One image -> float32 array of shape (3, image_size, image_size)."""
+    return normalise_pixels(image_pixels(img, pp), pp)
 
 
 # Large images: a JPEG over DRAFT_ABOVE_PIXELS is decoded at a reduced scale (libjpeg's DCT scaling by 1/2, 1/4

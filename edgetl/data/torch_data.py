@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgetl.data.preprocess import Preprocess, load_image, preprocess_image, to_rgb
+from edgetl.data.preprocess import Preprocess, image_pixels, load_image, preprocess_image, to_rgb
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -180,3 +180,14 @@ def iter_eval_batches(
         chunk = samples[start : start + batch_size]
         images = np.stack([preprocess_image(open_sample(ref), pp) for ref, _ in chunk])
         yield images, np.asarray([label for _, label in chunk], dtype=np.int64)
+
+
+def iter_eval_pixel_batches(
+    samples: list[Sample], pp: Preprocess, batch_size: int = 32
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """NHWC uint8 batches of the resized, centre-cropped pixels (before scaling and normalisation) and their labels:
+    what a camera pipeline hands the uint8-input model variant."""
+    for start in range(0, len(samples), batch_size):
+        chunk = samples[start : start + batch_size]
+        pixels = np.stack([image_pixels(open_sample(ref), pp) for ref, _ in chunk])
+        yield pixels, np.asarray([label for _, label in chunk], dtype=np.int64)

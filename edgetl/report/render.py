@@ -548,7 +548,7 @@ def results_table(results: BenchResults) -> Any:
         lat = r.latency_ms
         style = {"ok": "", "skipped": "dim", "failed": "red"}[r.status]
         status = "ok" if r.status == "ok" else f"{r.status}: {r.reason}"
-        table.add_row(r.name, f"{r.runtime}:{r.device}" + (" proxy" if r.proxy else ""), r.precision, r.where,
+        table.add_row(r.name, f"{r.runtime}:{r.device}" + (" proxy" if r.proxy else ""), r.precision, r.where_label,
                       status, _pct(r.accuracy), _p50_cell(r), _fmt(lat.p90 if lat else None, ".3f"),
                       *[_fmt(r.throughput.get(str(b)), ".0f") for b in batches], _fmt(r.peak_memory_mb, ".1f"),
                       _fmt(r.size_bytes / 1e6 if r.size_bytes else None, ".2f"), style=style)

@@ -80,7 +80,8 @@ echo "engine: $(pwd)/model.engine; latency percentiles are in trtexec.log (this 
 def _readme(target: TargetProfile, task: Task, io: ModelIO, files: list[dict[str, Any]], labels: list[str],
             pp: dict[str, Any], summary: dict[str, Any], adaptation: dict[str, Any] | None = None) -> str:
     primary = files[0]["path"]
-    onnx_file = next((f["path"] for f in files if f["format"] == "onnx"), None)
+    onnx_file = next((f["path"] for f in files if f["format"] == "onnx" and not f.get("variant_of")), None)
+    uint8_onnx = next((f["path"] for f in files if f["format"] == "onnx" and f.get("variant_of")), None)
     lines = [
         f"# edgetl bundle for {target.name}",
         "",
@@ -98,11 +99,12 @@ def _readme(target: TargetProfile, task: Task, io: ModelIO, files: list[dict[str
         "",
         "## Measured",
         "",
+        *_measured_lines(summary),
         "```json",
         json.dumps(summary, indent=2),
         "```",
         "",
-        task.bundle_readme(pp, io, primary, onnx_file),
+        task.bundle_readme(pp, io, primary, onnx_file, uint8_onnx),
     ]
     if any(r.runtime == "tensorrt" for r in target.runtimes):
         lines += [
@@ -156,6 +158,7 @@ def make_bundle(export_dir: Path, results_path: Path | None, target: TargetProfi
                 shutil.copy2(src.with_suffix(".bin"), tmp / f"model_{art.precision}.bin")
                 files.append({"path": f"model_{art.precision}.bin", "format": "openvino-weights",
                               "precision": art.precision, "source": art.source, "artifact": art.name})
+        uint8_input = _copy_uint8_variants(export_dir, picked, tmp, files)
         # files the model needs besides its weights (a tokenizer), as its preprocessing spec names them
         for path, name in task.model_files(pp):
             shutil.copy2(path, tmp / name)
@@ -185,6 +188,8 @@ def make_bundle(export_dir: Path, results_path: Path | None, target: TargetProfi
             "backbone": info.get("backbone"),
             "classes": labels,
             "primary": files[0]["path"],
+            # the same models taking raw uint8 NHWC pixels (preprocessing in the graph), with their parity
+            "uint8_input": uint8_input,
             "int8_source": source,
             "files": files,
             "measured": summary,
@@ -200,6 +205,70 @@ def make_bundle(export_dir: Path, results_path: Path | None, target: TargetProfi
     return out_dir
 
 
+def _copy_uint8_variants(export_dir: Path, picked: list[Artifact], tmp: Path,
+                         files: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Copy the uint8-input variant of each picked artifact (after the float-input files, so ``files[0]`` stays
+    the primary model); returns what the bundle manifest says about each: its file, inputs, preprocessing and
+    parity against the float-input model."""
+    described = []
+    for art in picked:
+        variant = art.uint8_variant
+        if variant is None:
+            continue
+        src = export_dir / variant.path
+        suffix = ".xml" if art.format == "openvino" else ".onnx"
+        name = f"model_{art.precision}_uint8{suffix}"
+        shutil.copy2(src, tmp / name)
+        entry = {"path": name, "format": art.format, "precision": art.precision, "source": art.source,
+                 "artifact": art.name, "input": variant.kind, "variant_of": f"model_{art.precision}{suffix}"}
+        files.append(entry)
+        if art.format == "openvino":
+            shutil.copy2(src.with_suffix(".bin"), tmp / f"model_{art.precision}_uint8.bin")
+            files.append({"path": f"model_{art.precision}_uint8.bin", "format": "openvino-weights",
+                          "precision": art.precision, "source": art.source, "artifact": art.name,
+                          "input": variant.kind, "variant_of": f"model_{art.precision}.bin"})
+        parity = variant.parity
+        described.append({"path": name, "variant_of": entry["variant_of"], "artifact": art.name,
+                          "inputs": variant.io.get("inputs", []), "preprocessing": variant.preprocessing,
+                          "parity": {k: parity.get(k) for k in ("runtime", "reference", "n", "top1_agreement",
+                                                                "flips", "max_logit_diff", "accuracy")}})
+    return described
+
+
+def _measured_lines(summary: dict[str, Any]) -> list[str]:
+    """The summary rows as a table that says where each figure was measured (host proxy, or the device)."""
+    rows = summary.get("rows") or []
+    if not rows:
+        return ["No benchmark rows.", ""]
+    lines = ["| artifact | runtime | measured on | accuracy | p50 ms | p90 ms |", "| --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        acc = f"{100 * r['accuracy']:.2f} %" if r.get("accuracy") is not None else "-"
+        p50 = r.get("p50_ms")
+        p50_cell = p50 if p50 is not None else (f"~{r['estimate_ms']:.3g} (estimate)" if r.get("estimate_ms") else "-")
+        lines.append(f"| {r['artifact']} | {r['runtime']} | {r.get('where') or r.get('measured_on', 'host')} | {acc} "
+                     f"| {p50_cell} | {r.get('p90_ms') if r.get('p90_ms') is not None else '-'} |")
+    return [*lines, ""]
+
+
+def summary_lines(bundle_dir: Path) -> list[str]:
+    """The bundle's measured figures for the console, each saying where it was measured, and its uint8 variant."""
+    manifest = read_json(Path(bundle_dir) / BUNDLE_MANIFEST)
+    lines = []
+    for r in (manifest.get("measured") or {}).get("rows", []):
+        acc = f"top-1 {100 * r['accuracy']:.2f} %" if r.get("accuracy") is not None else "no accuracy"
+        p50 = (f"p50 {r['p50_ms']:.3g} ms" if r.get("p50_ms") is not None
+               else f"~{r['estimate_ms']:.3g} ms estimated" if r.get("estimate_ms") else "no latency")
+        lines.append(f"  {r['artifact']} @ {r['runtime']}, measured on {r.get('where') or r.get('measured_on')}: "
+                     f"{acc}, {p50}")
+    for v in manifest.get("uint8_input") or []:
+        p = v.get("parity") or {}
+        shape = "x".join("N" if d is None else str(d) for d in v["inputs"][0]["shape"])
+        lines.append(f"  {v['path']}: uint8 {shape} pixels in (NHWC), preprocessing in the graph; top-1 agreement "
+                     f"with {v['variant_of']} {100 * (p.get('top1_agreement') or 0):.2f} % on {p.get('n')} "
+                     f"images ({p.get('runtime')})")
+    return lines
+
+
 def _hash_entries(root: Path, entries: list[dict[str, Any]]) -> None:
     for entry in entries:
         entry["sha256"] = sha256_file(root / entry["path"])
@@ -211,9 +280,20 @@ def _summary(results: dict[str, Any], picked: list[Artifact]) -> dict[str, Any]:
     rows = []
     for r in results.get("rows", []):
         if r.get("name") in names and r.get("status") == "ok":
+            measured_on = r.get("measured_on") or "host"
+            if measured_on == "device":
+                where = f"device {r.get('device_hostname') or ''} ({r.get('device_address') or ''})"
+            elif measured_on == "estimate":
+                band = (r.get("estimate") or {}).get("band") or ("?", "?")
+                where = f"estimate (roofline; estimate/measured {band[0]}..{band[1]} on the build host)"
+            else:
+                where = "build host" + (" (proxy for the device)" if r.get("proxy") else "")
             rows.append({
                 "artifact": r.get("name"), "runtime": f"{r.get('runtime')}:{r.get('device')}",
+                "measured_on": measured_on, "where": where,
+                "device_address": r.get("device_address") if measured_on == "device" else None,
                 "proxy": bool(r.get("proxy")), "accuracy": r.get("accuracy"),
                 "p50_ms": (r.get("latency_ms") or {}).get("p50"), "p90_ms": (r.get("latency_ms") or {}).get("p90"),
+                **({"estimate_ms": r["estimate"].get("latency_ms")} if r.get("estimate") else {}),
             })
     return {"eval_split": results.get("eval_split"), "host": (results.get("host") or {}).get("cpu"), "rows": rows}

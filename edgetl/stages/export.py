@@ -23,9 +23,10 @@ from edgetl import __version__
 from edgetl.config import BuildConfig
 from edgetl.errors import ExportError, ModelFileError
 from edgetl.export.parity import describe_agreement
+from edgetl.export.uint8_input import PixelFront, uint8_variant_path, variant_metadata, write_uint8_variant
 from edgetl.export.writers import export_onnx, export_openvino
 from edgetl.fsutil import atomic_dir, sha256_json, write_json
-from edgetl.manifest import Artifact, Manifest, hash_outputs, library_versions
+from edgetl.manifest import Artifact, InputVariant, Manifest, hash_outputs, library_versions
 from edgetl.targets import TargetProfile
 
 if TYPE_CHECKING:
@@ -179,6 +180,8 @@ def export(cfg: BuildConfig, target: TargetProfile, model_dir: Path, quant_dir: 
     example = inputs.task.example_inputs(card.io, batch)
     want_ov = "openvino" in target.export.formats
     want_onnx = "onnx" in target.export.formats
+    # the uint8-input variant of every artifact (image tasks): raw camera pixels in, preprocessing in the graph
+    front = inputs.task.pixel_front(card.io, card.preprocess) if cfg.export.uint8_input else None
     artifacts: list[tuple[Artifact, _Source]] = []
     folded: dict[str, int] = {}
     with atomic_dir(out_dir) as tmp:
@@ -193,20 +196,30 @@ def export(cfg: BuildConfig, target: TargetProfile, model_dir: Path, quant_dir: 
                 folded[src.name] = export_onnx(src.model, example, tmp / onnx_rel, opset=opset, dynamic=dynamic,
                                                metadata=meta, what=f"the {src.name} model", io=card.io)
                 progress.advance(task)
+                pixels_rel = uint8_variant_path(onnx_rel)
+                if front is not None:
+                    write_uint8_variant(tmp / onnx_rel, tmp / pixels_rel, front, meta)
                 if want_onnx:
-                    artifacts.append((_artifact("onnx", src.name, precision, tmp, onnx_rel), src))
+                    artifacts.append((_artifact("onnx", src.name, precision, tmp, onnx_rel,
+                                                (pixels_rel, front) if front is not None else None), src))
                 if want_ov:
                     progress.update(task, description=f"OpenVINO {src.name}")
                     xml_rel = f"openvino/{Path(onnx_rel).stem}.xml"
                     export_openvino(tmp / onnx_rel, tmp / xml_rel, meta)
-                    artifacts.append((_artifact("openvino", src.name, precision, tmp, xml_rel), src))
+                    variant = None
+                    if front is not None:
+                        variant = (uint8_variant_path(xml_rel), front)
+                        export_openvino(tmp / pixels_rel, tmp / variant[0], variant_metadata(meta, front))
+                    artifacts.append((_artifact("openvino", src.name, precision, tmp, xml_rel, variant), src))
                     progress.advance(task)
                 if not want_onnx:
                     (tmp / onnx_rel).unlink()  # only the intermediate of the IR
+                    if front is not None:
+                        (tmp / pixels_rel).unlink()
         parity = _run_parity(cfg, inputs, tmp, artifacts, batch if not dynamic else 1)
         write_json(tmp / "parity.json", parity)
-        files = [a.path for a, _ in artifacts] + [a.path.replace(".xml", ".bin") for a, _ in artifacts
-                                                   if a.format == "openvino"]
+        paths = [a.path for a, _ in artifacts] + [a.uint8_variant.path for a, _ in artifacts if a.uint8_variant]
+        files = paths + [p.replace(".xml", ".bin") for p in paths if p.endswith(".xml")]
         float_dir = inputs.artifact.stage_dir
         rel = lambda p: os.path.relpath(p, out_dir)  # noqa: E731  paths that stay valid inside the run directory
         kept = [layer for a in quantized_cards(sources) for layer in a]
@@ -245,16 +258,28 @@ def quantized_cards(sources: list[_Source]) -> list[list[dict[str, str]]]:
     return [list(seen.values())]
 
 
-def _artifact(fmt: str, source: str, precision: str, root: Path, rel: str) -> Artifact:
-    path = root / rel
-    size = path.stat().st_size + (path.with_suffix(".bin").stat().st_size if fmt == "openvino" else 0)
+def _artifact(fmt: str, source: str, precision: str, root: Path, rel: str,
+              variant: tuple[str, PixelFront] | None = None) -> Artifact:
+    def size(path: Path) -> int:
+        return path.stat().st_size + (path.with_suffix(".bin").stat().st_size if fmt == "openvino" else 0)
+
+    uint8 = None
+    if variant:
+        v_rel, front = variant
+        uint8 = InputVariant(path=v_rel, size_bytes=size(root / v_rel), io=front.io.model_dump(mode="json"),
+                             preprocessing=front.describe())
     return Artifact(name=artifact_name(fmt, source), format=fmt, precision=precision, source=source, path=rel,
-                    size_bytes=size)
+                    size_bytes=size(root / rel), uint8_variant=uint8)
+
 
 
 def _run_parity(cfg: BuildConfig, inputs: FloatInputs, root: Path, artifacts: list[tuple[Artifact, _Source]],
                 runtime_batch: int) -> dict[str, dict[str, Any]]:
-    """Stream the evaluation split through every artifact and its torch reference; fill in each ``Artifact``."""
+    """Stream the evaluation split through every artifact and its torch reference; fill in each ``Artifact``.
+
+    A uint8-input variant takes the same samples as uint8 pixels (resized and cropped, not normalised) and is
+    compared with its float-input artifact in the same runtime: the same predictions are what it must give.
+    """
     import torch
     from rich.progress import Progress
 
@@ -262,21 +287,34 @@ def _run_parity(cfg: BuildConfig, inputs: FloatInputs, root: Path, artifacts: li
 
     samples = inputs.eval_samples[: cfg.export.parity_images] if cfg.export.parity_images else inputs.eval_samples
     sessions, tallies, counts = {}, {}, {}
+    variants = {a.name: a.uint8_variant for a, _ in artifacts if a.uint8_variant is not None}
     for artifact, src in artifacts:
         sessions[artifact.name], counts[artifact.name], runtime = open_checked_session(
             root / artifact.path, artifact.format, artifact.precision)
         ties = cfg.export.tie_margin_int8 if artifact.precision == "int8" else 0.0
         tallies[artifact.name] = ParityTally(runtime, src.reference_label, runtime_batch, tie_margin=ties)
+        if artifact.name in variants:
+            key = f"{artifact.name}:uint8"
+            sessions[key], counts[key], _ = open_checked_session(root / variants[artifact.name].path,
+                                                                 artifact.format, artifact.precision)
+            tallies[key] = ParityTally(runtime, f"{artifact.name} (float input)", runtime_batch, tie_margin=ties)
     references = {src.name: src.reference for _, src in artifacts}
+    if variants:
+        batches = inputs.task.eval_pixel_batches(samples, inputs.preprocess, REFERENCE_BATCH)
+    else:
+        batches = ((b, {}) for b in inputs.task.eval_batches(samples, inputs.preprocess, REFERENCE_BATCH))
     try:
         with Progress(transient=True) as progress, torch.inference_mode():
             task = progress.add_task("parity", total=len(samples))
-            for batch, labels in inputs.task.eval_batches(samples, inputs.preprocess, REFERENCE_BATCH):
+            for (batch, labels), pixels in batches:
                 args = [torch.from_numpy(v) for v in batch.values()]
                 expected = {name: np.asarray(ref(*args), dtype=np.float64) for name, ref in references.items()}
                 for artifact, src in artifacts:
                     logits = run_in_chunks(sessions[artifact.name], batch, runtime_batch)
                     tallies[artifact.name].update(logits, expected[src.name], labels)
+                    if artifact.name in variants:
+                        from_pixels = run_in_chunks(sessions[f"{artifact.name}:uint8"], pixels, runtime_batch)
+                        tallies[f"{artifact.name}:uint8"].update(from_pixels, logits.astype(np.float64), labels)
                 progress.advance(task, len(labels))
     finally:
         for session in sessions.values():
@@ -290,10 +328,18 @@ def _run_parity(cfg: BuildConfig, inputs: FloatInputs, root: Path, artifacts: li
         artifact.int8_ops, artifact.float_ops = c.int8_total, c.float_total
         artifact.float_op_names = _explain_float(c, kept, artifact.precision)
         report[artifact.name] = {**artifact.parity, "int8": c.int8, "float": c.float}
-        for problem in (_check_parity(cfg, artifact, artifact.parity),
-                        _check_int8(artifact, c, kept) if artifact.precision == "int8" else None):
-            if problem:
-                failures.append(problem)
+        problems = [_check_parity(cfg, artifact, artifact.parity),
+                    _check_int8(artifact, c, kept) if artifact.precision == "int8" else None]
+        variant = artifact.uint8_variant
+        if variant is not None:  # the same checks, against the float-input artifact, under the variant's name
+            key, vc = f"{artifact.name}:uint8", counts[f"{artifact.name}:uint8"]
+            variant.parity = tallies[key].as_dict()
+            variant.int8_ops, variant.float_ops = vc.int8_total, vc.float_total
+            report[f"{artifact.name}-uint8-input"] = {**variant.parity, "int8": vc.int8, "float": vc.float}
+            named = artifact.model_copy(update={"name": f"{artifact.name} uint8-input variant"})
+            problems += [_check_parity(cfg, named, variant.parity),
+                         _check_int8(named, vc, kept) if artifact.precision == "int8" else None]
+        failures.extend(p for p in problems if p)
     if failures:
         raise ExportError(f"{STAGE}: {len(failures)} artifact check(s) failed: " + "; ".join(failures),
                           hint="see the figures above; loosen export.min_top1_agreement / max_logit_diff_* only "

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from edgetl.backbones import BackboneSpec
     from edgetl.config import BuildConfig, DataConfig, TrainConfig
     from edgetl.data import DatasetIndex
+    from edgetl.export.uint8_input import PixelFront
     from edgetl.targets import TargetProfile
 
 # the end of every task's C++ snippet in the bundle README: the first output's logits to a class index
@@ -137,10 +138,25 @@ class Task(ABC):
         """The ``ModelIO`` of a bare model file (no edgetl card) from its input shapes; dynamic non-batch axes
         take ``size_hint``."""
 
+    # ------------------------------------------------------------------ the uint8-input variant
+    def pixel_front(self, io: ModelIO, preprocess: dict[str, Any]) -> PixelFront | None:
+        """What a uint8-input variant of a model with ``io`` does in its graph (raw camera pixels in, the
+        normalisation and layout change inside); None: this task's inputs are no pixels (text)."""
+        return None
+
+    def eval_pixel_batches(self, samples: Sequence[Any], preprocess: dict[str, Any],
+                           batch_size: int) -> Iterator[tuple[EvalBatch, dict[str, np.ndarray]]]:
+        """``eval_batches`` with, for each batch, the same samples as the uint8-input variant takes them
+        (only for tasks whose ``pixel_front`` is not None)."""
+        raise NotImplementedError(f"task {self.name} has no uint8-input variant")
+
     # ------------------------------------------------------------------ deployment
     @abstractmethod
-    def bundle_readme(self, preprocess: dict[str, Any], io: ModelIO, model_file: str, onnx_file: str | None) -> str:
-        """The bundle README's task-specific sections: preprocessing, a Python snippet, C++ guidance."""
+    def bundle_readme(self, preprocess: dict[str, Any], io: ModelIO, model_file: str, onnx_file: str | None,
+                      uint8_file: str | None = None) -> str:
+        """The bundle README's task-specific sections: preprocessing, a Python snippet, C++ guidance.
+
+        ``uint8_file``: the bundle's uint8-input ONNX variant (``pixel_front``), which the C++ snippet feeds."""
 
     @abstractmethod
     def collect_predict_inputs(self, paths: Sequence[Path]) -> list[Any]:

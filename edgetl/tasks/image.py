@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from edgetl.backbones import BackboneSpec
     from edgetl.config import BuildConfig, DataConfig, TrainConfig
     from edgetl.data import DatasetIndex
+    from edgetl.export.uint8_input import PixelFront
     from edgetl.targets import TargetProfile
 
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
@@ -103,6 +104,27 @@ class ImageClassification(Task):
         for images, labels in iter_eval_batches(list(samples), _pp(preprocess), batch_size):
             yield {INPUT_NAME: images}, labels
 
+    def pixel_front(self, io: ModelIO, preprocess: dict[str, Any]) -> PixelFront | None:
+        from edgetl.artifacts import ModelIO, TensorSpec
+        from edgetl.export.uint8_input import PixelFront
+
+        pp = _pp(preprocess)
+        spec = io.inputs[0]
+        _, c, h, w = spec.shape
+        pixels = TensorSpec(name=spec.name, shape=(spec.shape[0], h, w, c), dtype="uint8",
+                            dynamic_axes=dict(spec.dynamic_axes))
+        return PixelFront(input_name=spec.name, io=ModelIO(inputs=(pixels,), outputs=io.outputs), scale=pp.scale,
+                          mean=tuple(pp.mean), std=tuple(pp.std))
+
+    def eval_pixel_batches(self, samples: Sequence[Any], preprocess: dict[str, Any],
+                           batch_size: int) -> Iterator[tuple[EvalBatch, dict[str, np.ndarray]]]:
+        from edgetl.data import iter_eval_pixel_batches, normalise_pixels
+
+        pp = _pp(preprocess)
+        for pixels, labels in iter_eval_pixel_batches(list(samples), pp, batch_size):
+            images = np.stack([normalise_pixels(p, pp) for p in pixels])  # = preprocess_image of each sample
+            yield ({INPUT_NAME: images}, labels), {INPUT_NAME: pixels}
+
     def benchmark_inputs(self, io: ModelIO, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         return {t.name: rng.standard_normal(t.with_batch(batch), dtype=np.float32) for t in io.inputs}
 
@@ -143,17 +165,32 @@ class ImageClassification(Task):
         truth = Path(item).parent.name  # ImageFolder layout: the folder names the class
         return truth if truth in classes else None
 
-    def bundle_readme(self, preprocess: dict[str, Any], io: ModelIO, model_file: str, onnx_file: str | None) -> str:
+    def bundle_readme(self, preprocess: dict[str, Any], io: ModelIO, model_file: str, onnx_file: str | None,
+                      uint8_file: str | None = None) -> str:
         pp = preprocess
         c = io.inputs[0].shape[1]
+        s = pp["image_size"]
         lines = [
             "## Preprocessing (`preprocess.json`)",
             "",
             f"RGB, resize the short side to {pp['resize_size']} px ({pp['interpolation']}), centre-crop "
-            f"{pp['image_size']}x{pp['image_size']}, scale to 0..1, subtract mean {list(pp['mean'])}, divide by std "
+            f"{s}x{s}, scale to 0..1, subtract mean {list(pp['mean'])}, divide by std "
             f"{list(pp['std'])}, layout NCHW float32 (input `{io.inputs[0].name}`, shape N x {c} x "
-            f"{pp['image_size']} x {pp['image_size']}). Output: one logit per class, in `labels.json` order.",
+            f"{s} x {s}). Output: one logit per class, in `labels.json` order.",
             "",
+        ]
+        if uint8_file:
+            lines += [
+                "## Raw camera pixels (uint8 input)",
+                "",
+                f"`{uint8_file}` is the same model taking the resized, centre-cropped RGB pixels as they come: uint8, "
+                f"layout NHWC (input `{io.inputs[0].name}`, shape N x {s} x {s} x {c}). Its graph scales, "
+                "normalises and transposes them itself, so only the resize and the crop are left to the device code. "
+                "It gives the same predictions as the float-input model on the evaluation split "
+                "(`manifest.json`, `uint8_input`).",
+                "",
+            ]
+        lines += [
             "## Python",
             "",
             "```python",
@@ -172,12 +209,41 @@ class ImageClassification(Task):
             f"sess = ort.InferenceSession('{onnx_file or model_file}', providers=['CPUExecutionProvider'])",
             "logits = sess.run(None, {sess.get_inputs()[0].name: x})[0][0]",
             "print(labels[int(logits.argmax())])",
+            *([f"# or the uint8 variant, fed the cropped pixels: ort.InferenceSession('{uint8_file}')"
+               ".run(None, {'" + io.inputs[0].name + "': np.asarray(img, np.uint8)[None]})"] if uint8_file else []),
             "```",
             "",
             "Or, with edgetl installed: `edgetl predict path/to/bundle image.jpg`.",
             "",
         ]
-        if onnx_file:
+        if uint8_file:
+            lines += [
+                "## C++ (ONNX Runtime, uint8 camera frames)",
+                "",
+                "```cpp",
+                "#include <onnxruntime_cxx_api.h>",
+                "#include <algorithm>",
+                "#include <array>",
+                "#include <cstdint>",
+                "#include <vector>",
+                f"// rgb: a frame resized and centre-cropped to {s}x{s} (preprocess.json), RGB bytes, row-major",
+                f"// {s} x {s} x {c} (NHWC uint8): the model scales, normalises and transposes it in its graph",
+                "int classify(const std::vector<uint8_t>& rgb) {",
+                "  Ort::Env env(ORT_LOGGING_LEVEL_WARNING, \"edgetl\");",
+                "  Ort::SessionOptions opts;",
+                f"  Ort::Session session(env, \"{uint8_file}\", opts);",
+                "  Ort::AllocatorWithDefaultOptions alloc;",
+                "  auto in_name = session.GetInputNameAllocated(0, alloc);",
+                "  auto out_name = session.GetOutputNameAllocated(0, alloc);",
+                f"  std::array<int64_t, 4> shape{{1, {s}, {s}, {c}}};",
+                "  auto mem = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);",
+                "  Ort::Value input = Ort::Value::CreateTensor<uint8_t>(mem, const_cast<uint8_t*>(rgb.data()),",
+                "                                                       rgb.size(), shape.data(), shape.size());",
+                "  const char* ins[] = {in_name.get()}; const char* outs[] = {out_name.get()};",
+                "  auto out = session.Run(Ort::RunOptions{nullptr}, ins, &input, 1, outs, 1);",
+                *CPP_LOGITS_TO_CLASS,
+            ]
+        elif onnx_file:
             lines += [
                 "## C++ (ONNX Runtime)",
                 "",

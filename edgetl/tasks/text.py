@@ -413,7 +413,8 @@ class TextClassification(Task):
         label = getattr(item, "label", None)
         return label if label in classes else None
 
-    def bundle_readme(self, preprocess: dict[str, Any], io: ModelIO, model_file: str, onnx_file: str | None) -> str:
+    def bundle_readme(self, preprocess: dict[str, Any], io: ModelIO, model_file: str, onnx_file: str | None,
+                      uint8_file: str | None = None) -> str:
         pp = preprocess
         tok = pp.get("tokenizer", TOKENIZER_FILE)
         pad = ("padded to the longest text of the batch (attention_mask 0 on padding)"

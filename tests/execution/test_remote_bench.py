@@ -170,3 +170,38 @@ def test_a_target_nobody_can_reach_gets_estimates_with_their_band(built, tmp_pat
     report = (run_dir / "report" / "report.md").read_text()
     assert "Latency estimates (roofline, not measured" in report and "(estimate; real " in report
     assert "| estimate |" in report
+
+
+def test_the_uint8_input_variant_gives_the_float_models_predictions_on_the_device(built, loopback: Loopback) -> None:
+    """The bundle's uint8-input variant, fed the uint8 crops on the device, predicts what its float-input model
+    predicts there from the normal preprocessed images (and what the build's device row measured)."""
+    import numpy as np
+
+    from edgetl.execution.ssh import measure_on_device
+    from edgetl.stages.quantize import read_float_model
+
+    base, _, _, result = built
+    assert result.exit_code == 0, result.output
+    bundle = base / "run" / "bundle"
+    (variant,) = json.loads((bundle / "manifest.json").read_text())["uint8_input"]
+    inputs = read_float_model(base / "run" / "train")
+    floats, pixels, labels = [], [], []
+    for (batch, lab), raw in inputs.task.eval_pixel_batches(inputs.eval_samples, inputs.preprocess, 8):
+        floats.append(batch["input"])
+        pixels.append(raw["input"])
+        labels.append(lab)
+    assert np.concatenate(pixels).dtype == np.uint8 and np.concatenate(pixels).shape[1:] == (32, 32, 3)
+    row = {"runtime": "onnxruntime", "device": "cpu", "precision": "int8", "threads": 1, "warmup": 1,
+           "min_iterations": 3, "min_time_s": 0.0}
+    got = {}
+    for kind, model, arrays in (("float", variant["variant_of"], floats), ("uint8", variant["path"], pixels)):
+        _, (got[kind],) = measure_on_device(loopback.device(), [{**row, "model": model}], [bundle / model],
+                                            {"input": np.concatenate(arrays)}, np.concatenate(labels),
+                                            eval_batch_size=1)
+        assert got[kind]["status"] == "ok", got[kind]["reason"]
+        assert "torch" not in got[kind]["modules"] and "edgetl" not in got[kind]["modules"]
+    assert got["uint8"]["predictions"] == got["float"]["predictions"] and got["uint8"]["eval_count"] == 15
+    device_row = next(r for r in rows(base / "run" / "bench" / "results.json")
+                      if r["measured_on"] == "device" and r["name"] == variant["artifact"])
+    assert got["uint8"]["accuracy"] == pytest.approx(device_row["accuracy"])
+    assert loopback.workdir_entries() == [] and loopback.wait_no_processes() == []

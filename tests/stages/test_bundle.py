@@ -52,3 +52,26 @@ def test_an_export_that_does_not_describe_its_inputs_is_refused(run: Path, tmp_p
     with pytest.raises(ModelFileError, match="does not describe the model's inputs"):
         make_bundle(export, None, load_target("cpu"), tmp_path / "bundle")
     assert not (tmp_path / "bundle").exists()
+
+
+def test_the_bundle_summary_says_where_each_figure_was_measured() -> None:
+    from edgetl.manifest import Artifact
+    from edgetl.stages.bundle import _measured_lines, _summary
+
+    picked = [Artifact(name="onnx-int8-qat", format="onnx", precision="int8", source="qat", path="m.onnx",
+                       size_bytes=1)]
+    base = {"name": "onnx-int8-qat", "runtime": "onnxruntime", "device": "cpu", "status": "ok", "accuracy": 0.95,
+            "latency_ms": {"p50": 7.2, "p90": 7.9}}
+    results = {"eval_split": "val", "host": {"cpu": "AMD EPYC"}, "rows": [
+        {**base, "measured_on": "host", "proxy": True},
+        {**base, "measured_on": "device", "device_hostname": "rpi5", "device_address": "ssh://pi@10.0.0.2"},
+        {**base, "measured_on": "estimate", "latency_ms": None, "accuracy": None,
+         "estimate": {"latency_ms": 12.5, "band": [0.25, 1.882]}},
+    ]}
+    summary = _summary(results, picked)
+    assert [r["measured_on"] for r in summary["rows"]] == ["host", "device", "estimate"]
+    assert summary["rows"][1]["device_address"] == "ssh://pi@10.0.0.2" and summary["rows"][0]["device_address"] is None
+    table = "\n".join(_measured_lines(summary))
+    assert "| build host (proxy for the device) | 95.00 % | 7.2 |" in table
+    assert "| device rpi5 (ssh://pi@10.0.0.2) | 95.00 % | 7.2 |" in table
+    assert "estimate (roofline; estimate/measured 0.25..1.882 on the build host)" in table and "~12.5 (estimate)" in table

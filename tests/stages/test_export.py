@@ -158,3 +158,51 @@ def test_cli_export_prints_the_table(run, tmp_path):
     result = CliRunner().invoke(cli, ["export", "--out", str(tmp_path), "--target", "cpu"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "onnx-int8-qat" in result.output and "4/4" in result.output and "100.00%" in result.output
+
+
+def test_every_artifact_has_a_uint8_input_variant_with_parity(run):
+    """Raw uint8 NHWC pixels in, the same predictions as the float-input artifact out, int8 still int8."""
+    import onnxruntime as ort
+
+    from edgetl.manifest import read_manifest
+
+    parity = json.loads((run / "export" / "parity.json").read_text())
+    assert set(read_manifest(run / "export").outputs) >= {"model_int8_qat_uint8.onnx",
+                                                          "openvino/model_int8_qat_uint8.bin"}
+    for name, a in _artifacts(run).items():
+        v = a["uint8_variant"]
+        assert v["io"]["inputs"][0] == {"name": "input", "shape": [None, SIZE, SIZE, 3], "dtype": "uint8",
+                                        "dynamic_axes": {"0": "batch"}}
+        assert v["preprocessing"]["input_layout"] == "NHWC"
+        p = v["parity"]
+        assert p["n"] == 18 and p["top1_agreement"] == 1.0 and p["reference"] == f"{name} (float input)"
+        assert p["max_logit_diff"] < 1e-4 and p["accuracy"] == a["parity"]["accuracy"]
+        assert parity[f"{name}-uint8-input"]["n"] == 18
+        assert (v["int8_ops"], v["float_ops"]) == ((4, 0) if a["precision"] == "int8" else (0, 4)), name
+    session = ort.InferenceSession(str(run / "export" / "model_int8_qat_uint8.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].type == "tensor(uint8)"
+    out = session.run(None, {"input": np.zeros((2, SIZE, SIZE, 3), dtype=np.uint8)})[0]
+    assert out.shape == (2, 3)
+
+
+def test_the_bundle_ships_the_uint8_variant_and_its_readme_feeds_it(run, tmp_path):
+    from edgetl.predict import open_bundle
+    from edgetl.stages.bundle import make_bundle
+    from edgetl.targets import load_target
+
+    out = make_bundle(run / "export", None, load_target("raspberry-pi-5"), tmp_path / "bundle")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["primary"] == "model_int8.onnx"
+    (entry,) = manifest["uint8_input"]
+    assert entry["path"] == "model_int8_uint8.onnx" and entry["variant_of"] == "model_int8.onnx"
+    assert entry["inputs"][0]["dtype"] == "uint8" and entry["inputs"][0]["shape"] == [None, SIZE, SIZE, 3]
+    assert entry["parity"]["top1_agreement"] == 1.0 and entry["parity"]["n"] == 18
+    listed = {f["path"]: f for f in manifest["files"]}
+    assert listed["model_int8_uint8.onnx"]["input"] == "uint8_nhwc"
+    readme = (out / "README.md").read_text()
+    assert "## C++ (ONNX Runtime, uint8 camera frames)" in readme
+    assert 'Ort::Session session(env, "model_int8_uint8.onnx", opts);' in readme
+    assert "CreateTensor<uint8_t>" in readme and f"shape{{1, {SIZE}, {SIZE}, 3}}" in readme
+    with open_bundle(out) as bundle:  # predict keeps the float-input model
+        assert bundle.model_entry["path"] == "model_int8.onnx"
