@@ -131,24 +131,25 @@ def compare(cfg: BuildConfig, target: TargetProfile, out_dir: Path,
         raise DataError(f"the strategies were trained on different splits: {digests}",
                         hint="rerun `edgetl compare` on data nothing changes meanwhile")
     eval_split = results[0].eval_split
-    payload = {
+    eval_images = counts.get(eval_split, 0)
+    selected_on = eval_split == "val"  # val is what every strategy kept its best epoch on: optimistic, for all alike
+    payload: dict[str, Any] = {
         "edgetl_version": __version__,
         "dataset": cfg.data.path,
         "backbone": cfg.train.backbone,
         "target": target.name,
         "eval_split": eval_split,
-        "eval_images": counts.get(eval_split, 0),
+        "eval_images": eval_images,
         "split_images": counts,
         "split_sha256": next(iter(digests.values())),
-        # val is what every strategy kept its best epoch on: its accuracies are optimistic, for all alike
-        "split_selected_on": eval_split == "val",
+        "split_selected_on": selected_on,
         "train": cfg.train.model_dump(mode="json", exclude={"device"}),
         "strategies": [asdict(r) for r in results],
     }
     json_path = write_json(out_dir / COMPARE_NAME, payload)
     plot_path = plot_compare(payload, out_dir / PLOT_NAME)
-    return CompareResult(out_dir=out_dir, results=results, eval_split=eval_split, eval_images=payload["eval_images"],
-                         split_selected_on=payload["split_selected_on"], json_path=json_path, plot_path=plot_path)
+    return CompareResult(out_dir=out_dir, results=results, eval_split=eval_split, eval_images=eval_images,
+                         split_selected_on=selected_on, json_path=json_path, plot_path=plot_path)
 
 
 def plot_compare(payload: dict[str, Any], path: Path) -> Path:
