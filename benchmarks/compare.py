@@ -2,7 +2,7 @@
 
 Runs the command itself (``python -m edgetl.cli compare``, the default recipe and the cpu target's 224 px) in a
 subprocess, prints its table, and copies its ``compare.json`` (with the command, the host and the edgetl commit)
-to ``benchmarks/reported/compare_<data set>.json``.
+to ``benchmarks/reported/compare_<data set>.json`` (its ``compare.png`` beside it).
 
     nice -n 5 python benchmarks/compare.py --data ../shared/datasets/hymenoptera
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -57,6 +58,7 @@ def main() -> None:
     REPORTED.mkdir(parents=True, exist_ok=True)
     path = REPORTED / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2) + "\n")
+    shutil.copyfile(out / "compare.png", REPORTED / f"{name}.png")  # the command's own plot, beside its figures
     print(f"{'strategy':<20} {'top-1 on ' + payload['eval_split']:>14} {'wall s':>8}")
     for r in payload["strategies"]:
         print(f"{r['strategy']:<20} {100 * r['eval_accuracy']:>13.2f}% {r['wall_time_s']:>8.1f}")

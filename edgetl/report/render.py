@@ -387,8 +387,8 @@ def split_sentence(results: BenchResults) -> str | None:
     count = f" ({images} images)" if images else ""
     if results.eval_split_selected_on:
         return (f"Every accuracy is on **{results.eval_split}**{count}, the split fine-tuning and QAT kept their "
-                "best epochs on, so the figures are optimistic: the data has no test/ split (add one, or let edgetl "
-                "split a train/-only data set, for figures nothing was selected on).")
+                "best epochs on, so the figures are optimistic: the data came with val/ and no test/ (add a test/ "
+                "split for figures nothing was selected on).")
     if results.eval_split_selected_on is False:
         return f"Every accuracy is on **{results.eval_split}**{count}, held out from training and from selection."
     return f"Every accuracy is on the {results.eval_split} split of {results.dataset or 'the data'}{count}."

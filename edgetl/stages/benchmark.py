@@ -310,7 +310,7 @@ def benchmark(cfg: BuildConfig, target: TargetProfile, source: Path, out_dir: Pa
                  [f"this host is not a {target.name}: rows marked proxy ran here as stand-ins"]),
                *device_notes, *estimate_notes],
         device_facts=device_facts,
-        shipped=_shipped(target, rows),
+        shipped=_shipped(target, rows) if Path(source).is_dir() else [],  # one model file: no bundle is made
         rows=rows,
     )
     results.write(out_dir)
