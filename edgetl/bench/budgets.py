@@ -99,7 +99,8 @@ def _accuracy_drop(results: dict[str, Any], source: str, runtime_order: list[str
             if fp32 and int8:
                 drop = (fp32[0]["accuracy"] - int8[0]["accuracy"]) * 100.0
                 on = f" on {int8[0].get('device_hostname') or 'the device'}" if measured_on == "device" else ""
-                return round(drop, 3), f"{runtime}:{int8[0].get('device')} fp32 vs int8-{source}{on}"
+                split = results.get("eval_split") or "the evaluation split"
+                return round(drop, 3), f"{runtime}:{int8[0].get('device')} fp32 vs int8-{source}{on}, top-1 on {split}"
     return None, ""
 
 

@@ -183,6 +183,9 @@ class BenchResults(_Model):
     backbone: str | None = None
     dataset: str | None = None
     eval_split: str | None = None
+    # true: eval_split is val, the split fine-tuning and QAT kept their best epochs on, so its accuracies are
+    # optimistic (the data came with train/ and val/ only); false: held out from all selection; null: not known
+    eval_split_selected_on: bool | None = None
     classes: list[str] = Field(default_factory=list)
     preprocess: dict[str, Any] | None = None
     source: str  # the run directory or model file benchmarked
@@ -194,6 +197,8 @@ class BenchResults(_Model):
     # the device the "device" rows ran on (hostname, CPU, OS, python and runtime versions), null without one
     device_facts: dict[str, Any] | None = None
     scores_file: str | None = None  # the evaluation logits of the rows (SCORES_NAME), relative to this file
+    # the artifacts a bundle for this target carries (edgetl.stages.bundle.pick_artifacts), its primary model first
+    shipped: list[str] = Field(default_factory=list)
     rows: list[BenchRow] = Field(default_factory=list)
 
     def write(self, out_dir: str | Path) -> Path:

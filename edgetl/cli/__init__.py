@@ -99,6 +99,7 @@ def cli() -> None:
       report    report.md / report.html with plots from results.json
       build     all of the above for a target, cached and resumable, ending in a bundle
       predict   classify images with a bundle
+      compare   feature extraction vs fine-tuning vs random initialisation, same data and split
 
     \b
     Quick start (offline, built-in digits data set):
@@ -132,4 +133,4 @@ def main() -> None:
 
 
 # the commands register themselves on `cli`
-from edgetl.cli import bench, build, predict, stages, targets  # noqa: E402,F401  isort: skip
+from edgetl.cli import bench, build, compare, predict, stages, targets  # noqa: E402,F401  isort: skip

@@ -106,7 +106,7 @@ def bench_cmd(source: str, target: str | None, config_file: str | None, out: str
 
     from edgetl.bench.gate import check_regressions, parse_percent
     from edgetl.bench.results import RESULTS_NAME
-    from edgetl.report.render import results_table, write_report
+    from edgetl.report.render import headline_lines, results_table, write_report
     from edgetl.stages.benchmark import benchmark
 
     cfg, profile = load_settings(config_file, {
@@ -130,6 +130,8 @@ def bench_cmd(source: str, target: str | None, config_file: str | None, out: str
     with dir_lock(src) if writes_into_run else nullcontext():
         results = benchmark(cfg, profile, src, out_dir, data=data)
     Console(width=170).print(results_table(results))
+    for line in headline_lines(results):  # what ships, and the split behind every accuracy
+        click.echo(line)
     for note in results.notes:
         click.echo(f"note: {note}")
     click.echo(f"results: {out_dir / RESULTS_NAME}")

@@ -84,7 +84,9 @@ def print_results(out: Path) -> None:
     results = read_json(path)
     table = Table(title=f"results: {results.get('backbone')} on {results.get('dataset')} "
                         f"({results.get('eval_split')} split), target {results.get('target')}")
-    for col in ("artifact", "runtime", "precision", "measured on", "status", "accuracy", "p50 ms", "p90 ms",
+    split = results.get("eval_split")
+    for col in ("artifact", "runtime", "precision", "measured on", "status", f"top-1 on {split}" if split else "top-1",
+                "p50 ms", "p90 ms",
                 "size MB", "MMACs", "params M"):
         table.add_column(col)
     for r in results.get("rows", []):
@@ -106,6 +108,11 @@ def print_results(out: Path) -> None:
             "-" if r.get("params") is None else f"{r['params'] / 1e6:.2f}",
         )
     Console(width=160).print(table)
+    from edgetl.bench.results import load_results
+    from edgetl.report.render import headline_lines
+
+    for line in headline_lines(load_results(path)):  # what ships, and the split behind every accuracy
+        click.echo(line)
     notes = [n for n in results.get("notes", []) if "estimate" in n]
     for note in notes:  # an estimate is never shown without its band
         click.echo(f"note: {note}")

@@ -49,8 +49,8 @@ def _digits(cfg: DataConfig) -> DatasetIndex:
     samples = [(f"digits:{i}", int(label)) for i, label in enumerate(labels)]
     train, val = stratified_split(samples, cfg.val_ratio, cfg.split_seed)
     splits = {"train": train, "val": val}
-    if cfg.test_ratio > 0:
-        splits["train"], splits["test"] = stratified_split(train, cfg.test_ratio, cfg.split_seed + 1)
+    if (test_ratio := cfg.held_out_test_ratio(val_made=True)) > 0:
+        splits["train"], splits["test"] = stratified_split(train, test_ratio, cfg.split_seed + 1)
     return DatasetIndex(
         source="digits",
         classes=[str(d) for d in range(10)],

@@ -1,7 +1,9 @@
 """Find a data set, check every image once, split it deterministically, and record the split.
 
 An ImageFolder root holds ``train/CLASS/*`` plus ``val/`` and optionally ``test/``. With only ``train/``, a seeded,
-stratified split is made and recorded in ``split.json`` so every later stage evaluates on exactly the same images.
+stratified split into train, val (what selection uses) and a held-out test (what the reported figures use;
+``DataConfig.held_out_test_ratio``) is made and recorded in ``split.json`` so every later stage evaluates on exactly
+the same images. A user's own ``val/`` is never carved up: without ``test/`` the figures are then on val.
 
 Byte-identical files are found while the images are checked: the same image under two classes (one label is
 wrong) and the same image in train and an evaluation split (the evaluation is inflated) are warned about by name.
@@ -342,11 +344,13 @@ def _resolve_folder(cfg: DataConfig) -> DatasetIndex:
         raise DataError(f"every image of class(es) {', '.join(emptied)} in {train_dir} is unreadable")
 
     made = False
-    if not splits.get("val"):
+    val_made = not splits.get("val")
+    if val_made:
         splits["train"], splits["val"] = stratified_split(splits["train"], cfg.val_ratio, cfg.split_seed)
         made = True
-    if "test" not in splits and cfg.test_ratio > 0:
-        splits["train"], splits["test"] = stratified_split(splits["train"], cfg.test_ratio, cfg.split_seed + 1)
+    test_ratio = cfg.held_out_test_ratio(val_made)
+    if "test" not in splits and test_ratio > 0:
+        splits["train"], splits["test"] = stratified_split(splits["train"], test_ratio, cfg.split_seed + 1)
         made = True
     if made and (moved := _return_leaks_to_train(splits, digests)):
         log.info("kept %d held-out copies of training images in train, so the evaluation split has no leak", moved)

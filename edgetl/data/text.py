@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from edgetl.config import TextDataOptions
+from edgetl.config import TextDataOptions, held_out_test_ratio
 from edgetl.data.dataset import SplitViews, stratified_split
 from edgetl.errors import ConfigError, DataError
 from edgetl.fsutil import sha256_file, sha256_json
@@ -302,7 +302,7 @@ def read_text_dataset(
     path: str | Path,
     options: TextDataOptions | None = None,
     val_ratio: float = 0.2,
-    test_ratio: float = 0.0,
+    test_ratio: float | None = None,
     split_seed: int = 0,
     strict: bool = False,
 ) -> TextDatasetIndex:
@@ -312,7 +312,8 @@ def read_text_dataset(
         path: a directory holding ``train.*`` (and ``val.*``/``dev.*``, ``test.*``), or one CSV/TSV/JSONL file.
         options: where the text and label are and which labels exist; None: text in column 0, label in 1.
         val_ratio: share of each class held out as ``val`` when there is no val/dev file.
-        test_ratio: share of each class held out as ``test`` when there is no test file (0: none).
+        test_ratio: share of each class (after val) held out as ``test`` when there is no test file (0: none);
+            None: ``edgetl.config.held_out_test_ratio`` (a test split where edgetl makes val, none beside a given val).
         split_seed: seed of the stratified split; the same seed and data give the same split.
         strict: raise on the first bad row instead of skipping bad rows with one warning per kind.
 
@@ -375,9 +376,11 @@ def read_text_dataset(
         )
 
     made = False
-    if not splits.get("val"):
+    val_made = not splits.get("val")
+    if val_made:
         splits["train"], splits["val"] = stratified_split(splits["train"], val_ratio, split_seed)
         made = True
+    test_ratio = held_out_test_ratio(test_ratio, val_made)
     if "test" not in splits and test_ratio > 0:
         splits["train"], splits["test"] = stratified_split(splits["train"], test_ratio, split_seed + 1)
         made = True

@@ -29,11 +29,13 @@ def _need(ctx: Context, kind: str) -> Any:
 # ------------------------------------------------------------------------------------------------ train
 def _train_key(ctx: Context) -> dict[str, Any]:
     from edgetl.backbones import get_backbone
+    from edgetl.config import HELD_OUT_TEST_RATIO
     from edgetl.tasks import resolve_input, task_for_backbone
 
     spec = get_backbone(ctx.cfg.train.backbone)
     return {
         "data": ctx.cfg.data.model_dump(mode="json", exclude={"num_workers", "adapt"}),  # adapt: its own stage
+        "held_out_test_ratio": HELD_OUT_TEST_RATIO,  # data.test_ratio None means it: a new default is a new split
         "train": ctx.cfg.train.model_dump(mode="json", exclude={"device", "threads"}),  # speed, not results
         "image_size": resolve_input(ctx.cfg, ctx.target, spec).size,
         "dataset": task_for_backbone(spec).data_fingerprint(ctx.cfg.data),

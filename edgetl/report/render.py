@@ -122,7 +122,9 @@ def pick_confusion_rows(results: BenchResults) -> list[BenchRow]:
 # ------------------------------------------------------------------------------------------------- tables
 def summary_table(results: BenchResults) -> Table:
     batches = sorted({int(b) for r in results.rows for b in r.throughput}, key=int)
-    headers = ["artifact", "runtime", "precision", "measured on", "status", "top-1", "macro F1", "p50 ms", "p90 ms",
+    split = f" ({results.eval_split})" if results.eval_split else ""
+    headers = ["artifact", "runtime", "precision", "measured on", "status", f"top-1{split}", f"macro F1{split}",
+               "p50 ms", "p90 ms",
                "p99 ms", *[f"img/s b{b}" for b in batches], "cold start ms", "peak MB", "size MB", "MMACs",
                "params M", "threads"]
     rows = []
@@ -209,7 +211,10 @@ def host_table(results: BenchResults) -> Table:
                    f"batch sizes {s.batch_sizes}; threads {s.threads or 'runtime default'}"],
         ["timing rounds", f"{s.rounds} per row, rows interleaved, runs and time shared out; p50 is the median of "
                           "the round medians, ± half their min-max spread" if s.rounds > 1 else "1 (no spread)"],
-        ["accuracy", f"{results.dataset or '-'} ({results.eval_split or '-'} split), eval batch {s.eval_batch_size}"],
+        ["accuracy", f"{results.dataset or '-'} ({results.eval_split or '-'} split"
+                     + (", the split selection used" if results.eval_split_selected_on else "")
+                     + (", held out from selection" if results.eval_split_selected_on is False else "")
+                     + f"), eval batch {s.eval_batch_size}"],
         ["memory", s.memory_method],
     ]
     return Table("Host and settings", ["", ""], rows)
@@ -376,15 +381,74 @@ def plot_sizes(results: BenchResults) -> str | None:
 
 
 # ------------------------------------------------------------------------------------------------- output
+def shipped_rows(results: BenchResults) -> tuple[BenchRow, BenchRow | None] | None:
+    """The measured row of the bundle's primary model, and the fp32 row it is compared with (same runtime, device
+    and machine; None when it is fp32 itself or none ran); None when the results name no shipped artifact.
+
+    The target's own measurement comes first: on the device, then on this host, then a host proxy.
+    """
+    if not results.shipped:
+        return None
+    timed = [r for r in results.ok_rows() if r.latency_ms is not None]
+    candidates = [r for r in timed if r.name == results.shipped[0]]
+    if not candidates:
+        return None
+    order = {"device": 0, "host": 1}
+    row = min(candidates, key=lambda r: (order.get(r.measured_on, 2), r.proxy))
+    if row.precision == "fp32":
+        return row, None
+    same_place = [r for r in timed if r.precision == "fp32" and (r.runtime, r.device, r.where, r.proxy)
+                  == (row.runtime, row.device, row.where, row.proxy)]
+    same_place.sort(key=lambda r: r.format != row.format)  # the same format first (onnx-fp32 for onnx-int8-qat)
+    return row, (same_place[0] if same_place else None)
+
+
+def split_sentence(results: BenchResults) -> str | None:
+    """Which images every accuracy figure is on, and whether selection saw them."""
+    if results.eval_split is None:
+        return None
+    images = next((r.eval_images for r in results.rows if r.eval_images), None)
+    count = f" ({images} images)" if images else ""
+    if results.eval_split_selected_on:
+        return (f"Every accuracy is on **{results.eval_split}**{count}, the split fine-tuning and QAT kept their "
+                "best epochs on, so the figures are optimistic: the data came with val/ and no test/ (add a test/ "
+                "split for figures nothing was selected on).")
+    if results.eval_split_selected_on is False:
+        return f"Every accuracy is on **{results.eval_split}**{count}, held out from training and from selection."
+    return f"Every accuracy is on the {results.eval_split} split of {results.dataset or 'the data'}{count}."
+
+
+def _shipped_line(results: BenchResults) -> str | None:
+    picked = shipped_rows(results)
+    if picked is None:
+        return None
+    row, fp32 = picked
+    on = (f" on {row.where}" if row.measured_on == "device" else "") + (" (host proxy)" if row.proxy else "")
+    text = (f"Ships: **{row.name}** ({row.runtime}:{row.device}{on}, the bundle's primary model): "
+            f"p50 {row.latency_ms.p50:.3f} ms")  # type: ignore[union-attr]
+    if fp32 is not None:
+        speedup = fp32.latency_ms.p50 / row.latency_ms.p50  # type: ignore[union-attr]
+        text += f", {speedup:.2f}x the speed of {fp32.name}"
+    if row.accuracy is not None:
+        text += f", top-1 {_pct(row.accuracy)} on {results.eval_split or 'the evaluation split'}"
+        if fp32 is not None and fp32.accuracy is not None:
+            text += f" ({(row.accuracy - fp32.accuracy) * 100:+.2f} points vs fp32)"
+    return text + "."
+
+
 def _headline(results: BenchResults) -> list[str]:
-    """Two or three sentences a reader needs first: fastest row, most accurate row, int8 speed-up."""
+    """The sentences a reader needs first: what ships (its speed-up over fp32 and its accuracy change), on which
+    split, and the fastest row when it is not what ships."""
     ok = [r for r in results.ok_rows() if r.latency_ms is not None]
-    lines = []
+    lines = [line for line in (_shipped_line(results), split_sentence(results)) if line]
     if ok:
         fastest = min(ok, key=lambda r: r.latency_ms.p50)  # type: ignore[union-attr]
-        lines.append(f"Fastest: **{row_label(fastest)}**, p50 {fastest.latency_ms.p50:.3f} ms"  # type: ignore
-                     + (f", top-1 {_pct(fastest.accuracy)}" if fastest.accuracy is not None else "") + ".")
-    for runtime, where in sorted({(r.runtime, r.where) for r in ok}):  # fp32 and int8 from the same machine
+        if not results.shipped or fastest.name != results.shipped[0]:
+            lines.append(("Fastest measured (not the shipped model): " if results.shipped else "Fastest: ")
+                         + f"**{row_label(fastest)}**, p50 {fastest.latency_ms.p50:.3f} ms"  # type: ignore
+                         + (f", top-1 {_pct(fastest.accuracy)}" if fastest.accuracy is not None else "") + ".")
+    # without a shipped artifact (one model file benchmarked), the fastest int8 row of each runtime against fp32
+    for runtime, where in [] if results.shipped else sorted({(r.runtime, r.where) for r in ok}):
         fp32 = [r for r in ok if r.runtime == runtime and r.where == where and r.precision == "fp32"]
         int8 = [r for r in ok if r.runtime == runtime and r.where == where and r.precision == "int8"]
         if fp32 and int8:
@@ -398,6 +462,11 @@ def _headline(results: BenchResults) -> list[str]:
     if skipped:
         lines.append(f"{len(skipped)} row(s) skipped or failed; the reasons are in the table.")
     return lines
+
+
+def headline_lines(results: BenchResults) -> list[str]:
+    """The report's headline as plain text, for the terminal."""
+    return [line.replace("**", "") for line in _headline(results)]
 
 
 def render_markdown(results: BenchResults, scores: Any = None, history: History | None = None) -> str:
@@ -540,7 +609,8 @@ def results_table(results: BenchResults) -> Any:
     batches = sorted({int(b) for r in results.rows for b in r.throughput})
     table = RichTable(title=f"{results.backbone or results.source} · target {results.target} · "
                             f"{results.host.get('cpu')}", title_style="bold")
-    for col in ("artifact", "runtime", "prec.", "measured on", "status", "top-1", "p50 ms", "p90 ms",
+    top1 = f"top-1 ({results.eval_split})" if results.eval_split else "top-1"
+    for col in ("artifact", "runtime", "prec.", "measured on", "status", top1, "p50 ms", "p90 ms",
                 *[f"img/s b{b}" for b in batches], "peak MB", "size MB"):
         table.add_column(col, justify="right" if col not in ("artifact", "runtime", "measured on", "status")
                          else "left")

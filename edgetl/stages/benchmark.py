@@ -76,7 +76,13 @@ def _eval_data(cfg: BuildConfig, source: Source, data: str | None, workdir: Path
     samples = index.splits.get(split) or []
     if not samples:
         raise DataError(f"{index.source}: the {split} split is empty", hint="add images to val/ or test/")
-    facts.update(dataset=index.source, eval_split=split, classes=index.classes)
+    # selection (the kept epochs of fine-tuning and QAT) used the run's own val split, never a test split
+    selected_on: bool | None = False
+    if split == "val":
+        own = data is None or (source.split_file is not None
+                               and read_split(source.split_file).source == index.source)
+        selected_on = True if own else None
+    facts.update(dataset=index.source, eval_split=split, classes=index.classes, eval_split_selected_on=selected_on)
     inputs = _preprocess_to_memmaps(task, samples, preprocess, workdir)
     labels = np.asarray([label for _, label in samples], dtype=np.int64)
     return EvalData(inputs, labels, list(index.classes)), preprocess, facts
@@ -196,6 +202,15 @@ def estimate_rows(target: TargetProfile, src: Source, measured: list[BenchRow]) 
     return rows, notes
 
 
+def _shipped(target: TargetProfile, rows: list[BenchRow]) -> list[str]:
+    """The names of the artifacts a bundle for ``target`` carries, by the bundle's own choice, primary first."""
+    from edgetl.bench.budgets import choose_int8_source
+    from edgetl.stages.bundle import pick_artifacts
+
+    source = choose_int8_source({"rows": [r.model_dump(mode="json") for r in rows]})
+    return [r.name for r in pick_artifacts(target, [r for r in rows if r.measured_on != "estimate"], source)]
+
+
 def benchmark(cfg: BuildConfig, target: TargetProfile, source: Path, out_dir: Path, *, data: str | None = None,
               executor: Executor | None = None, device: Executor | None = None) -> BenchResults:
     """Measure every artifact of ``source`` (a run directory or one .onnx/.xml file) and write ``results.json``.
@@ -297,6 +312,7 @@ def benchmark(cfg: BuildConfig, target: TargetProfile, source: Path, out_dir: Pa
         backbone=src.backbone,
         dataset=facts.get("dataset"),
         eval_split=facts.get("eval_split"),
+        eval_split_selected_on=facts.get("eval_split_selected_on"),
         classes=facts.get("classes") or list(src.classes or []),
         preprocess=preprocess,
         source=str(source),
@@ -311,6 +327,7 @@ def benchmark(cfg: BuildConfig, target: TargetProfile, source: Path, out_dir: Pa
                *device_notes, *estimate_notes],
         device_facts=device_facts,
         scores_file=scores_file,
+        shipped=_shipped(target, rows) if Path(source).is_dir() else [],  # one model file: no bundle is made
         rows=rows,
     )
     results.write(out_dir)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import shutil
 import tarfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from edgetl import __version__
 from edgetl.bench.budgets import choose_int8_source
@@ -28,9 +29,26 @@ BUNDLE_FORMAT = "edgetl-bundle-v1"
 BUNDLE_MANIFEST = "manifest.json"
 
 
-def _pick_artifacts(target: TargetProfile, artifacts: list[Artifact], int8_source: str) -> list[Artifact]:
-    """One artifact per format the target's runtimes consume, at the most preferred precision exported."""
-    chosen: dict[str, Artifact] = {}
+class _Exported(Protocol):
+    @property
+    def format(self) -> str: ...
+    @property
+    def precision(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+
+
+A = TypeVar("A", bound=_Exported)
+
+
+def pick_artifacts(target: TargetProfile, artifacts: Sequence[A], int8_source: str) -> list[A]:
+    """One artifact per format the target's runtimes consume, at the most preferred precision exported; the first
+    is the bundle's primary model.
+
+    ``artifacts`` are the export manifest's entries (what the bundle copies) or the benchmark's rows of them
+    (``BenchRow``: what the report's headline speaks of); both pick the same artifacts.
+    """
+    chosen: dict[str, A] = {}
     for spec in target.runtimes:
         fmt = runtime_format(spec.runtime)
         if fmt in chosen or fmt == "torch":
@@ -132,7 +150,7 @@ def make_bundle(export_dir: Path, results_path: Path | None, target: TargetProfi
     results: dict[str, Any] = read_json(results_path) if results_path and results_path.is_file() else {"rows": []}
     artifacts = [Artifact.model_validate(a) for a in export.info.get("artifacts", [])]
     source = choose_int8_source(results)
-    picked = _pick_artifacts(target, artifacts, source)
+    picked = pick_artifacts(target, artifacts, source)
     if not picked:
         raise ModelFileError(f"{export_dir} has no artifact in a format {target.name} runs")
     info = export.info

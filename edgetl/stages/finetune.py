@@ -153,6 +153,7 @@ def _input_hash(cfg: BuildConfig, index: DatasetIndex, resolved: ResolvedInput) 
         "data": cfg.data.model_dump(mode="json", exclude={"num_workers"}),
         "train": cfg.train.model_dump(mode="json", exclude={"device", "threads"}),  # where, not what
         "dataset": index.fingerprint,
+        "splits": sha256_json(index.splits),  # the split itself (a text index's fingerprint hashes only its files)
         "image_size": resolved.size,
         "versions": library_versions(),
     })

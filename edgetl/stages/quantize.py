@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from edgetl.data import DatasetIndex
     from edgetl.tasks import Task
     from edgetl.tasks.base import EvalBatch
+    from edgetl.training.loop import EpochStats
 
 log = logging.getLogger("edgetl.quantize")
 
@@ -108,19 +109,30 @@ def _calibration_batches(cfg: BuildConfig, inputs: FloatInputs) -> list[dict[str
             for x, _ in inputs.task.eval_batches(chunk, inputs.preprocess, cfg.train.batch_size)]
 
 
-def torch_accuracy(model: Any, batches: list[EvalBatch], progress: Any = None) -> float:
-    """Top-1 accuracy of a torch model (eager or exported graph) on preprocessed (named inputs, labels) batches."""
+def torch_eval(model: Any, batches: list[EvalBatch], progress: Any = None) -> EpochStats:
+    """Cross-entropy (no smoothing) and top-1 of a torch model (eager or exported graph) on preprocessed (named
+    inputs, labels) batches."""
     import torch
+    import torch.nn.functional as F
+
+    from edgetl.training.loop import EpochStats
 
     correct = total = 0
+    loss_sum = 0.0
     with torch.inference_mode():
         for i, (inputs, labels) in enumerate(batches):
-            logits = model(*[torch.from_numpy(v) for v in inputs.values()])
+            logits = model(*[torch.from_numpy(v) for v in inputs.values()]).float()
+            loss_sum += float(F.cross_entropy(logits, torch.from_numpy(labels).long(), reduction="sum"))
             correct += int((logits.argmax(1).numpy() == labels).sum())
             total += len(labels)
             if progress is not None:
-                progress(i + 1, 0.0, correct / max(1, total))
-    return correct / max(1, total)
+                progress(i + 1, loss_sum / total, correct / total)
+    return EpochStats(loss=loss_sum / max(1, total), accuracy=correct / max(1, total), count=total)
+
+
+def torch_accuracy(model: Any, batches: list[EvalBatch], progress: Any = None) -> float:
+    """Top-1 accuracy of a torch model (eager or exported graph) on preprocessed (named inputs, labels) batches."""
+    return torch_eval(model, batches, progress).accuracy
 
 
 def _split_batches(inputs: FloatInputs, split: str, batch_size: int) -> list[EvalBatch]:
@@ -184,7 +196,7 @@ def run_qat(cfg: BuildConfig, inputs: FloatInputs, model: torch.nn.Module, examp
     from edgetl.quant.quantizer import calibrate_qat_ranges
     from edgetl.stages.finetune import select_device, train_loader
     from edgetl.training.distributed import DistContext
-    from edgetl.training.loop import EpochStats, autocast_dtype_for
+    from edgetl.training.loop import autocast_dtype_for
     from edgetl.training.losses import CrossEntropy
     from edgetl.training.progress import TrainProgress
     from edgetl.training.trainer import Callbacks, Judgement, Phase, Trainer, TrainState
@@ -212,8 +224,8 @@ def run_qat(cfg: BuildConfig, inputs: FloatInputs, model: torch.nn.Module, examp
         candidate.apply(disable_observer)
         move_exported_model_to_eval(candidate)
         converted = convert_pt2e(candidate)
-        acc = torch_accuracy(converted, val_batches)
-        return Judgement(EpochStats(loss=0.0, accuracy=acc, count=val_images), (acc,), keep=converted)
+        stats = torch_eval(converted, val_batches)  # the val loss too: metrics.json's curves show it
+        return Judgement(stats, (stats.accuracy,), keep=converted)
 
     steps_per_epoch = min(len(loader), q.max_steps_per_epoch or len(loader))
     freeze_bn_step = int(q.freeze_bn_at * q.qat_epochs * steps_per_epoch)
@@ -245,7 +257,7 @@ def run_qat(cfg: BuildConfig, inputs: FloatInputs, model: torch.nn.Module, examp
                     progress=progress, generator=generator)
     log.info("QAT keeps epoch %d (val top-1 %.2f%%)", state.best_epoch, 100 * state.best_val_accuracy)
     history = [{"epoch": h["epoch"], "train_loss": h["train_loss"], "train_accuracy": h["train_accuracy"],
-                "val_accuracy": h["val_accuracy"]} for h in state.history]
+                "val_loss": h["val_loss"], "val_accuracy": h["val_accuracy"]} for h in state.history]
     report = {"epochs": q.qat_epochs, "lr": q.qat_lr, "steps_per_epoch": steps_per_epoch, "device": str(device),
               "world_size": dist.world_size,
               "kept_epoch": state.best_epoch, "kept_val_accuracy": state.best_val_accuracy,

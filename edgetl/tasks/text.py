@@ -389,7 +389,7 @@ class TextClassification(Task):
             if p.is_dir():
                 raise DataError(f"{p} is a directory", hint="pass a .txt file (one text per line) or a CSV/TSV/JSONL")
             if p.suffix.lower() in TEXT_SUFFIXES:
-                index = read_text_dataset(p, val_ratio=1e-9)  # no held-out split: every row stays in train
+                index = read_text_dataset(p, val_ratio=1e-9, test_ratio=0.0)  # no held-out split: every row stays in train
                 rows = [row for split in index.splits.values() for row in split]
                 items += [TextItem(text, index.classes[label], f"{p.name}") for text, label in rows]
             elif p.suffix.lower() in PREDICT_TEXT_SUFFIXES:

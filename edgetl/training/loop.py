@@ -16,8 +16,9 @@ if TYPE_CHECKING:
 
     from edgetl.backbones import BackboneSpec
 
-# progress(done_steps, running_loss, running_accuracy): called after every step (rank 0 draws a bar with it)
-ProgressFn = Callable[[int, float, float], None]
+# progress(done_steps, running_loss, running_accuracy): called after every step (rank 0 draws a bar with it);
+# None for a figure that is not measured
+ProgressFn = Callable[[int, float | None, float | None], None]
 # (images, class indices) -> (mixed images, soft targets N x C)
 BatchMix = Callable[["torch.Tensor", "torch.Tensor"], tuple["torch.Tensor", "torch.Tensor"]]
 

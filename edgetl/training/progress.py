@@ -7,8 +7,15 @@ from typing import Any
 from edgetl.training.loop import ProgressFn
 
 
+def stats_text(loss: float | None, acc: float | None) -> str:
+    """The figures a bar shows beside its count: only those the step measured (None: not measured)."""
+    parts = ([] if loss is None else [f"loss {loss:.3f}"]) + ([] if acc is None else [f"acc {acc:6.2%}"])
+    return "  ".join(parts)
+
+
 class TrainProgress:
-    """``with TrainProgress(enabled) as p: fn = p.bar("epoch 1/3", steps)``; ``fn(done, loss, acc)`` per step.
+    """``with TrainProgress(enabled) as p: fn = p.bar("epoch 1/3", steps)``; ``fn(done, loss, acc)`` per step
+    (``None`` for a figure the step does not measure: it is left out, never shown as 0).
 
     Disabled (on ranks other than 0) it draws nothing and ``bar`` returns ``None``.
     """
@@ -30,7 +37,7 @@ class TrainProgress:
 
             self._progress = Progress(
                 TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("loss {task.fields[loss]:.3f}  acc {task.fields[acc]:6.2%}"),
+                TextColumn("{task.fields[stats]}"),
                 TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
             )
             self._progress.__enter__()
@@ -44,9 +51,10 @@ class TrainProgress:
         if self._progress is None:
             return None
         progress = self._progress
-        task = progress.add_task(description, total=total, loss=0.0, acc=0.0)
+        # nothing until the first step reports: a bar at "loss 0.000 acc 0.00%" would read as a measurement
+        task = progress.add_task(description, total=total, stats="")
 
-        def update(done: int, loss: float, acc: float) -> None:
-            progress.update(task, completed=done, loss=loss, acc=acc)
+        def update(done: int, loss: float | None, acc: float | None) -> None:
+            progress.update(task, completed=done, stats=stats_text(loss, acc))
 
         return update

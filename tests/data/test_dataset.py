@@ -30,6 +30,31 @@ def test_train_only_gets_deterministic_stratified_split(tmp_path):
     assert read_split(tmp_path / "split.json").splits == first.splits
 
 
+def test_train_only_holds_out_a_test_split_that_nothing_selects_on(tmp_path):
+    root = make_image_folder(tmp_path / "d", {"a": 20, "b": 40}, splits=("train",))
+    cfg = DataConfig(path=str(root), val_ratio=0.2, split_seed=1)
+    index = resolve_dataset(cfg)
+    # val first (20 % of each class), then the held-out test: 15 % of what remains (16 -> 2, 32 -> 5)
+    assert index.class_counts("val") == {"a": 4, "b": 8}
+    assert index.class_counts("test") == {"a": 2, "b": 5}
+    assert index.eval_split == "test" and index.split_made and index.split_seed == 1
+    refs = [{ref for ref, _ in index.splits[s]} for s in ("train", "val", "test")]
+    assert not (refs[0] & refs[1] or refs[0] & refs[2] or refs[1] & refs[2])
+    assert sum(map(len, refs)) == 60
+    assert resolve_dataset(cfg).splits == index.splits  # seeded: the same split every time
+    write_split(index, tmp_path / "split.json")
+    assert read_split(tmp_path / "split.json").splits["test"] == index.splits["test"]
+    # test_ratio 0 turns the held-out split off; an explicit ratio is used as given
+    assert "test" not in resolve_dataset(DataConfig(path=str(root), test_ratio=0.0)).splits
+    assert resolve_dataset(DataConfig(path=str(root), test_ratio=0.25)).class_counts("test") == {"a": 4, "b": 8}
+
+
+def test_a_given_val_split_is_not_carved_up(tiny_imagefolder):
+    index = resolve_dataset(DataConfig(path=str(tiny_imagefolder)))
+    assert set(index.splits) == {"train", "val"} and len(index.splits["train"]) == 24
+    assert index.eval_split == "val"  # the split selection uses: the report says so
+
+
 def test_corrupt_and_odd_images(tmp_path, caplog):
     root = make_image_folder(tmp_path / "d", {"a": 4, "b": 4})
     (root / "train" / "a" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
@@ -75,6 +100,9 @@ def test_builtin_digits_is_offline_and_rgb():
     index = resolve_dataset(DataConfig(path="digits"))
     assert index.classes == [str(i) for i in range(10)]
     assert sum(len(s) for s in index.splits.values()) == 1797
+    # edgetl splits it, so it holds out a test split: 20 % val, then 15 % of the rest
+    assert {split: len(s) for split, s in index.splits.items()} == {"train": 1222, "val": 359, "test": 216}
+    assert index.eval_split == "test"
     img = open_sample(index.splits["val"][0][0])
     assert img.mode == "RGB" and img.size == (8, 8)
 

@@ -147,6 +147,24 @@ def test_one_file_is_split_stratified_and_deterministic(tmp_path: Path) -> None:
     assert not (texts[0] & texts[1] or texts[0] & texts[2] or texts[1] & texts[2])
 
 
+def test_one_file_holds_out_a_test_split_by_default_a_given_val_none(tmp_path: Path) -> None:
+    rows = [(f"good review {i}", "1") for i in range(40)] + [(f"bad review {i}", "0") for i in range(20)]
+    path = _write(tmp_path / "all.tsv", _tsv(rows))
+
+    index = read_text_dataset(path, val_ratio=0.25)  # test_ratio None: the default rule
+    # val: a quarter of each class; test: 15 % of each class's remainder (30 -> 4 or 5, 15 -> 2)
+    assert index.class_counts("val") == {"0": 5, "1": 10}
+    assert index.class_counts("test") == {"0": 2, "1": 4}
+    assert index.eval_split == "test" and index.split_made
+    assert read_text_dataset(path, val_ratio=0.25, test_ratio=0.0).eval_split == "val"
+
+    _write(tmp_path / "given" / "train.tsv", _tsv(rows))
+    _write(tmp_path / "given" / "dev.tsv", _tsv([("lovely", "1"), ("awful", "0")]))
+    given = read_text_dataset(tmp_path / "given")  # a user's own val file: their train is not carved up
+    assert set(given.splits) == {"train", "val"} and len(given.splits["train"]) == 60
+    assert given.eval_split == "val" and not given.split_made
+
+
 def test_labels_list_sets_the_class_order(tmp_path: Path) -> None:
     path = _write(tmp_path / "train.tsv", _tsv([("good", "pos"), ("bad", "neg"), ("ok", "pos"), ("meh", "neg")]))
     index = read_text_dataset(path, TextDataOptions(labels=["pos", "neg"]))

@@ -169,3 +169,33 @@ def test_the_tiny_builds_report_renders_in_chromium(built, tmp_path):
     base, _, _ = built
     stats = check_page(base / "run" / "report" / "report.html", tmp_path / "report.png")
     assert stats.problems() == [], stats
+
+
+def test_results_console_and_report_name_the_split_and_what_ships(built):
+    base, _, result = built
+    out = base / "run"
+    results = json.loads((out / "bench" / "results.json").read_text())
+    bundle = json.loads((out / "bundle" / "manifest.json").read_text())
+    primary = next(f["artifact"] for f in bundle["files"] if f["path"] == bundle["primary"])
+    assert results["shipped"][0] == primary  # the bench stage names what the bundle then carries
+    # this data came with train/ and val/: edgetl does not carve it, and every figure says it is on val
+    assert results["eval_split"] == "val" and results["eval_split_selected_on"] is True
+    md = (out / "report" / "report.md").read_text()
+    for text in (result.output, md):
+        assert f"Ships: {primary}" in text.replace("**", "") and "optimistic" in text
+    assert "top-1 on val" in result.output and "| top-1 (val) |" in md
+    assert "top-1 on val" in next(ln for ln in result.output.splitlines() if ln.startswith("int8 accuracy drop"))
+
+
+def test_a_changed_split_changes_the_cache_key_and_the_figures(built):
+    """Last in this module: it moves the run onto a held-out test split."""
+    base, config, _ = built
+    changed = base / "test-split.yaml"
+    changed.write_text(config.read_text().replace("num_workers: 0", "num_workers: 0, test_ratio: 0.3"))
+    result = run("build", "--target", "cpu", "--config", str(changed), "--no-budget-check")
+    assert result.exit_code == 0, result.output
+    assert "[train] done" in result.output and "[bench] done" in result.output
+    results = json.loads((base / "run" / "bench" / "results.json").read_text())
+    assert results["eval_split"] == "test" and results["eval_split_selected_on"] is False
+    assert {r["eval_images"] for r in results["rows"] if r["status"] == "ok"} == {9}  # 30 % of 10 per class
+    assert "held out from training and from selection" in result.output

@@ -136,3 +136,25 @@ def test_qat_runs_through_the_shared_trainer(run, tmp_path, monkeypatch):
     expected_device = "cuda:0" if _torch.cuda.is_available() else "cpu"
     assert calls == [(["qat"], CrossEntropy, expected_device)]
     assert json.loads((tmp_path / "q" / "metrics.json").read_text())["qat"]["device"] == expected_device
+
+
+def test_qat_judges_its_epochs_with_a_real_val_loss(run):
+    """Each QAT epoch's val figures are measured on the converted int8 model: a loss, not a placeholder 0."""
+    import math
+
+    import torch.nn.functional as F
+
+    from edgetl.stages.quantize import torch_eval
+
+    history = json.loads((run / "quantize" / "metrics.json").read_text())["qat"]["history"]
+    assert all(math.isfinite(h["val_loss"]) and h["val_loss"] > 0 for h in history)
+
+    model = torch.nn.Linear(4, 3)
+    x = torch.randn(10, 4)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
+    batches = [({"input": x[:6].numpy()}, labels[:6].numpy()), ({"input": x[6:].numpy()}, labels[6:].numpy())]
+    stats = torch_eval(model, batches)
+    with torch.no_grad():
+        logits = model(x)
+    assert stats.count == 10 and abs(stats.loss - F.cross_entropy(logits, labels).item()) < 1e-5
+    assert stats.accuracy == int((logits.argmax(1) == labels).sum()) / 10
