@@ -19,6 +19,7 @@ from edgetl.errors import ConfigError
 if TYPE_CHECKING:
     import torch
     from torch import nn
+    from torch.nn.modules.batchnorm import _BatchNorm
 
 Batch = Sequence["torch.Tensor"]  # the model's positional inputs for one batch
 
@@ -33,13 +34,13 @@ class AdaptReport:
     entropy_after: float | None = None
 
 
-def batchnorm_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+def batchnorm_layers(model: nn.Module) -> list[tuple[str, _BatchNorm]]:
     from torch import nn
 
     return [(name, m) for name, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
-def _require_batchnorm(model: nn.Module, method: str) -> list[tuple[str, nn.Module]]:
+def _require_batchnorm(model: nn.Module, method: str) -> list[tuple[str, _BatchNorm]]:
     layers = batchnorm_layers(model)
     if not layers:
         raise ConfigError(f"adaptation {method!r} re-estimates BatchNorm layers, and this model has none",
@@ -93,7 +94,7 @@ def tent(model: nn.Module, batches: Callable[[], Iterable[Batch]], epochs: int, 
     import torch
 
     layers = _require_batchnorm(model, "tent")
-    params = [p for _, m in layers for p in (m.weight, m.bias) if p is not None]
+    params: list[torch.nn.Parameter] = [p for _, m in layers for p in (m.weight, m.bias) if p is not None]
     if not params:
         raise ConfigError("tent trains the BatchNorm affine parameters, and this model's BatchNorm layers have none",
                           hint="use adapt.method adabn")
