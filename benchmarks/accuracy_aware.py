@@ -69,12 +69,17 @@ def main() -> None:  # noqa: PLR0915  (one linear script)
     import torch
 
     from edgetl.config import load_build_config
-    from edgetl.export.parity import open_checked_session
     from edgetl.export.writers import export_onnx, export_openvino
     from edgetl.quant.mixed import quantized_layers, revert_layers
     from edgetl.runtimes import RUNTIMES
     from edgetl.stages.export import export
-    from edgetl.stages.quantize import _calibration_batches, _split_batches, quantize, read_float_model, run_ptq
+    from edgetl.stages.quantize import (
+        _calibration_batches,
+        _split_batches,
+        quantize,
+        read_float_model,
+        run_ptq,
+    )
     from edgetl.targets import load_target
 
     torch.set_num_threads(2)
@@ -123,8 +128,6 @@ def main() -> None:  # noqa: PLR0915  (one linear script)
 
         core = ov.Core()
         fp32_ir = core.read_model(str(models["fp32"]["openvino"]))
-        calib = [x for x, _ in inputs.task.eval_batches(
-            [s for s in inputs.index.splits["train"]][: cfg.quantize.calibration_images], inputs.preprocess, 1)]
         import random
 
         samples = list(inputs.index.splits["train"])
@@ -199,13 +202,14 @@ def main() -> None:  # noqa: PLR0915  (one linear script)
     args.json.write_text(json.dumps(result, indent=2) + "\n")
     print(f"{'model':8} {'float layers':>12} {'ORT acc':>8} {'OV acc':>8} {'ORT p50/fp32':>14} {'OV p50/fp32':>14}")
     for name, row in rows.items():
-        def cell(fmt: str) -> str:
+        def cell(fmt: str, row: dict[str, Any] = row) -> str:
             if f"{fmt}_p50_vs_fp32" not in row:
                 return "-"
             lo, hi = row[f"{fmt}_p50_vs_fp32_range"]
             return f"{row[f'{fmt}_p50_vs_fp32']:.2f} [{lo:.2f}-{hi:.2f}]"
 
-        acc = {f: f"{100 * row[f'{f}_accuracy']:.2f}" if f"{f}_accuracy" in row else "-" for f in ("onnx", "openvino")}
+        acc = {f: f"{100 * row[f'{f}_accuracy']:.2f}" if f"{f}_accuracy" in row else "-"
+               for f in ("onnx", "openvino")}
         n = len(row.get("float_layers", [])) if name.startswith("step") else row.get("openvino_float_convs", "")
         print(f"{name:8} {n!s:>12} {acc['onnx']:>8} {acc['openvino']:>8} {cell('onnx'):>14} {cell('openvino'):>14}")
     print(f"wrote {args.json}")

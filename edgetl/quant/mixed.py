@@ -53,11 +53,11 @@ def float_weights(prepared: torch.nn.Module) -> dict[str, torch.Tensor]:
     unfolded = convert_pt2e(copy.deepcopy(prepared), fold_quantize=False)
     weights = {}
     for node in _layer_nodes(unfolded):
-        dq = node.args[1]
+        dq: Any = node.args[1]
         if not _is_dequantize(dq):
             continue
-        q = dq.args[0]
-        source = q.args[0] if getattr(q, "op", "") == "call_function" else None
+        q: Any = dq.args[0]
+        source: Any = q.args[0] if getattr(q, "op", "") == "call_function" else None
         if source is not None and source.op == "get_attr":
             weights[node.name] = _fetch(unfolded, str(source.target)).detach().clone()
     return weights
@@ -82,7 +82,8 @@ def revert_layers(converted: GraphModule, weights: dict[str, torch.Tensor], laye
         model.register_buffer(attr, weights[layer.node].clone())
         with model.graph.inserting_before(node):
             getter = model.graph.get_attr(attr)
-        node.replace_input_with(node.args[1], getter)
+        weight: Any = node.args[1]
+        node.replace_input_with(weight, getter)
     model.graph.eliminate_dead_code()
     model.recompile()
     return model
