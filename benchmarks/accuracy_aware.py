@@ -65,6 +65,9 @@ def main() -> None:  # noqa: PLR0915  (one linear script)
     ap.add_argument("--name", default="digits")
     ap.add_argument("--json", type=Path, default=REPORTED / "accuracy_aware.json")
     args = ap.parse_args()
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")  # the fallback's progress lines
 
     import torch
 
