@@ -208,6 +208,16 @@ class AdaptConfig(_Section):
     seed: int = 0
 
 
+class FallbackConfig(_Section):
+    """Accuracy-aware int8 (``edgetl.quant.sensitivity``): when the int8 model misses the target's
+    ``max_accuracy_drop`` on the validation split, revert its most sensitive layers to float one at a time."""
+
+    enabled: bool = False  # opt-in: ranking reverts every layer once (one validation pass per layer)
+    # The cap: at most this many conv/linear layers in float. 5 is under 10 % of an EfficientNet-Lite0's 50,
+    # beyond which int8 loses most of its speed on these CPUs (every float island adds a dequantize/quantize pair).
+    max_float_layers: int = 5
+
+
 class QuantizeConfig(_Section):
     qat: bool = True
     ptq_baseline: bool = True  # run post-training quantization beside QAT, to show what QAT buys
@@ -222,6 +232,7 @@ class QuantizeConfig(_Section):
     keep_last_fp: bool = False  # keep the classifier in float
     max_steps_per_epoch: int | None = Field(default=None, ge=1)  # cap for quick runs and tests
     seed: int = 0  # QAT data order and the PTQ calibration sample
+    fallback: FallbackConfig = FallbackConfig()
 
 
 class ExportConfig(_Section):

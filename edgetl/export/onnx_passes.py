@@ -152,3 +152,36 @@ def fold_pads(model: onnx.ModelProto) -> int:
     for info in [v for v in graph.value_info if v.name in stale]:
         graph.value_info.remove(info)
     return folded
+
+
+# ``guard_float_layers``: a Conv/Gemm with a float weight behind a DequantizeLinear input is a layer the precision
+# plan keeps in float (keep_first_fp/keep_last_fp, the accuracy fallback). ONNX Runtime's WeightBiasQuantization
+# rewrite quantizes exactly such a layer's float weight (per tensor, int8) and then fuses it into QLinearConv /
+# QGemm, so it would run in int8 after all (measured: ORT 1.32 on the tiny backbone, a reverted conv ran as
+# QLinearConv and the accuracy it won in torch was lost). The rewrite only fires when input 0 comes straight from a
+# DequantizeLinear; ``Max(x, x)`` between them is an exact identity that ORT does not remove, so the layer stays float.
+# OpenVINO runs the same layers in f32 with or without it (measured).
+GUARD_SUFFIX = "_float_guard"
+
+
+def guard_float_layers(model: onnx.ModelProto) -> int:
+    """Insert ``Max(x, x)`` between a DequantizeLinear and each float-weight Conv/Gemm it feeds; returns how many."""
+    from onnx import helper
+
+    graph = model.graph
+    initializers = {init.name for init in graph.initializer}
+    producers = {out: node for node in graph.node for out in node.output}
+    guarded = 0
+    for node in list(graph.node):
+        if node.op_type not in ("Conv", "Gemm", "ConvTranspose") or len(node.input) < 2:
+            continue
+        source = producers.get(node.input[0])
+        if node.input[1] not in initializers or source is None or source.op_type != "DequantizeLinear":
+            continue
+        guarded_input = f"{node.input[0]}_{node.name}{GUARD_SUFFIX}"
+        guard = helper.make_node("Max", [node.input[0], node.input[0]], [guarded_input],
+                                 name=f"{node.name}{GUARD_SUFFIX}")
+        node.input[0] = guarded_input
+        graph.node.insert(list(graph.node).index(node), guard)
+        guarded += 1
+    return guarded

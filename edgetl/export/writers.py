@@ -23,7 +23,7 @@ def export_onnx(model: Any, example: Any, path: Path, *, opset: int, dynamic: bo
     import onnx
     import torch
 
-    from edgetl.export.onnx_passes import fold_pads
+    from edgetl.export.onnx_passes import fold_pads, guard_float_layers
     from edgetl.quant.pt2e import dynamic_shapes_for, example_args, export_failure
 
     input_names = io.input_names if io is not None else ["input"]
@@ -40,6 +40,7 @@ def export_onnx(model: Any, example: Any, path: Path, *, opset: int, dynamic: bo
     if io is not None:
         name_dynamic_dims(proto, io)
     folded = fold_pads(proto)
+    guard_float_layers(proto)  # a float layer of an int8 plan stays float in ONNX Runtime (see the pass)
     del proto.metadata_props[:]
     for key, value in metadata.items():
         entry = proto.metadata_props.add()

@@ -478,7 +478,8 @@ def render_markdown(results: BenchResults, scores: Any = None, history: History 
     checks = export_checks_table(results)
     estimates = estimate_table(results)
     for table in (summary_table(results), *([estimates] if estimates else []), *([checks] if checks else []),
-                  *per_class_tables(results), *_extra_tables(results, history), host_table(results)):
+                  *per_class_tables(results), *_extra_tables(results, history),
+                  *accuracy_fallback_tables(accuracy_fallback_reports(results)), host_table(results)):
         parts.append(table.markdown())
     parts.append("Plots: see report.html (self-contained).")
     return "\n".join(parts) + "\n"
@@ -575,6 +576,9 @@ def render_html(results: BenchResults, scores: Any = None, history: History | No
     body += _curve_sections(results, scores, figure)
     body += _training_section(history, figure)
     body.append(figure("Model size", plot_sizes(results), "Bytes on disk, as shipped in a bundle."))
+    fallbacks = accuracy_fallback_reports(results)
+    body += [t.html() for t in accuracy_fallback_tables(fallbacks)]
+    body.append(figure("Layer sensitivity", plot_sensitivity(fallbacks), "Measured on the validation split."))
     body.append(host_table(results).html())
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n")
@@ -623,3 +627,52 @@ def results_table(results: BenchResults) -> Any:
                       *[_fmt(r.throughput.get(str(b)), ".0f") for b in batches], _fmt(r.peak_memory_mb, ".1f"),
                       _fmt(r.size_bytes / 1e6 if r.size_bytes else None, ".2f"), style=style)
     return table
+
+
+# ------------------------------------------------------------------------------------------------- accuracy fallback
+def accuracy_fallback_reports(results: BenchResults) -> dict[str, dict[str, Any]]:
+    """The quantize stage's accuracy-fallback reports (per int8 model) of the run benchmarked, if it ran one."""
+    import json
+
+    metrics = Path(results.source) / "quantize" / "metrics.json"
+    try:
+        return dict(json.loads(metrics.read_text(encoding="utf-8")).get("fallback") or {})
+    except (OSError, ValueError):
+        return {}
+
+
+def accuracy_fallback_tables(reports: dict[str, dict[str, Any]]) -> list[Table]:
+    """Per int8 model: the fallback's steps (accuracy on val per number of float layers) and the sensitivity
+    ranking (accuracy won back by reverting each layer alone, and the logit error it removes)."""
+    tables = []
+    for name, rep in reports.items():
+        steps = [[str(i), ", ".join(s["float_layers"]) or "none (all int8)", _pct(s["accuracy"]),
+                  f"{s['drop_points']:.2f}", "yes" if s["within_budget"] else "no"]
+                 for i, s in enumerate(rep.get("steps", []))]
+        tables.append(Table(f"Accuracy fallback ({name}): {rep.get('message', '')}",
+                            ["step", "float layers", "val top-1", "drop (points)", "within budget"], steps))
+        sens = rep.get("sensitivity", {})
+        rows = [[r["layer"], r["kind"], f"{r['accuracy_gain']:+.2f}", f"{r['mse_drop']:.4g}"]
+                for r in sens.get("layers", [])[:20]]
+        rho = sens.get("proxy_spearman")
+        tables.append(Table(f"Layer sensitivity ({name}, {sens.get('images', '-')} val images, top 20; "
+                            f"Spearman(MSE drop, accuracy gain) = {'-' if rho is None else f'{rho:.2f}'})",
+                            ["layer", "kind", "accuracy gain (points)", "logit MSE removed"], rows))
+    return tables
+
+
+def plot_sensitivity(reports: dict[str, dict[str, Any]]) -> str | None:
+    """Accuracy won back by reverting each layer alone, in graph order, per int8 model that was ranked."""
+    import matplotlib.pyplot as plt
+
+    ranked = {n: r["sensitivity"]["layers"] for n, r in reports.items() if r.get("sensitivity", {}).get("layers")}
+    if not ranked:
+        return None
+    fig, axes = plt.subplots(len(ranked), 1, figsize=(10, 3 * len(ranked)), squeeze=False)
+    for ax, (name, layers) in zip(axes[:, 0], ranked.items(), strict=True):
+        ax.bar(range(len(layers)), [r["accuracy_gain"] for r in layers], color="#d62728")
+        ax.set_xticks(range(len(layers)), [r["layer"] for r in layers], rotation=90, fontsize=6)
+        ax.set_ylabel("points won back")
+        ax.set_title(f"{name}: accuracy gained by reverting one layer to float (most sensitive first)")
+    fig.tight_layout()
+    return _png(fig)

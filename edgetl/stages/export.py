@@ -23,6 +23,7 @@ from edgetl import __version__
 from edgetl.config import BuildConfig
 from edgetl.errors import ExportError, ModelFileError
 from edgetl.export.parity import describe_agreement
+from edgetl.export.plan_check import check_plan, onnx_layer_aliases
 from edgetl.export.uint8_input import PixelFront, uint8_variant_path, variant_metadata, write_uint8_variant
 from edgetl.export.writers import export_onnx, export_openvino
 from edgetl.fsutil import atomic_dir, sha256_json, write_json
@@ -84,6 +85,7 @@ class _Source:
     model: Any  # what the ONNX exporter takes
     reference: Any  # torch callable producing the logits the artifact must reproduce
     reference_label: str
+    aliases: dict[str, str] = field(default_factory=dict)  # ONNX layer names -> module paths (the plan check)
 
 
 def _sources(inputs: FloatInputs, quant_dir: Path | None, dynamic: bool) -> tuple[list[_Source], Manifest | None]:
@@ -196,6 +198,8 @@ def export(cfg: BuildConfig, target: TargetProfile, model_dir: Path, quant_dir: 
                 folded[src.name] = export_onnx(src.model, example, tmp / onnx_rel, opset=opset, dynamic=dynamic,
                                                metadata=meta, what=f"the {src.name} model", io=card.io)
                 progress.advance(task)
+                if src.name != "fp32":
+                    src.aliases = onnx_layer_aliases(tmp / onnx_rel)
                 pixels_rel = uint8_variant_path(onnx_rel)
                 if front is not None:
                     write_uint8_variant(tmp / onnx_rel, tmp / pixels_rel, front, meta)
@@ -328,8 +332,15 @@ def _run_parity(cfg: BuildConfig, inputs: FloatInputs, root: Path, artifacts: li
         artifact.int8_ops, artifact.float_ops = c.int8_total, c.float_total
         artifact.float_op_names = _explain_float(c, kept, artifact.precision)
         report[artifact.name] = {**artifact.parity, "int8": c.int8, "float": c.float}
+        plan_problem = None
+        if artifact.precision == "int8":
+            plan = check_plan(c.float_names["conv"] + c.float_names["matmul"], c.int8_total, kept, src.aliases)
+            report[artifact.name]["precision_plan"] = plan.as_dict()
+            log.info("%s: %s", artifact.name, plan.describe())
+            if not plan.ok:
+                plan_problem = f"{artifact.name}: float layers outside the precision plan: {plan.describe()}"
         problems = [_check_parity(cfg, artifact, artifact.parity),
-                    _check_int8(artifact, c, kept) if artifact.precision == "int8" else None]
+                    _check_int8(artifact, c, kept) if artifact.precision == "int8" else None, plan_problem]
         variant = artifact.uint8_variant
         if variant is not None:  # the same checks, against the float-input artifact, under the variant's name
             key, vc = f"{artifact.name}:uint8", counts[f"{artifact.name}:uint8"]

@@ -39,6 +39,7 @@ log = logging.getLogger("edgetl.quantize")
 
 STAGE = "quantize"
 PROGRAMS = {"qat": "qat.pt2", "ptq": "ptq.pt2"}
+FLOAT_WEIGHTS = "_float_weights"  # report key of the layers' float weights (fallback only; never written)
 
 
 @dataclass
@@ -155,10 +156,16 @@ def _capture(model: torch.nn.Module, example: Any, io: Any, what: str) -> Any:
 
 def run_ptq(cfg: BuildConfig, model: torch.nn.Module, example: Any, calibration: list[dict[str, torch.Tensor]],
             io: Any = None) -> tuple[Any, Any, dict[str, Any]]:
-    """Post-training quantization: observers on the exported graph, a calibration pass, ``convert_pt2e``."""
+    """Post-training quantization: observers on the exported graph, a calibration pass, ``convert_pt2e``.
+
+    With the accuracy fallback on, the report carries the layers' float weights (``FLOAT_WEIGHTS``, popped by the
+    stage before the report is written).
+    """
     import torch
     from rich.progress import Progress
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    from edgetl.quant.mixed import float_weights
 
     quantizer = _quantizer(cfg, qat=False)
     prepared = prepare_pt2e(_capture(model, example, io, "the float model"), quantizer)
@@ -167,8 +174,10 @@ def run_ptq(cfg: BuildConfig, model: torch.nn.Module, example: Any, calibration:
         for batch in calibration:
             prepared(*batch.values())
             progress.advance(task)
-    return convert_pt2e(prepared), quantizer, {"calibration_images": sum(len(next(iter(b.values())))
-                                                                        for b in calibration)}
+    report: dict[str, Any] = {"calibration_images": sum(len(next(iter(b.values()))) for b in calibration)}
+    if cfg.quantize.fallback.enabled:
+        report[FLOAT_WEIGHTS] = float_weights(prepared)
+    return convert_pt2e(prepared), quantizer, report
 
 
 def run_qat(cfg: BuildConfig, inputs: FloatInputs, model: torch.nn.Module, example: Any,
@@ -192,6 +201,7 @@ def run_qat(cfg: BuildConfig, inputs: FloatInputs, model: torch.nn.Module, examp
     )
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_qat_pt2e
 
+    from edgetl.quant.mixed import float_weights
     from edgetl.quant.pt2e import freeze_batchnorm_stats, match_qat_batchnorm_eps
     from edgetl.quant.quantizer import calibrate_qat_ranges
     from edgetl.stages.finetune import select_device, train_loader
@@ -223,9 +233,10 @@ def run_qat(cfg: BuildConfig, inputs: FloatInputs, model: torch.nn.Module, examp
         candidate = copy.deepcopy(trained).to("cpu")
         candidate.apply(disable_observer)
         move_exported_model_to_eval(candidate)
+        weights = float_weights(candidate) if q.fallback.enabled else None
         converted = convert_pt2e(candidate)
         stats = torch_eval(converted, val_batches)  # the val loss too: metrics.json's curves show it
-        return Judgement(stats, (stats.accuracy,), keep=converted)
+        return Judgement(stats, (stats.accuracy,), keep=(converted, weights))
 
     steps_per_epoch = min(len(loader), q.max_steps_per_epoch or len(loader))
     freeze_bn_step = int(q.freeze_bn_at * q.qat_epochs * steps_per_epoch)
@@ -262,7 +273,42 @@ def run_qat(cfg: BuildConfig, inputs: FloatInputs, model: torch.nn.Module, examp
               "world_size": dist.world_size,
               "kept_epoch": state.best_epoch, "kept_val_accuracy": state.best_val_accuracy,
               "val_images": val_images, "history": history}
-    return trainer.best_kept, quantizer, report
+    converted, weights = trainer.best_kept
+    if weights is not None:
+        report[FLOAT_WEIGHTS] = weights
+    return converted, quantizer, report
+
+
+def _check_fallback_target(target: TargetProfile) -> None:
+    """Stop before any work where the accuracy fallback cannot be used (no budget, a runtime without fp32)."""
+    from edgetl.quant.mixed import check_mixed_precision
+    from edgetl.runtimes import RUNTIMES
+
+    where = f"target {target.name} ({target.source or 'built in'})"
+    if target.budgets.max_accuracy_drop is None:
+        raise ConfigError(f"quantize.fallback is on but {where} states no budgets.max_accuracy_drop to reach",
+                          hint="add budgets.max_accuracy_drop to the target profile, or turn the fallback off")
+    caps = {}
+    for spec in target.runtimes:
+        caps[(spec.runtime, spec.device)] = RUNTIMES.get(spec.runtime).capabilities.get(spec.device, frozenset())
+    check_mixed_precision([(s.runtime, s.device, tuple(s.precisions)) for s in target.runtimes], caps, where)
+
+
+def _accuracy_fallback(cfg: BuildConfig, target: TargetProfile, name: str, converted: Any, weights: Any,
+                       model: Any, val_batches: list[EvalBatch],
+                       reports: dict[str, dict[str, Any]]) -> tuple[Any, list[dict[str, str]]]:
+    """Revert the most sensitive layers of ``converted`` to float until the target's budget holds on val."""
+    from edgetl.quant.mixed import accuracy_aware
+
+    budget = float(target.budgets.max_accuracy_drop or 0.0)
+    shipped, chosen, report = accuracy_aware(converted, weights, model, val_batches, budget,
+                                             cfg.quantize.fallback.max_float_layers, "quantize.fallback", log)
+    reports[name] = report
+    steps = {tuple(s["float_layers"]): i for i, s in enumerate(report["steps"])}
+    k = steps.get(tuple(la.name for la in chosen), len(chosen))
+    reason = (f"accuracy fallback (step {k} of {len(report['steps']) - 1}: val drop "
+              f"{report['steps'][k]['drop_points']:.2f} points, budget {budget:g})")
+    return shipped, [{"layer": la.name, "kind": la.kind, "reason": reason} for la in chosen]
 
 
 def _scratch(tempfile: Any) -> Any:
@@ -340,6 +386,9 @@ def _quantize(cfg: BuildConfig, target: TargetProfile, model_dir: Path, out_dir:
     kept: list[dict[str, str]] = []
     layers: dict[str, dict[str, int]] = {}
     cards: list[ModelCard] = []
+    fallbacks: dict[str, dict[str, Any]] = {}  # per int8 model: the accuracy fallback's report
+    if q.fallback.enabled:
+        _check_fallback_target(target)
 
     # only rank 0 writes the stage directory; the other processes of a torchrun write nowhere that lasts
     with (atomic_dir(out_dir) if dist.is_main else _scratch(tempfile)) as tmp:
@@ -357,16 +406,21 @@ def _quantize(cfg: BuildConfig, target: TargetProfile, model_dir: Path, out_dir:
         for name, run in runs:
             start = time.perf_counter()
             converted, quantizer, report = run()
+            weights = report.pop(FLOAT_WEIGHTS, None)
+            reverted: list[dict[str, str]] = []
+            if q.fallback.enabled and weights is not None:
+                converted, reverted = _accuracy_fallback(cfg, target, name, converted, weights, model, val_batches,
+                                                         fallbacks)
             reports[name] = report
             save_program(converted, example, tmp / PROGRAMS[name], stage=STAGE, model_io=io)
             walls[name] = round(time.perf_counter() - start, 2)
             programs[name] = out_dir / PROGRAMS[name]
             # QAT already measured its kept model on val; evaluate again only when the evaluation split is test
-            kept_acc = report.get("kept_val_accuracy")
+            kept_acc = report.get("kept_val_accuracy") if not reverted else None
             accuracy[name] = kept_acc if kept_acc is not None and validating_on_eval else torch_accuracy(
                 converted, eval_batches)
             layers[name] = count_quantized_layers(converted)
-            kept = list(quantizer.kept_float)
+            kept = list(quantizer.kept_float) + reverted
             cards.append(card.model_copy(update={
                 "name": name, "file": PROGRAMS[name], "kind": "program",
                 "precision_plan": PrecisionPlan(default="int8", float_layers=tuple(FloatLayer.model_validate(k) for k in kept)),
@@ -385,6 +439,7 @@ def _quantize(cfg: BuildConfig, target: TargetProfile, model_dir: Path, out_dir:
             "calibration_images": q.calibration_images,
             "calibration_source": "adaptation images" if (inputs.artifact.card.metrics or {}).get("adaptation")
             else "train",
+            **({"fallback": fallbacks} if q.fallback.enabled else {}),
         }
         write_json(tmp / "metrics.json", metrics)
         names = [PROGRAMS[n] for n in programs] + ["metrics.json"]

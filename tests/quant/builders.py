@@ -104,3 +104,29 @@ def exported_run(tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
         export(fast_config(), load_target("cpu"), run / "train", run / "quantize", run / "export")
         _CACHE["exported"] = run
     return _CACHE["exported"]
+
+
+def make_fragile_train_dir(root: Path) -> Path:
+    """``make_train_dir``, then one classifier column scaled up 1000x and its feature scaled down to match.
+
+    The float model computes the same logits, but the classifier's per-channel int8 weights now have a scale set
+    by that one column, so every other weight rounds to 0: PTQ loses accuracy, and reverting the classifier (alone)
+    to float wins it back. A real, measurable sensitivity for the fallback tests.
+    """
+    import torch
+
+    from edgetl.artifacts import load_module_file
+    from edgetl.data import read_split
+
+    train = make_train_dir(root)
+    model = load_module_file(train / "model.pt")
+    with torch.no_grad():
+        bn = model.blocks[2][1]  # the last block's BatchNorm: feature 0 of the pooled vector, before ReLU
+        bn.weight[0] /= 1000
+        bn.bias[0] /= 1000
+        model.classifier.weight[:, 0] *= 1000
+    index = read_split(train / "split.json")
+    from edgetl.data import Preprocess
+
+    pp = Preprocess.make(SIZE, 1.0, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "bilinear")
+    return write_float_artifact(root / "train", model, index, pp.model_dump(mode="json"))

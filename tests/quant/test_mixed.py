@@ -1,0 +1,127 @@
+"""Accuracy-aware PTQ on the tiny backbone: a layer that int8 breaks is found, reverted, carried and proven.
+
+The model (``make_fragile_train_dir``) has one classifier column scaled so that per-channel int8 rounds the rest of
+the classifier to 0: PTQ loses accuracy, reverting the classifier alone wins it back.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tests.quant.builders import fast_config, make_fragile_train_dir
+
+torch = pytest.importorskip("torch")
+
+BOARD = "name: board\nextends: cpu\nbudgets: {max_accuracy_drop: 10.0}\n"  # 18 val images: 10 points resolvable
+FALLBACK = {"quantize.qat": False, "quantize.fallback.enabled": True}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    from edgetl.stages.export import export
+    from edgetl.stages.quantize import quantize
+    from edgetl.targets import load_target
+
+    root = tmp_path_factory.mktemp("fragile")
+    train = make_fragile_train_dir(root)
+    (root / "board.yaml").write_text(BOARD)
+    target = load_target(str(root / "board.yaml"))
+    quantize(fast_config(**FALLBACK), target, train, root / "quantize")
+    export(fast_config(**FALLBACK), target, train, root / "quantize", root / "export")
+    return root
+
+
+def test_fallback_finds_and_reverts_the_one_sensitive_layer(run):
+    metrics = json.loads((run / "quantize" / "metrics.json").read_text())
+    report = metrics["fallback"]["ptq"]
+    ranking = report["sensitivity"]["layers"]
+    assert ranking[0]["layer"] == "classifier" and ranking[0]["accuracy_gain"] > 50
+    assert all(r["accuracy_gain"] == 0 for r in ranking[1:])
+    assert report["status"] == "budget met" and report["float_layers"] == ["classifier"]
+    assert report["steps"][0]["drop_points"] > 10 and report["steps"][1]["within_budget"]
+    assert metrics["accuracy"]["ptq"] == metrics["accuracy"]["fp32"]
+
+
+def test_the_plan_travels_in_the_model_card(run):
+    from edgetl.artifacts import read_model_artifact
+    from edgetl.quant import count_quantized_layers
+
+    artifact = read_model_artifact(run / "quantize", "ptq")
+    layers = artifact.card.precision_plan.float_layers
+    assert [(f.layer, f.kind) for f in layers] == [("classifier", "linear")]
+    assert layers[0].reason.startswith("accuracy fallback (step 1 of 1")
+    assert count_quantized_layers(artifact.load()) == {"int8": 3, "float": 1}
+
+
+def test_export_proves_the_plan_per_layer_in_both_runtimes(run):
+    parity = json.loads((run / "export" / "parity.json").read_text())
+    for name in ("onnx-int8-ptq", "openvino-int8-ptq"):
+        plan = parity[name]["precision_plan"]
+        assert plan["expected_float"] == ["classifier"] and plan["found_float"] == ["classifier"], plan
+        assert plan["ok"] and plan["int8"] == 3
+        assert plan["summary"] == "expected in float: classifier; found in float: classifier; all others int8 (3)"
+        assert parity[name]["accuracy"] == 1.0  # the float classifier really runs in float (ORT would requantize it)
+
+
+def test_an_unplanned_float_layer_fails_the_proof(run, tmp_path):
+    from edgetl.errors import ExportError
+    from edgetl.fsutil import read_json, write_json
+    from edgetl.stages.export import export
+    from edgetl.targets import load_target
+
+    quant = tmp_path / "quantize"
+    shutil.copytree(run / "quantize", quant)
+    manifest = read_json(quant / "manifest.json")
+    for card in manifest["info"]["models"]:  # the same count of float layers, but the plan names another one
+        card["precision_plan"]["float_layers"][0]["layer"] = "blocks.0.0"
+    write_json(quant / "manifest.json", manifest)
+    with pytest.raises(ExportError, match=r"onnx-int8-ptq: float layers outside the precision plan: expected in "
+                                          r"float: blocks\.0\.0; found in float: classifier; .* NOT in the plan: "
+                                          r"classifier"):
+        export(fast_config(**FALLBACK), load_target(str(run / "board.yaml")), run / "train", quant, tmp_path / "ex")
+    assert not (tmp_path / "ex").exists()
+
+
+def test_a_runtime_without_fp32_cannot_run_a_mixed_plan(run, tmp_path):
+    from edgetl.errors import ConfigError
+    from edgetl.stages.quantize import quantize
+    from edgetl.targets import load_target
+
+    with pytest.raises(ConfigError, match="openvino on NPU has no fp32, so it cannot run a mixed int8/float plan"):
+        quantize(fast_config(**FALLBACK), load_target("intel-core-ultra"), run / "train", tmp_path / "q")
+    assert not (tmp_path / "q").exists()
+
+
+def test_a_target_without_a_budget_is_a_config_error(run, tmp_path):
+    from edgetl.errors import ConfigError
+    from edgetl.stages.quantize import quantize
+    from edgetl.targets import load_target
+
+    (tmp_path / "nobudget.yaml").write_text("name: nob\nextends: cpu\nbudgets: {max_accuracy_drop: null}\n")
+    with pytest.raises(ConfigError, match="states no budgets.max_accuracy_drop"):
+        quantize(fast_config(**FALLBACK), load_target(str(tmp_path / "nobudget.yaml")), run / "train", tmp_path / "q")
+
+
+@pytest.mark.parametrize(("fallback", "message"), [
+    ({"enabled": True}, "validation split has 18 images: too few to rank layers against a 1-point budget"),
+    ({"enabled": True, "max_float_layers": 0}, "max_float_layers is 0: the fallback may revert no layer"),
+])
+def test_cli_bad_input_exits_2_with_one_line(run, tmp_path, fallback, message):
+    import yaml
+
+    from edgetl.cli import cli
+
+    shutil.copytree(run / "train", tmp_path / "train")
+    config = tmp_path / "fast.yaml"
+    config.write_text(yaml.safe_dump({"train": {"backbone": "tiny", "batch_size": 8}, "data": {"num_workers": 0},
+                                      "quantize": {"qat": False, "fallback": fallback}}))
+    result = CliRunner().invoke(cli, ["quantize", "--out", str(tmp_path), "--config", str(config), "--target", "cpu",
+                                      "--calibration-images", "8"], catch_exceptions=False)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "quantize").exists()
