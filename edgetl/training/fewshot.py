@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     from torch import nn
 
 # The prototype head is the default (train.head "auto") when the smallest class has at most this many training
-# images: below it, fine-tuning a whole backbone on so few images is measured worse (benchmarks/few_shot.py).
+# images. Measured (benchmarks/few_shot.py, hymenoptera, lite0, 3 seeds, held-out half of val): median top-1
+# prototype vs fine-tuning 92.2 vs 77.9 % at 1 shot, 94.8 vs 90.9 % at 5, 93.5 vs 96.1 % at 10.
 FEW_SHOT_MAX_SHOTS = 5
 
 
