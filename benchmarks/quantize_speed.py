@@ -259,6 +259,7 @@ def finetuned(dataset: str, work: Path, retrain: bool) -> tuple[Path, float, str
 def run_worker(tree: Path, dataset: str, train_dir: Path, out: Path, overrides: dict[str, Any],
                export: bool, log: Path, probe: bool = False) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(tree), "OPENVINO_TELEMETRY": "0", "NNCF_CI": "1"}
+    out, train_dir = out.resolve(), train_dir.resolve()  # the worker runs in the tree's directory
     out.mkdir(parents=True, exist_ok=True)
     result = out / "row.json"
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", "--dataset", dataset,
@@ -288,6 +289,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="interleaved before/after rounds per data set")
     parser.add_argument("--before", type=Path, default=BEFORE_TREE, help="the tree of the 'before' code")
     parser.add_argument("--after", type=Path, default=ROOT, help="the tree of the 'after' code")
+    parser.add_argument("--parallel", action="store_true",
+                        help="run the before and after side of a round at the same time (same ambient load)")
     parser.add_argument("--retrain", action="store_true", help="fine-tune again even when a train dir exists")
     parser.add_argument("--no-export", dest="export_accuracy", action="store_false",
                         help="skip the ORT/OpenVINO accuracy pass (timings only)")
@@ -316,14 +319,13 @@ def main() -> None:
     overrides = {k: yaml.safe_load(v) for k, _, v in (s.partition("=") for s in args.set)}
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
-    log = work / "workers.log"
     rows = []
     for dataset in args.only or list(DATASETS):
         train_dir, finetune_s, origin = finetuned(dataset, work, args.retrain)
         print(f"{dataset}: fine-tuning {finetune_s:.1f} s ({origin})", flush=True)
         if args.judge_probe:
-            probe = run_worker(args.tree, dataset, train_dir, work / dataset / "probe", overrides, False, log,
-                               probe=True)
+            probe = run_worker(args.tree, dataset, train_dir, work / dataset / "probe", overrides, False,
+                               work / f"worker-{dataset}-probe.log", probe=True)
             print(json.dumps(probe, indent=1), flush=True)
             rows.append({"dataset": dataset, "judge_probe": probe})
             continue
@@ -332,11 +334,19 @@ def main() -> None:
         rounds = 1 if args.profile_only else args.rounds
         for i in range(rounds):
             order = list(sides) if i % 2 == 0 else list(reversed(sides))  # A B, B A, ...: neither side always first
-            for side in order:
-                export = args.export_accuracy and not args.profile_only and i == 0  # accuracy: deterministic, once
-                run = run_worker(sides[side], dataset, train_dir, work / dataset / f"{side}-{i}", overrides,
-                                 export, log)
-                run["round"] = i
+            export = args.export_accuracy and not args.profile_only and i == 0  # accuracy: deterministic, once
+            jobs = [(side, functools.partial(run_worker, sides[side], dataset, train_dir, work / dataset / f"{side}-{i}",
+                                             overrides, export, work / f"worker-{dataset}-{side}-{i}.log"))
+                    for side in order]
+            if args.parallel:  # both sides at the same time: the same neighbours' load on both
+                from concurrent.futures import ThreadPoolExecutor
+
+                with ThreadPoolExecutor(len(jobs)) as pool:
+                    done = list(zip([side for side, _ in jobs], pool.map(lambda job: job[1](), jobs), strict=True))
+            else:
+                done = [(side, job()) for side, job in jobs]
+            for side, run in done:
+                run["round"], run["parallel"] = i, args.parallel
                 runs[side].append(run)
                 print(f"  round {i} {side}: {run.get('quantize_s', run['status'])} s", flush=True)
                 print_parts(run)

@@ -9,6 +9,7 @@ as ``QLinearConv`` kernels instead. The export and the session are the export st
 from __future__ import annotations
 
 import tempfile
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +27,11 @@ def ort_accuracy(model: Any, example: Any, io: Any, batches: list[EvalBatch], *,
 
     with tempfile.TemporaryDirectory(prefix="edgetl-judge-") as tmp:
         path = Path(tmp) / "candidate.onnx"
-        export_onnx(model, example, path, opset=opset, dynamic=True, metadata={}, what="a QAT candidate", io=io)
+        with warnings.catch_warnings():
+            # a converted PT2E module keeps nn.Module's training flag (.eval() raises on it); its ops are in eval
+            # mode already (move_exported_model_to_eval), so the exporter's "training mode" warning says nothing
+            warnings.filterwarnings("ignore", message="Exporting a model while it is in training mode")
+            export_onnx(model, example, path, opset=opset, dynamic=True, metadata={}, what="a QAT candidate", io=io)
         session = get_runtime("onnxruntime").load(path, "cpu", "int8", threads)
         try:
             correct = total = 0

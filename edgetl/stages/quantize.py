@@ -415,8 +415,9 @@ def _quantize(cfg: BuildConfig, target: TargetProfile, model_dir: Path, out_dir:
             timings[name] = {**report.pop("timings", {}), "total_s": walls[name],
                              "save_s": round(time.perf_counter() - trained, 2)}
             programs[name] = out_dir / PROGRAMS[name]
-            # QAT already measured its kept model on val; evaluate again only when the evaluation split is test
-            kept_acc = report.get("kept_val_accuracy")
+            # QAT already measured its kept model on val; evaluate again only when the evaluation split is test or
+            # its judge was not torch (these accuracies are torch's, for every model alike)
+            kept_acc = report.get("kept_val_accuracy") if report.get("judge", "torch") == "torch" else None
             accuracy[name] = kept_acc if kept_acc is not None and validating_on_eval else torch_accuracy(
                 converted, eval_batches)
             if name == "ptq":

@@ -179,3 +179,19 @@ def test_ptq_within_budget_ships_ptq_alone(run, tmp_path):
     assert set(metrics["timings"]) >= {"fp32_eval_s", "ptq"} and "qat" not in metrics["timings"]
     assert set(read_manifest(tmp_path / "quantize").outputs) == {"ptq.pt2", "metrics.json"}
     assert load_program(tmp_path / "quantize" / "ptq.pt2").module()(torch.randn(2, 3, 32, 32)).shape == (2, 3)
+
+
+def test_onnxruntime_judge_keeps_the_epoch_the_torch_judge_keeps(run, tmp_path):
+    """QAT candidates judged in ONNX Runtime's int8 kernels rank the epochs as torch's reference ops do."""
+    from edgetl.stages.quantize import quantize
+    from edgetl.targets import load_target
+
+    kept = {}
+    for judge in ("torch", "onnxruntime"):
+        cfg = fast_config(**{"quantize.ptq_baseline": False, "quantize.qat_judge": judge})
+        quantize(cfg, load_target("cpu"), run / "train", tmp_path / judge)
+        qat = json.loads((tmp_path / judge / "metrics.json").read_text())["qat"]
+        assert qat["judge"] == judge and len(qat["timings"]["judge_s"]) == qat["epochs"] + 1
+        kept[judge] = (qat["kept_epoch"], [h["val_accuracy"] for h in qat["history"]])
+    assert kept["onnxruntime"][0] == kept["torch"][0]
+    assert kept["onnxruntime"][1] == pytest.approx(kept["torch"][1], abs=0.1)
