@@ -70,12 +70,19 @@ WRAPPED = (
 class PartTimer:
     """Inclusive wall and CPU seconds per call path ("qat/judge/convert"), summed over calls."""
 
-    def __init__(self) -> None:
+    def __init__(self, progress: Path | None = None) -> None:
         import psutil
 
         self.stack: list[str] = []
         self.parts: dict[str, dict[str, float]] = {}
         self.process = psutil.Process()
+        self.progress = progress  # rewritten after every part: a run stopped at its time limit still says where
+        self.started = time.perf_counter()
+
+    def dump(self) -> None:
+        if self.progress is not None:
+            self.progress.write_text(json.dumps({"elapsed_s": round(time.perf_counter() - self.started, 1),
+                                                 "open": list(self.stack), "parts": self.parts}, indent=1))
 
     def cpu(self) -> float:
         """CPU seconds of this process and its children (DataLoader workers, the forkserver)."""
@@ -101,6 +108,7 @@ class PartTimer:
                 part["calls"] += 1
                 part["wall_s"] += time.perf_counter() - wall
                 part["cpu_s"] += self.cpu() - cpu
+                self.dump()
 
         return timed
 
@@ -143,7 +151,7 @@ def worker(args: argparse.Namespace) -> None:
     from edgetl.targets import load_target
 
     target = load_target(cfg.target)
-    timer = PartTimer()
+    timer = PartTimer(Path(args.json).with_name("progress.json"))
     installed = install(timer)
     from edgetl.fsutil import read_json
     from edgetl.stages.quantize import quantize
@@ -236,15 +244,21 @@ def judge_probe(args: argparse.Namespace) -> None:
 
 
 # --------------------------------------------------------------------------------------------- the driver
-def finetuned(dataset: str, work: Path, retrain: bool) -> tuple[Path, float, str]:
-    """The fine-tuned train dir of ``dataset`` and its fine-tuning wall seconds (measured here or recorded)."""
+def finetuned(dataset: str, work: Path, retrain: bool) -> tuple[Path, float | None, str]:
+    """The fine-tuned train dir of ``dataset`` and the wall seconds this script timed its fine-tuning with the data
+    set's recipe (None: a train dir made otherwise, whose own recorded time is in the origin text)."""
     from edgetl.fsutil import read_json
 
     train_dir = work / dataset / "train"
     if (train_dir / "manifest.json").is_file() and not retrain:
+        timing_file = work / dataset / "finetune_timing.json"
+        if timing_file.is_file():
+            return train_dir, float(read_json(timing_file)["finetune_s"]), "fine-tuned by an earlier run of this script"
         recorded = read_json(train_dir / "metrics.json").get("wall_time_s")
-        timing = read_json(work / dataset / "finetune_timing.json") if (work / dataset / "finetune_timing.json").is_file() else {}
-        return train_dir, float(timing.get("finetune_s", recorded)), "reused (fine-tuned by an earlier run of this script)"
+        config = read_json(train_dir / "manifest.json").get("config", {}).get("train", {})
+        return train_dir, None, (f"a train dir not made by this script (train stage {recorded} s, epochs "
+                                 f"{config.get('head_epochs')}+{config.get('epochs')}, max steps "
+                                 f"{config.get('max_steps_per_epoch')}): not the data set's recipe")
     from edgetl.stages.finetune import finetune
     from edgetl.targets import load_target
 
@@ -270,8 +284,40 @@ def run_worker(tree: Path, dataset: str, train_dir: Path, out: Path, overrides: 
         fh.flush()
         proc = subprocess.run(command, env=env, stdout=fh, stderr=subprocess.STDOUT, cwd=str(tree))
     if proc.returncode != 0:
-        return {"status": "failed", "tree": str(tree), "returncode": proc.returncode, "log": str(log)}
+        return attach_progress({"status": "failed", "tree": str(tree), "returncode": proc.returncode,
+                                "log": str(log), "out": str(out)})
     return {"status": "ok", **json.loads(result.read_text())}
+
+
+def attach_progress(run: dict[str, Any]) -> dict[str, Any]:
+    """A run that did not finish (stopped at a time limit): the parts it had finished, from its progress.json."""
+    progress = Path(run["out"]) / "progress.json"
+    if run["status"] != "ok" and progress.is_file():
+        done = json.loads(progress.read_text())
+        run["unfinished"] = {"elapsed_s": done["elapsed_s"], "open_parts": done["open"],
+                             "parts": {k: {"calls": v["calls"], "wall_s": round(v["wall_s"], 2),
+                                           "cpu_s": round(v["cpu_s"], 2)} for k, v in done["parts"].items()}}
+    return run
+
+
+def finalize(args: argparse.Namespace) -> None:
+    """Rewrite the JSON of an earlier run whose workers were stopped: progress of unfinished runs, table."""
+    path = args.work / "quantize_speed.json"
+    summary = json.loads(path.read_text())
+    for row in summary["rows"]:
+        for name, side in row["sides"].items():
+            for run in side["runs"]:
+                run.setdefault("out", str(args.work / row["dataset"] / f"{name}-{run['round']}"))
+                attach_progress(run)
+    probe = args.work / "judge_probe.json"
+    if probe.is_file():
+        summary["judge_probe"] = {
+            "what": "one QAT candidate of the range-initialised QAT model, judged each way on val, in one process "
+                    "(seconds on the shared machine: compare within a row)",
+            "rows": [r["judge_probe"] for r in json.loads(probe.read_text())["rows"]]}
+    path.write_text(json.dumps(summary, indent=2))
+    REPORTED.write_text(json.dumps(summary, indent=2))
+    print_table(summary["rows"])
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -289,6 +335,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="interleaved before/after rounds per data set")
     parser.add_argument("--before", type=Path, default=BEFORE_TREE, help="the tree of the 'before' code")
     parser.add_argument("--after", type=Path, default=ROOT, help="the tree of the 'after' code")
+    parser.add_argument("--finalize", action="store_true",
+                        help="rewrite --work's JSON after stopping its workers: attach what unfinished runs measured")
     parser.add_argument("--parallel", action="store_true",
                         help="run the before and after side of a round at the same time (same ambient load)")
     parser.add_argument("--retrain", action="store_true", help="fine-tune again even when a train dir exists")
@@ -311,6 +359,9 @@ def main() -> None:
     parser.add_argument("--export", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.finalize:
+        finalize(args)
+        return
     if args.worker:
         judge_probe(args) if args.probe else worker(args)
         return
@@ -322,7 +373,7 @@ def main() -> None:
     rows = []
     for dataset in args.only or list(DATASETS):
         train_dir, finetune_s, origin = finetuned(dataset, work, args.retrain)
-        print(f"{dataset}: fine-tuning {finetune_s:.1f} s ({origin})", flush=True)
+        print(f"{dataset}: fine-tuning {'-' if finetune_s is None else f'{finetune_s:.1f} s'} ({origin})", flush=True)
         if args.judge_probe:
             probe = run_worker(args.tree, dataset, train_dir, work / dataset / "probe", overrides, False,
                                work / f"worker-{dataset}-probe.log", probe=True)
@@ -419,7 +470,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
                 return "-"
             return f"{s['quantize_s_median']:.0f} ({s['quantize_s_min']:.0f}-{s['quantize_s_max']:.0f})"
 
-        table.add_row(row["dataset"], f"{row['finetune_s']:.0f}", wall(b), wall(a),
+        table.add_row(row["dataset"], "-" if row["finetune_s"] is None else f"{row['finetune_s']:.0f}", wall(b), wall(a),
                       _int8_acc(b, "onnx"), _int8_acc(a, "onnx"), _int8_acc(b, "openvino"), _int8_acc(a, "openvino"))
     Console(width=200).print(table)
 
