@@ -190,8 +190,9 @@ def test_onnxruntime_judge_keeps_the_epoch_the_torch_judge_keeps(run, tmp_path):
     for judge in ("torch", "onnxruntime"):
         cfg = fast_config(**{"quantize.ptq_baseline": False, "quantize.qat_judge": judge})
         quantize(cfg, load_target("cpu"), run / "train", tmp_path / judge)
-        qat = json.loads((tmp_path / judge / "metrics.json").read_text())["qat"]
-        assert qat["judge"] == judge and len(qat["timings"]["judge_s"]) == qat["epochs"] + 1
+        metrics = json.loads((tmp_path / judge / "metrics.json").read_text())
+        qat = metrics["qat"]
+        assert qat["judge"] == judge and len(metrics["timings"]["qat"]["judge_s"]) == qat["epochs"] + 1
         kept[judge] = (qat["kept_epoch"], [h["val_accuracy"] for h in qat["history"]])
     assert kept["onnxruntime"][0] == kept["torch"][0]
     assert kept["onnxruntime"][1] == pytest.approx(kept["torch"][1], abs=0.1)
