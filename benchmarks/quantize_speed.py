@@ -467,7 +467,9 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 
         def wall(s: dict[str, Any]) -> str:
             if "quantize_s_median" not in s:
-                return "-"
+                stopped = [r["unfinished"] for r in s.get("runs", []) if r.get("unfinished")]
+                return f">{stopped[0]['elapsed_s']:.0f} (stopped in {'/'.join(stopped[0]['open_parts'])})" \
+                    if stopped else "-"
             return f"{s['quantize_s_median']:.0f} ({s['quantize_s_min']:.0f}-{s['quantize_s_max']:.0f})"
 
         table.add_row(row["dataset"], "-" if row["finetune_s"] is None else f"{row['finetune_s']:.0f}", wall(b), wall(a),
