@@ -309,6 +309,8 @@ def finalize(args: argparse.Namespace) -> None:
             for run in side["runs"]:
                 run.setdefault("out", str(args.work / row["dataset"] / f"{name}-{run['round']}"))
                 attach_progress(run)
+    if args.note:
+        summary["run_note"] = args.note
     probe = args.work / "judge_probe.json"
     if probe.is_file():
         summary["judge_probe"] = {
@@ -337,6 +339,7 @@ def main() -> None:
     parser.add_argument("--after", type=Path, default=ROOT, help="the tree of the 'after' code")
     parser.add_argument("--finalize", action="store_true",
                         help="rewrite --work's JSON after stopping its workers: attach what unfinished runs measured")
+    parser.add_argument("--note", default=None, help="with --finalize: how this run was made, for the JSON")
     parser.add_argument("--parallel", action="store_true",
                         help="run the before and after side of a round at the same time (same ambient load)")
     parser.add_argument("--retrain", action="store_true", help="fine-tune again even when a train dir exists")
