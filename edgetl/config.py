@@ -232,6 +232,15 @@ class QuantizeConfig(_Section):
     keep_last_fp: bool = False  # keep the classifier in float
     max_steps_per_epoch: int | None = Field(default=None, ge=1)  # cap for quick runs and tests
     seed: int = 0  # QAT data order and the PTQ calibration sample
+    # Skip QAT when the PTQ model's top-1 on val is already within the target's max_accuracy_drop of fp32 (ptq_baseline
+    # must be on; a target without that budget always runs QAT). Measured (benchmarks/reported/quantize_speed.json):
+    # on hymenoptera PTQ matched fp32 and QAT kept its untrained epoch 0, so its epochs cost most of the stage and
+    # changed nothing; on the digits demo PTQ missed the budget and QAT still runs.
+    skip_qat_within_budget: bool = True
+    # Where each QAT candidate epoch is judged on val, converted to int8: "onnxruntime" (its ONNX QDQ export in ONNX
+    # Runtime's int8 kernels, as the export stage writes it) or "torch" (torch's reference quantized ops, which
+    # emulate int8 in float). Measured in benchmarks/reported/quantize_speed.json.
+    qat_judge: Literal["onnxruntime", "torch"] = "onnxruntime"
     fallback: FallbackConfig = FallbackConfig()
 
 

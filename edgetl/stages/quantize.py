@@ -89,9 +89,28 @@ class QuantizeResult:
     wall_time_s: dict[str, float] = field(default_factory=dict)
 
 
-def input_hash(cfg: BuildConfig, source: Manifest) -> str:
-    return sha256_json({"train": source.hash, "quantize": cfg.quantize.model_dump(mode="json"),
-                        "versions": library_versions()})
+def input_hash(cfg: BuildConfig, source: Manifest, target: TargetProfile | None = None) -> str:
+    key: dict[str, Any] = {"train": source.hash, "quantize": cfg.quantize.model_dump(mode="json"),
+                           "versions": library_versions()}
+    if target is not None and cfg.quantize.qat and cfg.quantize.skip_qat_within_budget:
+        key["max_accuracy_drop"] = target.budgets.max_accuracy_drop  # decides whether QAT runs
+    return sha256_json(key)
+
+
+def qat_skip_reason(cfg: BuildConfig, target: TargetProfile, fp32_val: float, ptq_val: float) -> str | None:
+    """Why QAT need not run, or None: PTQ's top-1 on val is within the target's int8 accuracy-drop budget.
+
+    Judged on the validation split only (the split QAT would select its epoch on), never on test. A target
+    without a ``max_accuracy_drop`` budget, ``quantize.skip_qat_within_budget: false`` or no PTQ baseline: None.
+    """
+    q, budget = cfg.quantize, target.budgets.max_accuracy_drop
+    if not (q.qat and q.ptq_baseline and q.skip_qat_within_budget) or budget is None:
+        return None
+    drop = 100 * (fp32_val - ptq_val)
+    if drop > budget + 1e-9:  # the float error of two accuracies of the same image count
+        return None
+    return (f"PTQ int8 is within target {target.name}'s accuracy-drop budget on val "
+            f"({100 * ptq_val:.2f}% vs fp32 {100 * fp32_val:.2f}%: drop {drop:.2f} <= {budget:g} points)")
 
 
 # --------------------------------------------------------------------------------------------- data and evaluation
@@ -167,22 +186,42 @@ def run_ptq(cfg: BuildConfig, model: torch.nn.Module, example: Any, calibration:
 
     from edgetl.quant.mixed import float_weights
 
+    clock = _Clock()
     quantizer = _quantizer(cfg, qat=False)
     prepared = prepare_pt2e(_capture(model, example, io, "the float model"), quantizer)
+    clock.lap("prepare_s")
     with Progress(transient=True) as progress, torch.inference_mode():
         task = progress.add_task("PTQ calibration", total=len(calibration))
         for batch in calibration:
             prepared(*batch.values())
             progress.advance(task)
+    clock.lap("calibration_s")
     report: dict[str, Any] = {"calibration_images": sum(len(next(iter(b.values()))) for b in calibration)}
     if cfg.quantize.fallback.enabled:
         report[FLOAT_WEIGHTS] = float_weights(prepared)
-    return convert_pt2e(prepared), quantizer, report
+    converted = convert_pt2e(prepared)
+    clock.lap("convert_s")
+    return converted, quantizer, {**report, "timings": clock.laps}
+
+
+class _Clock:
+    """Wall seconds between laps, by name (repeated names add up): where a stage's time goes, for metrics.json."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> float:
+        now = time.perf_counter()
+        seconds = now - self._last
+        self.laps[name] = round(self.laps.get(name, 0.0) + seconds, 2)
+        self._last = now
+        return seconds
 
 
 def run_qat(cfg: BuildConfig, inputs: FloatInputs, model: torch.nn.Module, example: Any,
             calibration: list[dict[str, torch.Tensor]], val_batches: list[EvalBatch],
-            io: Any = None, dist: Any = None) -> tuple[Any, Any, dict[str, Any]]:
+            io: Any = None, dist: Any = None, opset: int = 20) -> tuple[Any, Any, dict[str, Any]]:
     """QAT: range initialisation on ``calibration``, a few epochs of fake-quantized training from the float
     weights (BatchNorm folded with its running statistics, frozen by default) in the shared trainer, then
     ``convert_pt2e``.
@@ -190,6 +229,8 @@ def run_qat(cfg: BuildConfig, inputs: FloatInputs, model: torch.nn.Module, examp
     Like fine-tuning, QAT keeps its best weights on the validation split (``val_batches``; never the test split):
     a converted copy is judged after range initialisation (epoch 0, no training yet) and after every epoch; the
     best (the later one at equal accuracy) is returned with the quantizer and a report of the history.
+    ``quantize.qat_judge`` says where a candidate runs: its ONNX QDQ export (``opset``) in ONNX Runtime's int8
+    kernels, or torch's reference quantized ops.
     Under ``torchrun`` (``dist``) every process trains its shard of the data (DistributedDataParallel through
     the trainer) and judges the same, synchronised model.
     """
@@ -201,6 +242,7 @@ def run_qat(cfg: BuildConfig, inputs: FloatInputs, model: torch.nn.Module, examp
     )
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_qat_pt2e
 
+    from edgetl.quant.judge import ort_eval
     from edgetl.quant.mixed import float_weights
     from edgetl.quant.pt2e import freeze_batchnorm_stats, match_qat_batchnorm_eps
     from edgetl.quant.quantizer import calibrate_qat_ranges
@@ -217,25 +259,35 @@ def run_qat(cfg: BuildConfig, inputs: FloatInputs, model: torch.nn.Module, examp
     torch.manual_seed(q.seed)
     loader, generator = train_loader(cfg, inputs.task, inputs.index.splits["train"], inputs.preprocess, dist, device,
                                      q.seed)
+    clock = _Clock()
+    judge_s: list[float] = []
     quantizer = _quantizer(cfg, qat=True)
     match_qat_batchnorm_eps(model)
     prepared = prepare_qat_pt2e(_capture(model, example, io, "the float model"), quantizer)
+    clock.lap("prepare_s")
     # Range initialisation: activation ranges from PTQ's histogram calibration on the same images (deployment
     # preprocessing), fixed from then on, so QAT starts from the PTQ model and the weights learn the int8 grid.
     move_exported_model_to_eval(prepared)
     calibrate_qat_ranges(prepared, [tuple(b.values()) for b in calibration])
     prepared = prepared.to(device)
+    clock.lap("range_init_s")
     val_images = sum(len(labels) for _, labels in val_batches)
 
     def judge(trained: Any, epoch: int) -> Judgement:
         # the converted int8 model is what ships; the fake-quant graph can differ from it by a point or more
         # (measured on digits), so each candidate is converted (a copy, on the CPU) and judged as converted
+        started = time.perf_counter()
         candidate = copy.deepcopy(trained).to("cpu")
         candidate.apply(disable_observer)
         move_exported_model_to_eval(candidate)
         weights = float_weights(candidate) if q.fallback.enabled else None
         converted = convert_pt2e(candidate)
-        stats = torch_eval(converted, val_batches)  # the val loss too: metrics.json's curves show it
+        if q.qat_judge == "onnxruntime":
+            loss, acc = ort_eval(converted, example, io, val_batches, opset=opset)
+            stats = EpochStats(loss=loss, accuracy=acc, count=val_images)
+        else:
+            stats = torch_eval(converted, val_batches)  # the val loss too: metrics.json's curves show it
+        judge_s.append(round(time.perf_counter() - started, 2))
         return Judgement(stats, (stats.accuracy,), keep=(converted, weights))
 
     steps_per_epoch = min(len(loader), q.max_steps_per_epoch or len(loader))
@@ -268,11 +320,15 @@ def run_qat(cfg: BuildConfig, inputs: FloatInputs, model: torch.nn.Module, examp
                     progress=progress, generator=generator)
     log.info("QAT keeps epoch %d (val top-1 %.2f%%)", state.best_epoch, 100 * state.best_val_accuracy)
     history = [{"epoch": h["epoch"], "train_loss": h["train_loss"], "train_accuracy": h["train_accuracy"],
-                "val_loss": h["val_loss"], "val_accuracy": h["val_accuracy"]} for h in state.history]
-    report = {"epochs": q.qat_epochs, "lr": q.qat_lr, "steps_per_epoch": steps_per_epoch, "device": str(device),
-              "world_size": dist.world_size,
+                "val_accuracy": h["val_accuracy"]} for h in state.history]
+    clock.lap("epochs_s")
+    # judge_s: epoch 0 first; epochs_s: from the start of fit to its end, every judging included
+    timings = {**clock.laps, "judge_s": judge_s,
+               "train_s": [round(h["time_s"] - j, 2) for h, j in zip(state.history[1:], judge_s[1:], strict=False)]}
+    report = {"epochs": q.qat_epochs, "lr": q.qat_lr, "judge": q.qat_judge, "steps_per_epoch": steps_per_epoch,
+              "device": str(device), "world_size": dist.world_size,
               "kept_epoch": state.best_epoch, "kept_val_accuracy": state.best_val_accuracy,
-              "val_images": val_images, "history": history}
+              "val_images": val_images, "history": history, "timings": timings}
     converted, weights = trainer.best_kept
     if weights is not None:
         report[FLOAT_WEIGHTS] = weights
@@ -358,11 +414,15 @@ def quantize(cfg: BuildConfig, target: TargetProfile, model_dir: Path, out_dir: 
         raise ConfigError("quantize: both qat and ptq_baseline are off, so there is nothing to produce",
                           hint="set quantize.qat or quantize.ptq_baseline to true")
     dist = init_distributed("cuda" if cfg.train.device != "cpu" and torch.cuda.is_available() else "cpu")
+    threads = torch.get_num_threads()
+    if cfg.train.threads is not None:  # the training process's threads, as in fine-tuning (QAT trains)
+        torch.set_num_threads(cfg.train.threads)
     try:
         result = _quantize(cfg, target, Path(model_dir), Path(out_dir), dist)
         barrier(dist)
         return result
     finally:
+        torch.set_num_threads(threads)
         shutdown(dist)
 
 
@@ -381,7 +441,9 @@ def _quantize(cfg: BuildConfig, target: TargetProfile, model_dir: Path, out_dir:
     eval_batches = _split_batches(inputs, inputs.index.eval_split, cfg.train.batch_size)
     validating_on_eval = inputs.index.eval_split == "val"
     val_batches = eval_batches if validating_on_eval else _split_batches(inputs, "val", cfg.train.batch_size)
+    started = time.perf_counter()
     accuracy = {"fp32": torch_accuracy(model, eval_batches)}
+    timings: dict[str, Any] = {"fp32_eval_s": round(time.perf_counter() - started, 2)}
     walls: dict[str, float] = {}
     kept: list[dict[str, str]] = []
     layers: dict[str, dict[str, int]] = {}
@@ -396,14 +458,22 @@ def _quantize(cfg: BuildConfig, target: TargetProfile, model_dir: Path, out_dir:
         programs: dict[str, Path] = {}
         runs: list[tuple[str, Any]] = []
         reports: dict[str, dict[str, Any]] = {}
+        ptq_val_accuracy = 0.0
         calibration = _calibration_batches(cfg, inputs)  # PTQ's calibration and QAT's range initialisation
         if q.ptq_baseline:
             runs.append(("ptq", lambda: run_ptq(cfg, model, example, calibration, io)))
         if q.qat:
             # QAT trains a copy: the float model stays the PTQ and parity reference
             runs.append(("qat", lambda: run_qat(cfg, inputs, copy.deepcopy(model), example, calibration,
-                                                val_batches, io, dist)))
+                                                val_batches, io, dist, cfg.export.opset or target.export.opset)))
         for name, run in runs:
+            if name == "qat" and "ptq" in accuracy:
+                skip = qat_skip_reason(cfg, target, accuracy["fp32"] if validating_on_eval else
+                                       torch_accuracy(model, val_batches), ptq_val_accuracy)
+                if skip:
+                    log.info("QAT skipped: %s (quantize.skip_qat_within_budget)", skip)
+                    reports["qat"] = {"skipped": skip}
+                    continue
             start = time.perf_counter()
             converted, quantizer, report = run()
             weights = report.pop(FLOAT_WEIGHTS, None)
@@ -412,13 +482,20 @@ def _quantize(cfg: BuildConfig, target: TargetProfile, model_dir: Path, out_dir:
                 converted, reverted = _accuracy_fallback(cfg, target, name, converted, weights, model, val_batches,
                                                          fallbacks)
             reports[name] = report
+            trained = time.perf_counter()
             save_program(converted, example, tmp / PROGRAMS[name], stage=STAGE, model_io=io)
             walls[name] = round(time.perf_counter() - start, 2)
+            timings[name] = {**report.pop("timings", {}), "total_s": walls[name],
+                             "save_s": round(time.perf_counter() - trained, 2)}
             programs[name] = out_dir / PROGRAMS[name]
-            # QAT already measured its kept model on val; evaluate again only when the evaluation split is test
-            kept_acc = report.get("kept_val_accuracy") if not reverted else None
+            # QAT already measured its kept model on val; evaluate again only when the evaluation split is test or
+            # its judge was not torch (these accuracies are torch's, for every model alike)
+            kept_acc = (report.get("kept_val_accuracy")
+                        if not reverted and report.get("judge", "torch") == "torch" else None)
             accuracy[name] = kept_acc if kept_acc is not None and validating_on_eval else torch_accuracy(
                 converted, eval_batches)
+            if name == "ptq":
+                ptq_val_accuracy = accuracy[name] if validating_on_eval else torch_accuracy(converted, val_batches)
             layers[name] = count_quantized_layers(converted)
             kept = list(quantizer.kept_float) + reverted
             cards.append(card.model_copy(update={
@@ -434,7 +511,7 @@ def _quantize(cfg: BuildConfig, target: TargetProfile, model_dir: Path, out_dir:
                      100 * accuracy["fp32"], layers[name]["int8"], walls[name])
         metrics = {
             "eval_split": inputs.index.eval_split, "eval_images": len(inputs.eval_samples),
-            "accuracy": accuracy, "wall_time_s": walls, "int8_layers": layers, "kept_float": kept,
+            "accuracy": accuracy, "wall_time_s": walls, "timings": timings, "int8_layers": layers, "kept_float": kept,
             "qat": reports.get("qat", {}), "ptq": reports.get("ptq", {}),
             "calibration_images": q.calibration_images,
             "calibration_source": "adaptation images" if (inputs.artifact.card.metrics or {}).get("adaptation")
@@ -446,7 +523,7 @@ def _quantize(cfg: BuildConfig, target: TargetProfile, model_dir: Path, out_dir:
         source = inputs.artifact.manifest
         Manifest(
             stage=STAGE,
-            input_hash=input_hash(cfg, source),
+            input_hash=input_hash(cfg, source, target),
             config={"quantize": q.model_dump(mode="json"), "target": target.name},
             inputs={f"{inputs.artifact.stage_dir.name}/manifest.json": source.hash},
             outputs=hash_outputs(tmp, names),

@@ -14,6 +14,7 @@ FAST_QUANTIZE = {
     "train.backbone": "tiny", "train.batch_size": 8, "data.num_workers": 0,
     "quantize.qat_epochs": 1, "quantize.max_steps_per_epoch": 4, "quantize.calibration_images": 16,
     "quantize.qat_lr": 1e-4,
+    "quantize.skip_qat_within_budget": False,  # these tests exercise QAT; the skip has tests of its own
 }
 
 

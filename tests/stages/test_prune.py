@@ -21,7 +21,7 @@ FAST = """
 train: {{backbone: tiny, weights: none, image_size: 32, batch_size: 8, head_epochs: 1, epochs: 2, seed: 0,
         head_lr: 0.01, lr: 0.01, backbone_lr: 0.01}}
 prune: {{epochs: 2, max_steps_per_epoch: 3}}
-quantize: {{qat_epochs: 1, calibration_images: 16}}
+quantize: {{qat_epochs: 1, calibration_images: 16, skip_qat_within_budget: false}}
 bench: {{warmup: 1, min_iterations: 5, min_time_s: 0.0, batch_sizes: [1]}}
 data: {{path: {data}, num_workers: 0}}
 out: {out}

@@ -158,3 +158,63 @@ def test_qat_judges_its_epochs_with_a_real_val_loss(run):
         logits = model(x)
     assert stats.count == 10 and abs(stats.loss - F.cross_entropy(logits, labels).item()) < 1e-5
     assert stats.accuracy == int((logits.argmax(1) == labels).sum()) / 10
+
+
+def _with_budget(target, max_drop):  # type: ignore[no-untyped-def]
+    return target.model_copy(update={"budgets": target.budgets.model_copy(update={"max_accuracy_drop": max_drop})})
+
+
+@pytest.mark.parametrize(("fp32", "ptq", "budget", "overrides", "skips"), [
+    (0.95, 0.95, 1.0, {}, True),  # PTQ matches fp32 (hymenoptera)
+    (0.9415, 0.9345, 1.0, {}, True),  # a drop of 0.70 points, inside 1 point
+    (0.9415, 0.8969, 1.0, {}, False),  # a drop of 4.46 points (the digits demo): QAT runs
+    (0.95, 0.94, 1.0, {}, True),  # exactly at the budget: within it
+    (0.95, 0.95, None, {}, False),  # no budget to meet: QAT runs
+    (0.95, 0.95, 1.0, {"quantize.skip_qat_within_budget": False}, False),
+    (0.95, 0.95, 1.0, {"quantize.ptq_baseline": False}, False),
+    (0.95, 0.95, 1.0, {"quantize.qat": False}, False),
+])
+def test_qat_is_skipped_only_when_ptq_meets_the_budget(fp32, ptq, budget, overrides, skips):
+    from edgetl.config import BuildConfig
+    from edgetl.stages.quantize import qat_skip_reason
+    from edgetl.targets import load_target
+
+    reason = qat_skip_reason(BuildConfig().with_overrides(overrides), _with_budget(load_target("cpu"), budget),
+                             fp32, ptq)
+    assert (reason is not None) == skips
+    if skips:
+        assert "within target cpu's accuracy-drop budget on val" in reason
+
+
+def test_ptq_within_budget_ships_ptq_alone(run, tmp_path):
+    """Default config: PTQ within the budget on val means no QAT epochs and no qat.pt2; metrics say why."""
+    from edgetl.manifest import read_manifest
+    from edgetl.quant.pt2e import load_program
+    from edgetl.stages.quantize import quantize
+    from edgetl.targets import load_target
+
+    cfg = fast_config(**{"quantize.skip_qat_within_budget": True})
+    result = quantize(cfg, _with_budget(load_target("cpu"), 100.0), run / "train", tmp_path / "quantize")
+    assert set(result.programs) == {"ptq"} and set(result.accuracy) == {"fp32", "ptq"}
+    metrics = json.loads((tmp_path / "quantize" / "metrics.json").read_text())
+    assert "accuracy-drop budget on val" in metrics["qat"]["skipped"]
+    assert set(metrics["timings"]) >= {"fp32_eval_s", "ptq"} and "qat" not in metrics["timings"]
+    assert set(read_manifest(tmp_path / "quantize").outputs) == {"ptq.pt2", "metrics.json"}
+    assert load_program(tmp_path / "quantize" / "ptq.pt2").module()(torch.randn(2, 3, 32, 32)).shape == (2, 3)
+
+
+def test_onnxruntime_judge_keeps_the_epoch_the_torch_judge_keeps(run, tmp_path):
+    """QAT candidates judged in ONNX Runtime's int8 kernels rank the epochs as torch's reference ops do."""
+    from edgetl.stages.quantize import quantize
+    from edgetl.targets import load_target
+
+    kept = {}
+    for judge in ("torch", "onnxruntime"):
+        cfg = fast_config(**{"quantize.ptq_baseline": False, "quantize.qat_judge": judge})
+        quantize(cfg, load_target("cpu"), run / "train", tmp_path / judge)
+        metrics = json.loads((tmp_path / judge / "metrics.json").read_text())
+        qat = metrics["qat"]
+        assert qat["judge"] == judge and len(metrics["timings"]["qat"]["judge_s"]) == qat["epochs"] + 1
+        kept[judge] = (qat["kept_epoch"], [h["val_accuracy"] for h in qat["history"]])
+    assert kept["onnxruntime"][0] == kept["torch"][0]
+    assert kept["onnxruntime"][1] == pytest.approx(kept["torch"][1], abs=0.1)

@@ -24,7 +24,7 @@ FILLER = ["the", "film", "movie", "story", "is", "it", "this", "was", "very", "s
 FAST = """
 train: {{backbone: tiny_bert, weights: none, batch_size: 8, head_epochs: 1, epochs: 3, lr: 3.0e-3,
          backbone_lr: 3.0e-3, label_smoothing: 0.0, seed: 0}}
-quantize: {{qat_epochs: 1, calibration_images: 16}}
+quantize: {{qat_epochs: 1, calibration_images: 16, skip_qat_within_budget: false}}
 bench: {{warmup: 1, min_iterations: 5, min_time_s: 0.0, batch_sizes: [1, 2]}}
 data: {{path: {data}, num_workers: 0}}
 out: {out}
