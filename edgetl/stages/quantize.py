@@ -248,7 +248,7 @@ def run_qat(cfg: BuildConfig, inputs: FloatInputs, model: torch.nn.Module, examp
     from edgetl.quant.quantizer import calibrate_qat_ranges
     from edgetl.stages.finetune import select_device, train_loader
     from edgetl.training.distributed import DistContext
-    from edgetl.training.loop import autocast_dtype_for
+    from edgetl.training.loop import EpochStats, autocast_dtype_for
     from edgetl.training.losses import CrossEntropy
     from edgetl.training.progress import TrainProgress
     from edgetl.training.trainer import Callbacks, Judgement, Phase, Trainer, TrainState
