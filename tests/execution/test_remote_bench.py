@@ -19,7 +19,7 @@ pytestmark = pytest.mark.subprocess  # ssh clients are subprocesses: collected f
 
 FAST = """
 train: {{backbone: tiny, weights: none, image_size: 32, batch_size: 8, head_epochs: 1, epochs: 2, seed: 0}}
-quantize: {{qat_epochs: 1, calibration_images: 16}}
+quantize: {{qat_epochs: 1, calibration_images: 16, skip_qat_within_budget: false}}
 bench: {{warmup: 1, min_iterations: 5, min_time_s: 0.0, batch_sizes: [1, 2]}}
 data: {{path: {data}, num_workers: 0}}
 out: {out}
