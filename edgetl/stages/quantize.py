@@ -320,7 +320,7 @@ def run_qat(cfg: BuildConfig, inputs: FloatInputs, model: torch.nn.Module, examp
                     progress=progress, generator=generator)
     log.info("QAT keeps epoch %d (val top-1 %.2f%%)", state.best_epoch, 100 * state.best_val_accuracy)
     history = [{"epoch": h["epoch"], "train_loss": h["train_loss"], "train_accuracy": h["train_accuracy"],
-                "val_accuracy": h["val_accuracy"]} for h in state.history]
+                "val_loss": h["val_loss"], "val_accuracy": h["val_accuracy"]} for h in state.history]
     clock.lap("epochs_s")
     # judge_s: epoch 0 first; epochs_s: from the start of fit to its end, every judging included
     timings = {**clock.laps, "judge_s": judge_s,
