@@ -94,6 +94,9 @@ def set_prototype_head(model: nn.Module, classifier: str, batches: Iterable[Any]
     from torch import nn
 
     layer = final_linear(model, classifier)
+    if layer.bias is None:  # checked before any weight is written
+        raise ConfigError(f"the classifier {classifier!r} has no bias for a prototype head",
+                          hint="set train.head: linear")
     feats, labels = embeddings(model, layer, batches)
     feats = F.normalize(feats, dim=1, eps=1e-12)
     shots = {c: int((labels == c).sum()) for c in range(num_classes)}
@@ -107,9 +110,6 @@ def set_prototype_head(model: nn.Module, classifier: str, batches: Iterable[Any]
     tau = float(spread) if float(spread) > 0 else 1.0
     with torch.no_grad():
         layer.weight.copy_(2 * protos / tau)
-        if layer.bias is None:
-            raise ConfigError(f"the classifier {classifier!r} has no bias for a prototype head",
-                              hint="set train.head: linear")
         layer.bias.copy_(-(protos ** 2).sum(1) / tau)
     name = next(n for n, m in model.named_modules() if m is layer)
     parent_name, _, attr = name.rpartition(".")
