@@ -36,8 +36,10 @@ def benchmark_app_p50(xml: Path, threads: int, seconds: float) -> dict:
     tool = shutil.which("benchmark_app", path=str(Path(sys.executable).parent)) or shutil.which("benchmark_app")
     if tool is None:
         raise SystemExit("benchmark_app not found (it ships with the openvino wheel)")
+    # -ip f32: without input files benchmark_app switches a 4-D image input to u8 and folds a u8->f32 Convert
+    # into the model it times (its log: "input : u8 / [N,C,H,W]"), a different model from the one edgetl runs
     cmd = [tool, "-m", str(xml), "-d", "CPU", "-api", "sync", "-hint", "none", "-nstreams", "1",
-           "-nthreads", str(threads), "-infer_precision", "f32", "-t", str(int(round(seconds))),
+           "-nthreads", str(threads), "-infer_precision", "f32", "-ip", "f32", "-t", str(int(round(seconds))),
            "-shape", f"[1,3,{SIZE},{SIZE}]"]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     match = re.search(r"Median:\s+([\d.]+)\s+(ms|us)", out)
