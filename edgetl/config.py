@@ -237,9 +237,10 @@ class QuantizeConfig(_Section):
     # on hymenoptera PTQ matched fp32 and QAT kept its untrained epoch 0, so its epochs cost most of the stage and
     # changed nothing; on the digits demo PTQ missed the budget and QAT still runs.
     skip_qat_within_budget: bool = True
-    # Where each QAT candidate epoch is judged on val, converted to int8: "onnxruntime" (its ONNX QDQ export in ONNX
-    # Runtime's int8 kernels, as the export stage writes it) or "torch" (torch's reference quantized ops, which
-    # emulate int8 in float). Measured in benchmarks/reported/quantize_speed.json.
+    # Where the stage scores int8 models (each QAT candidate epoch on val, the PTQ model that decides whether QAT
+    # runs, and both on the evaluation split): "onnxruntime" (the model's ONNX QDQ export in ONNX Runtime's int8
+    # kernels, as the export stage writes it) or "torch" (torch's reference quantized ops, which emulate int8 in
+    # float and cost more than the float model). Measured in benchmarks/reported/quantize_speed.json.
     qat_judge: Literal["onnxruntime", "torch"] = "onnxruntime"
     fallback: FallbackConfig = FallbackConfig()
 

@@ -39,6 +39,9 @@ log = logging.getLogger("edgetl.quantize")
 
 STAGE = "quantize"
 PROGRAMS = {"qat": "qat.pt2", "ptq": "ptq.pt2"}
+# where the int8 accuracies in metrics.json were scored, by quantize.qat_judge
+INT8_SCORED_IN = {"onnxruntime": "onnxruntime int8 kernels (the exported QDQ model)",
+                  "torch": "torch reference quantized ops"}
 FLOAT_WEIGHTS = "_float_weights"  # report key of the layers' float weights (fallback only; never written)
 
 
@@ -83,7 +86,7 @@ class QuantizeResult:
 
     out_dir: Path
     programs: dict[str, Path]  # "qat" / "ptq" -> the .pt2 file
-    accuracy: dict[str, float]  # "fp32" / "ptq" / "qat" -> torch top-1 on the evaluation split
+    accuracy: dict[str, float]  # "fp32" / "ptq" / "qat" -> top-1 on the evaluation split (int8: INT8_SCORED_IN)
     eval_split: str
     kept_float: list[dict[str, str]] = field(default_factory=list)
     wall_time_s: dict[str, float] = field(default_factory=dict)
@@ -402,7 +405,8 @@ def quantize(cfg: BuildConfig, target: TargetProfile, model_dir: Path, out_dir: 
         out_dir: where ``qat.pt2``, ``ptq.pt2``, ``metrics.json`` and ``manifest.json`` go (replaced whole).
 
     Returns:
-        The program paths, torch accuracies (fp32 / ptq / qat) on the evaluation split and wall times.
+        The program paths, accuracies (fp32 in torch; ptq / qat where ``quantize.qat_judge`` scores int8) on the
+        evaluation split and wall times.
     """
     quiet_library_logs()  # before torchao is imported: it logs the deprecation on import
     import torch
@@ -431,6 +435,7 @@ def _quantize(cfg: BuildConfig, target: TargetProfile, model_dir: Path, out_dir:
 
     from edgetl.artifacts import FloatLayer, Lineage, ModelCard, PrecisionPlan
     from edgetl.quant import count_quantized_layers
+    from edgetl.quant.judge import ort_eval
     from edgetl.quant.pt2e import save_program
 
     q = cfg.quantize
@@ -441,6 +446,14 @@ def _quantize(cfg: BuildConfig, target: TargetProfile, model_dir: Path, out_dir:
     eval_batches = _split_batches(inputs, inputs.index.eval_split, cfg.train.batch_size)
     validating_on_eval = inputs.index.eval_split == "val"
     val_batches = eval_batches if validating_on_eval else _split_batches(inputs, "val", cfg.train.batch_size)
+    opset = cfg.export.opset or target.export.opset
+
+    def int8_accuracy(converted: Any, batches: list[EvalBatch]) -> float:
+        # where q.qat_judge says int8 is scored: ONNX Runtime's int8 kernels (what ships), or torch's reference ops
+        if q.qat_judge == "onnxruntime":
+            return ort_eval(converted, example, io, batches, opset=opset)[1]
+        return torch_accuracy(converted, batches)
+
     started = time.perf_counter()
     accuracy = {"fp32": torch_accuracy(model, eval_batches)}
     timings: dict[str, Any] = {"fp32_eval_s": round(time.perf_counter() - started, 2)}
@@ -465,7 +478,7 @@ def _quantize(cfg: BuildConfig, target: TargetProfile, model_dir: Path, out_dir:
         if q.qat:
             # QAT trains a copy: the float model stays the PTQ and parity reference
             runs.append(("qat", lambda: run_qat(cfg, inputs, copy.deepcopy(model), example, calibration,
-                                                val_batches, io, dist, cfg.export.opset or target.export.opset)))
+                                                val_batches, io, dist, opset)))
         for name, run in runs:
             if name == "qat" and "ptq" in accuracy:
                 skip = qat_skip_reason(cfg, target, accuracy["fp32"] if validating_on_eval else
@@ -488,14 +501,15 @@ def _quantize(cfg: BuildConfig, target: TargetProfile, model_dir: Path, out_dir:
             timings[name] = {**report.pop("timings", {}), "total_s": walls[name],
                              "save_s": round(time.perf_counter() - trained, 2)}
             programs[name] = out_dir / PROGRAMS[name]
-            # QAT already measured its kept model on val; evaluate again only when the evaluation split is test or
-            # its judge was not torch (these accuracies are torch's, for every model alike)
-            kept_acc = (report.get("kept_val_accuracy")
-                        if not reverted and report.get("judge", "torch") == "torch" else None)
-            accuracy[name] = kept_acc if kept_acc is not None and validating_on_eval else torch_accuracy(
+            # QAT already scored its kept model on val, where int8_accuracy scores it; score again only when the
+            # evaluation split is test or the fallback changed the model
+            kept_acc = report.get("kept_val_accuracy") if not reverted else None
+            scoring = time.perf_counter()
+            accuracy[name] = kept_acc if kept_acc is not None and validating_on_eval else int8_accuracy(
                 converted, eval_batches)
             if name == "ptq":
-                ptq_val_accuracy = accuracy[name] if validating_on_eval else torch_accuracy(converted, val_batches)
+                ptq_val_accuracy = accuracy[name] if validating_on_eval else int8_accuracy(converted, val_batches)
+            timings[name]["score_s"] = round(time.perf_counter() - scoring, 2)
             layers[name] = count_quantized_layers(converted)
             kept = list(quantizer.kept_float) + reverted
             cards.append(card.model_copy(update={
@@ -511,7 +525,7 @@ def _quantize(cfg: BuildConfig, target: TargetProfile, model_dir: Path, out_dir:
                      100 * accuracy["fp32"], layers[name]["int8"], walls[name])
         metrics = {
             "eval_split": inputs.index.eval_split, "eval_images": len(inputs.eval_samples),
-            "accuracy": accuracy, "wall_time_s": walls, "timings": timings, "int8_layers": layers, "kept_float": kept,
+            "accuracy": accuracy, "int8_scored_in": INT8_SCORED_IN[q.qat_judge], "wall_time_s": walls, "timings": timings, "int8_layers": layers, "kept_float": kept,
             "qat": reports.get("qat", {}), "ptq": reports.get("ptq", {}),
             "calibration_images": q.calibration_images,
             "calibration_source": "adaptation images" if (inputs.artifact.card.metrics or {}).get("adaptation")

@@ -218,3 +218,27 @@ def test_onnxruntime_judge_keeps_the_epoch_the_torch_judge_keeps(run, tmp_path):
         kept[judge] = (qat["kept_epoch"], [h["val_accuracy"] for h in qat["history"]])
     assert kept["onnxruntime"][0] == kept["torch"][0]
     assert kept["onnxruntime"][1] == pytest.approx(kept["torch"][1], abs=0.1)
+
+
+def test_int8_models_are_scored_in_onnxruntime_not_in_torch_reference_ops(run, tmp_path, monkeypatch):
+    """The default scores every int8 model (PTQ, the QAT candidates, both on the evaluation split) in ONNX Runtime's
+    int8 kernels: torch's reference quantized ops score only float models."""
+    import edgetl.stages.quantize as stage
+    from edgetl.targets import load_target
+
+    scored: list[str] = []
+    real = stage.torch_accuracy
+
+    def spy(model, batches, progress=None):  # type: ignore[no-untyped-def]
+        scored.append(type(model).__name__)
+        return real(model, batches, progress)
+
+    monkeypatch.setattr(stage, "torch_accuracy", spy)
+    stage.quantize(fast_config(**{"quantize.skip_qat_within_budget": False}), load_target("cpu"), run / "train",
+                   tmp_path / "quantize")
+    metrics = json.loads((tmp_path / "quantize" / "metrics.json").read_text())
+    assert scored and "GraphModule" not in scored  # the fp32 model only
+    assert metrics["int8_scored_in"].startswith("onnxruntime")
+    assert set(metrics["accuracy"]) == {"fp32", "ptq", "qat"}
+    assert all(0.0 <= a <= 1.0 for a in metrics["accuracy"].values())
+    assert "score_s" in metrics["timings"]["ptq"]
