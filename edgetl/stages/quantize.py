@@ -167,7 +167,8 @@ def _quantizer(cfg: BuildConfig, qat: bool) -> Any:
     from edgetl.quant import QuantizerOptions, make_quantizer
 
     q = cfg.quantize
-    return make_quantizer(QuantizerOptions(qat=qat, keep_first_fp=q.keep_first_fp, keep_last_fp=q.keep_last_fp))
+    return make_quantizer(QuantizerOptions(qat=qat, keep_first_fp=q.keep_first_fp, keep_last_fp=q.keep_last_fp,
+                                           weight_max=63 if q.weight_range == "reduced" else 127))
 
 
 def _capture(model: torch.nn.Module, example: Any, io: Any, what: str) -> Any:
@@ -547,7 +548,8 @@ def _quantize(cfg: BuildConfig, target: TargetProfile, model_dir: Path, out_dir:
                 "backbone": card.backbone, "classes": list(card.classes),
                 "preprocess": inputs.preprocess, "source_manifest": source.hash, "source": inputs.artifact.ref,
                 "accuracy": accuracy, "eval_split": inputs.index.eval_split, "int8_layers": layers,
-                "kept_float": kept, "quantizer": "edgetl.quant.EdgeQuantizer (u8 act, s8 per-channel weights)",
+                "kept_float": kept, "quantizer": "edgetl.quant.EdgeQuantizer (u8 act, s8 per-channel weights, "
+                f"{'-63..63' if q.weight_range == 'reduced' else '-127..127'})",
             },
         ).write(tmp)
     return QuantizeResult(out_dir=out_dir, programs=programs, accuracy=accuracy, eval_split=inputs.index.eval_split,

@@ -42,3 +42,15 @@ def test_keep_first_and_last_in_float():
     assert count_quantized_layers(converted) == {"int8": 2, "float": 2}
     assert [(k["kind"], k["reason"]) for k in quantizer.kept_float] == [("conv", "keep_first_fp"),
                                                                          ("linear", "keep_last_fp")]
+
+
+@pytest.mark.parametrize("weight_max", [127, 63])
+def test_weight_range_bounds_every_int8_weight(weight_max):
+    """The reduced range (CPUs without VNNI) keeps every stored int8 weight within -63..63."""
+    from edgetl.backbones import create_model
+    from edgetl.quant import QuantizerOptions
+
+    converted, _ = _ptq(create_model("tiny", 3, weights="none").eval(), QuantizerOptions(weight_max=weight_max))
+    bounds = {(n.args[-3], n.args[-2]) for n in converted.graph.nodes
+              if n.op == "call_function" and "quantize_per_channel" in str(n.target)}
+    assert bounds == {(-weight_max, weight_max)}
