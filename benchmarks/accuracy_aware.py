@@ -53,7 +53,7 @@ def accuracy(session: Any, batches: list[Any]) -> float:
 
 
 def run_nncf(nncf_path: Path, fp32_onnx: Path, fp32_ir: Path, calib: list[np.ndarray], val: list[Any],
-             budget: float, work: Path) -> dict[str, dict[str, Any]]:
+             budget: float, work: Path, backends: tuple[str, ...] = ("openvino", "onnx")) -> dict[str, dict[str, Any]]:
     """NNCF's accuracy control on the fp32 IR (OpenVINO backend) and on the fp32 ONNX (ONNX backend)."""
     sys.path.insert(0, str(nncf_path))
     import os
@@ -87,6 +87,8 @@ def run_nncf(nncf_path: Path, fp32_onnx: Path, fp32_ir: Path, calib: list[np.nda
     rows = {}
     for backend, model, validate in (("openvino", ov.Core().read_model(str(fp32_ir)), validate_ov),
                                      ("onnx", onnx.load(str(fp32_onnx)), validate_onnx)):
+        if backend not in backends:
+            continue
         t0 = time.perf_counter()
         quantized = nncf.quantize_with_accuracy_control(
             model, calibration_dataset=nncf.Dataset(calib), validation_dataset=nncf.Dataset(val),
@@ -144,6 +146,70 @@ def compare_ranking(cfg: Any, budget: float, converted: Any, weights: Any, fp32_
     return out
 
 
+def check_screen(cfg: Any, report: dict[str, Any], converted: Any, weights: Any, fp32_model: Any,
+                 val_batches: list[Any], sample: int, repeats: int = 2) -> dict[str, Any]:
+    """The ranking's cost and a check of the screen, for less than the exact ranking costs.
+
+    Cost: one pass over all of val and one over the screening subset, timed alternately ``repeats`` times in this
+    process; the exact ranking needs 1 + layers full passes, the screened one (1 + layers) subset passes and
+    (1 + confirmed) full ones. Check: the whole-val accuracy gain of ``sample`` layers the screen left unconfirmed
+    (a seeded sample; exact figures): a screen that misses a sensitive layer shows one with a gain above the
+    chosen layers'.
+    """
+    import random
+
+    import torch
+
+    from edgetl.quant.mixed import _screening_subset, quantized_layers, revert_layers
+
+    sens = report["sensitivity"]
+    by_name = {la.name: la for la in quantized_layers(converted)}
+
+    def logits(model: Any, batches: list[Any]) -> list[np.ndarray]:
+        with torch.inference_mode():
+            return [np.asarray(model(torch.from_numpy(x["input"])), dtype=np.float64) for x, _ in batches]
+
+    def top1(z: list[np.ndarray], batches: list[Any]) -> float:
+        hits = sum(int((a.argmax(1) == np.asarray(y)).sum()) for a, (_, y) in zip(z, batches, strict=True))
+        return hits / sum(len(y) for _, y in batches)
+
+    fp32 = logits(fp32_model, val_batches)
+    base = logits(converted, val_batches)
+    subset, _ = _screening_subset(val_batches, base, fp32, cfg.quantize.fallback.rank_images)
+    probe = by_name[sens["layers"][-1]["layer"]]  # any one layer: a pass costs the same whichever is reverted
+    full_s, subset_s = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        logits(revert_layers(converted, weights, [probe]), val_batches)
+        full_s.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        logits(revert_layers(converted, weights, [probe]), subset)
+        subset_s.append(time.perf_counter() - t0)
+    full, part = statistics.median(full_s), statistics.median(subset_s)
+    layers = len(sens["layers"])
+    confirmed = [r for r in sens["layers"] if r.get("accuracy_gain") is not None]
+    exact_s = (1 + layers) * full
+    screened_s = (1 + layers) * part + (1 + len(confirmed)) * full
+    unconfirmed = [r["layer"] for r in sens["layers"] if r.get("accuracy_gain") is None]
+    picked = sorted(random.Random(0).sample(unconfirmed, min(sample, len(unconfirmed))))
+    base_acc = top1(base, val_batches)
+    gains = {n: round(100 * (top1(logits(revert_layers(converted, weights, [by_name[n]]), val_batches),
+                                  val_batches) - base_acc), 4) for n in picked}
+    chosen = [r for r in confirmed if r["layer"] in report["float_layers"]]
+    return {
+        "val_images": sum(len(y) for _, y in val_batches), "screen_images": sum(len(y) for _, y in subset),
+        "full_pass_s": [round(v, 2) for v in full_s], "subset_pass_s": [round(v, 2) for v in subset_s],
+        "exact_ranking": {"full_passes": 1 + layers, "estimated_s": round(exact_s, 1)},
+        "screened_ranking": {"full_passes": 1 + len(confirmed), "subset_passes": 1 + layers,
+                             "estimated_s": round(screened_s, 1), "measured_in_stage_s": sens["wall_time_s"]},
+        "cost_ratio": round(screened_s / exact_s, 3),
+        "unconfirmed_sample_exact_gain": gains,
+        "confirmed_gains": {r["layer"]: r["accuracy_gain"] for r in confirmed},
+        "smallest_chosen_gain": min((r["accuracy_gain"] for r in chosen), default=None),
+        "largest_unconfirmed_sample_gain": max(gains.values(), default=None),
+    }
+
+
 def main() -> None:  # noqa: PLR0915  (one linear script)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", required=True, type=Path)
@@ -153,7 +219,16 @@ def main() -> None:  # noqa: PLR0915  (one linear script)
     ap.add_argument("--iterations", type=int, default=100, help="timed runs per row per round")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--nncf", type=Path, default=None, help="a folder NNCF is installed in (pip --target)")
-    ap.add_argument("--compare-exact", action="store_true", help="also time the exact ranking (slow)")
+    ap.add_argument("--compare-exact", action="store_true", help="also run the exact ranking (slow)")
+    ap.add_argument("--check-screen", type=int, default=0, metavar="N",
+                    help="time one pass over val and over the screen, and the exact gain of N unconfirmed layers")
+    ap.add_argument("--extra-steps", type=int, default=0, metavar="K",
+                    help="also measure K steps past the fallback's stop (the next ranked layers; never shipped)")
+    ap.add_argument("--nncf-backends", default="openvino,onnx", help="NNCF backends to run, comma-separated")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a config override (recorded in the JSON), e.g. export.min_top1_agreement=0.5")
+    ap.add_argument("--reuse", action="store_true",
+                    help="keep RUN/quantize, RUN/export (and RUN/report) from an earlier run of this script")
     ap.add_argument("--report", action="store_true", help="also run the bench stage and the report")
     ap.add_argument("--name", default="digits")
     ap.add_argument("--json", type=Path, default=REPORTED / "accuracy_aware.json")
@@ -161,6 +236,8 @@ def main() -> None:  # noqa: PLR0915  (one linear script)
     import logging
 
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")  # the fallback's progress lines
+    for noisy in ("onnx_ir", "onnxscript", "nncf"):  # one line per initializer / node at INFO
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
     import torch
 
@@ -179,19 +256,23 @@ def main() -> None:  # noqa: PLR0915  (one linear script)
     from edgetl.targets import load_target
 
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
-    cfg = load_build_config(args.config).with_overrides({"out": str(args.run)})
+    overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
+    cfg = load_build_config(args.config).with_overrides({"out": str(args.run), **overrides})
     if cfg.quantize.qat or not cfg.quantize.fallback.enabled:
         raise SystemExit(f"{args.config}: set quantize.qat false and quantize.fallback.enabled true")
     target = load_target(args.target)
     budget = float(target.budgets.max_accuracy_drop or 0.0)
     train, quant, exp = args.run / "train", args.run / "quantize", args.run / "export"
+    reuse = args.reuse and (quant / "metrics.json").is_file()  # quantize made by an earlier run of this script
     t0 = time.perf_counter()
-    quantize(cfg, target, train, quant)
+    if not reuse:
+        quantize(cfg, target, train, quant)
     quantize_s = time.perf_counter() - t0
     metrics = json.loads((quant / "metrics.json").read_text())
     report = metrics["fallback"]["ptq"]
     t0 = time.perf_counter()
-    export(cfg, target, train, quant, exp)
+    if not (reuse and (exp / "parity.json").is_file()):
+        export(cfg, target, train, quant, exp)
     export_s = time.perf_counter() - t0
     parity = json.loads((exp / "parity.json").read_text())
     print(f"edgetl fallback: {report['message']} (quantize {quantize_s:.0f} s, export {export_s:.0f} s)")
@@ -201,7 +282,8 @@ def main() -> None:  # noqa: PLR0915  (one linear script)
         from edgetl.stages.benchmark import benchmark
 
         t0 = time.perf_counter()
-        benchmark(cfg, target, args.run, args.run / "bench")
+        if not (reuse and (args.run / "bench" / "results.json").is_file()):
+            benchmark(cfg, target, args.run, args.run / "bench")
         md, page = write_report(args.run / "bench" / "results.json", args.run / "report", run_dir=args.run)
         html_text, md_text = page.read_text(), md.read_text()
         rendered = {"bench_and_report_s": round(time.perf_counter() - t0, 1),
@@ -217,7 +299,7 @@ def main() -> None:  # noqa: PLR0915  (one linear script)
     example = inputs.task.example_inputs(card.io, 2)
     eval_batches = _split_batches(inputs, inputs.index.eval_split, 32)
     val_batches = _split_batches(inputs, "val", cfg.train.batch_size)
-    need_ptq = args.compare_exact or len(report["steps"]) > 1
+    need_ptq = args.compare_exact or args.check_screen or len(report["steps"]) > 1
     ranking: dict[str, Any] = {}
     models: dict[str, dict[str, Path]] = {
         "fp32": {"onnx": exp / "model_fp32.onnx", "openvino": exp / "openvino" / "model_fp32.xml"},
@@ -230,10 +312,19 @@ def main() -> None:  # noqa: PLR0915  (one linear script)
         if args.compare_exact and report["sensitivity"].get("method") != "not run":
             ranking = compare_ranking(cfg, budget, converted, weights, fp32_model, val_batches)
             print(f"ranking: {json.dumps(ranking.get('agreement'))}")
+        if args.check_screen and report["sensitivity"].get("method") == "screened":
+            ranking["screen_check"] = check_screen(cfg, report, converted, weights, fp32_model, val_batches,
+                                                   args.check_screen)
+            print(f"screen check: {json.dumps(ranking['screen_check'])}")
         by_name = {la.name: la for la in quantized_layers(converted)}
         opset = cfg.export.opset or target.export.opset
-        for k, step in enumerate(report["steps"][1:], start=1):
-            model = revert_layers(converted, weights, [by_name[n] for n in step["float_layers"]])
+        plans = [step["float_layers"] for step in report["steps"][1:]]
+        ranked = [r["layer"] for r in report["sensitivity"]["layers"]]
+        if plans:  # past the stop: what reverting the next ranked layers would give (not chosen by the fallback)
+            plans += [ranked[: len(plans[-1]) + j] for j in range(1, args.extra_steps + 1)
+                      if len(plans[-1]) + j <= len(ranked)]
+        for k, float_layers in enumerate(plans, start=1):
+            model = revert_layers(converted, weights, [by_name[n] for n in float_layers])
             path = work / f"step{k}.onnx"
             export_onnx(model, example, path, opset=opset, dynamic=True, metadata={}, what=f"step {k}", io=card.io)
             export_openvino(path, work / f"step{k}.xml", {})
@@ -248,7 +339,8 @@ def main() -> None:  # noqa: PLR0915  (one linear script)
         calib = [x["input"][i : i + 1] for x, _ in inputs.task.eval_batches(
             samples[: cfg.quantize.calibration_images], inputs.preprocess, 32) for i in range(len(x["input"]))]
         val = [(x["input"][i : i + 1], int(y[i])) for x, y in val_batches for i in range(len(y))]
-        nncf_rows = run_nncf(args.nncf, models["fp32"]["onnx"], models["fp32"]["openvino"], calib, val, budget, work)
+        nncf_rows = run_nncf(args.nncf, models["fp32"]["onnx"], models["fp32"]["openvino"], calib, val, budget, work,
+                             tuple(args.nncf_backends.split(",")))
         for name, row in nncf_rows.items():
             models[name] = {"openvino" if name.endswith("openvino") else "onnx": row.pop("path")}
         print(f"nncf: {nncf_rows}")
@@ -291,17 +383,23 @@ def main() -> None:  # noqa: PLR0915  (one linear script)
         rows[name]["float_layers"] = step["float_layers"]
         rows[name]["torch_val_accuracy"] = step["accuracy"]
         rows[name]["stage_latency"] = step.get("latency")
+        rows[name]["shipped"] = step["float_layers"] == report["shipped_float_layers"]
+    for name, row in rows.items():
+        if name.startswith("step") and "float_layers" not in row:
+            k = int(name[4:])
+            row["float_layers"] = plans[k - 1]
+            row["past_the_stop"] = True  # measured here only: the fallback stopped before this step
     for name, row in nncf_rows.items():
         rows[name].update(row)
     edgetl_ptq = metrics["timings"]["ptq"]
     result = {
-        "command": command, "name": args.name, "config": args.config, "target": args.target,
+        "command": command, "config_overrides": overrides, "name": args.name, "config": args.config, "target": args.target,
         "budget_points": budget, "threads": args.threads, "rounds": args.rounds, "iterations": args.iterations,
         "eval_split": inputs.index.eval_split, "eval_images": sum(len(y) for _, y in eval_batches),
         "val_images": sum(len(y) for _, y in val_batches),
         "fallback": {k: report[k] for k in ("status", "message", "float_layers", "layers", "convs", "steps",
                                             "max_latency_increase")},
-        "sensitivity": report["sensitivity"], "quantize_wall_s": round(quantize_s, 1),
+        "sensitivity": report["sensitivity"], "quantize_wall_s": None if reuse else round(quantize_s, 1), "reused_stages": reuse,
         "edgetl_ptq_with_fallback_s": edgetl_ptq.get("total_s"), "edgetl_ptq_timings": edgetl_ptq,
         "export_wall_s": round(export_s, 1),
         "torch_accuracy": metrics["accuracy"],
