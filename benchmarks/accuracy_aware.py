@@ -303,8 +303,8 @@ def main() -> None:  # noqa: PLR0915  (one linear script)
     ranking: dict[str, Any] = {}
     models: dict[str, dict[str, Path]] = {
         "fp32": {"onnx": exp / "model_fp32.onnx", "openvino": exp / "openvino" / "model_fp32.xml"},
-        "step0" if len(report["steps"]) > 1 else "ptq (shipped)": {
-            "onnx": exp / "model_int8_ptq.onnx", "openvino": exp / "openvino" / "model_int8_ptq.xml"}}
+        # the export stage's int8 model is the shipped one (the fallback's chosen step)
+        "ptq (shipped)": {"onnx": exp / "model_int8_ptq.onnx", "openvino": exp / "openvino" / "model_int8_ptq.xml"}}
     work = Path(tempfile.mkdtemp(prefix="edgetl-aa-"))
     if need_ptq:  # PTQ is deterministic (same calibration sample): the stage's own model, made again
         converted, _, ptq_report = run_ptq(cfg, fp32_model, example, _calibration_batches(cfg, inputs), card.io)
@@ -323,7 +323,9 @@ def main() -> None:  # noqa: PLR0915  (one linear script)
         if plans:  # past the stop: what reverting the next ranked layers would give (not chosen by the fallback)
             plans += [ranked[: len(plans[-1]) + j] for j in range(1, args.extra_steps + 1)
                       if len(plans[-1]) + j <= len(ranked)]
-        for k, float_layers in enumerate(plans, start=1):
+        if plans:
+            plans.insert(0, [])  # step 0: all int8
+        for k, float_layers in enumerate(plans):
             model = revert_layers(converted, weights, [by_name[n] for n in float_layers])
             path = work / f"step{k}.onnx"
             export_onnx(model, example, path, opset=opset, dynamic=True, metadata={}, what=f"step {k}", io=card.io)
@@ -378,6 +380,7 @@ def main() -> None:  # noqa: PLR0915  (one linear script)
         rows[name][f"{fmt}_p50_ms_rounds"] = [round(v, 4) for v in values]
         rows[name][f"{fmt}_p50_vs_fp32"] = round(statistics.median(ratios), 3)
         rows[name][f"{fmt}_p50_vs_fp32_range"] = [round(min(ratios), 3), round(max(ratios), 3)]
+    rows["ptq (shipped)"]["float_layers"] = report["shipped_float_layers"]
     for k, step in enumerate(report["steps"]):
         name = f"step{k}" if len(report["steps"]) > 1 else "ptq (shipped)"
         rows[name]["float_layers"] = step["float_layers"]
@@ -387,7 +390,7 @@ def main() -> None:  # noqa: PLR0915  (one linear script)
     for name, row in rows.items():
         if name.startswith("step") and "float_layers" not in row:
             k = int(name[4:])
-            row["float_layers"] = plans[k - 1]
+            row["float_layers"] = plans[k]
             row["past_the_stop"] = True  # measured here only: the fallback stopped before this step
     for name, row in nncf_rows.items():
         rows[name].update(row)
