@@ -212,10 +212,21 @@ class FallbackConfig(_Section):
     """Accuracy-aware int8 (``edgetl.quant.sensitivity``): when the int8 model misses the target's
     ``max_accuracy_drop`` on the validation split, revert its most sensitive layers to float one at a time."""
 
-    enabled: bool = False  # opt-in: ranking reverts every layer once (one validation pass per layer)
+    enabled: bool = False  # opt-in: ranking reverts every layer once (on a subset of val: rank_images)
     # The cap: at most this many conv/linear layers in float. 5 is under 10 % of an EfficientNet-Lite0's 50,
     # beyond which int8 loses most of its speed on these CPUs (every float island adds a dequantize/quantize pair).
-    max_float_layers: int = 5
+    max_float_layers: int = Field(default=5, ge=0)
+    # The second cap: the most latency the float layers may add over the all-int8 model, as a fraction (0.2: 20 %
+    # slower), batch 1 in ONNX Runtime on the build host (interleaved rounds). None: no latency cap. Either way,
+    # each fallback step's latency is measured for the report's step curve once the loop reverts anything.
+    max_latency_increase: float | None = Field(default=None, ge=0)
+    # Ranking cost: each layer is screened by the logit error its revert removes on this many val images (those
+    # where int8 is furthest from float; a squared error is dominated by them), and only the best confirm_layers
+    # get a whole-val pass for their accuracy gain. None: every layer on the whole split (exact, one pass per
+    # layer). The budget decision is never taken on the subset: every fallback step is validated on all of val.
+    # Measured in benchmarks/reported/accuracy_aware.json (exact vs screened ranking on the digits demo).
+    rank_images: int | None = Field(default=64, ge=1)
+    confirm_layers: int = Field(default=10, ge=0)  # 2x max_float_layers: room for the proxy to misorder
 
 
 class QuantizeConfig(_Section):

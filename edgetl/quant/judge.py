@@ -47,3 +47,68 @@ def ort_eval(model: Any, example: Any, io: Any, batches: list[EvalBatch], *, ops
         finally:
             session.close()
     return loss_sum / max(1, total), correct / max(1, total)
+
+
+class StepLatency:
+    """Batch-1 latency of accuracy-fallback steps in ONNX Runtime on this host, for the step curve and the cap.
+
+    Each call exports a step's model (the export stage's writer, so its float layers stay float as they will ship)
+    and times it beside the all-int8 model and the float model in interleaved rounds (``edgetl.bench.measure``):
+    ``vs_int8`` and ``vs_fp32`` are medians of the per-round ratios, with their round ranges. A ratio, not a time:
+    both sides see the same load. The all-int8 and float sessions are made on the first call and kept.
+    """
+
+    def __init__(self, float_model: Any, int8_model: Any, example: Any, io: Any, sample: dict[str, np.ndarray],
+                 *, opset: int, threads: int | None = 1, rounds: int = 5, iterations: int = 40) -> None:
+        self._models = {"fp32": float_model, "int8": int8_model}
+        self._example, self._io, self._opset, self._threads = example, io, opset, threads
+        self._sample = {k: v[:1] for k, v in sample.items()}
+        self.rounds, self.iterations = rounds, iterations
+        self._tmp = tempfile.TemporaryDirectory(prefix="edgetl-step-latency-")
+        self._sessions: dict[str, Any] = {}
+        self._count = 0
+
+    def _session(self, model: Any, name: str, precision: str) -> Any:
+        from edgetl.export.writers import export_onnx
+        from edgetl.runtimes import get_runtime
+
+        path = Path(self._tmp.name) / f"{name}.onnx"
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Exporting a model while it is in training mode")
+            export_onnx(model, self._example, path, opset=self._opset, dynamic=True, metadata={},
+                        what=f"the fallback's {name} model", io=self._io)
+        return get_runtime("onnxruntime").load(path, "cpu", precision, self._threads)
+
+    def __call__(self, model: Any) -> dict[str, Any]:
+        from edgetl.bench.measure import TimingPlan, timed_rounds
+
+        if not self._sessions:
+            self._sessions = {"fp32": self._session(self._models["fp32"], "fp32", "fp32"),
+                              "int8": self._session(self._models["int8"], "int8", "int8")}
+        self._count += 1
+        step = (self._sessions["int8"] if model is self._models["int8"]
+                else self._session(model, f"step{self._count}", "int8"))
+        runs = [lambda s=s: s.run(self._sample) for s in (self._sessions["fp32"], self._sessions["int8"], step)]
+        plan = TimingPlan(warmup=10, min_iterations=self.iterations * self.rounds, min_time_s=0.0,
+                          rounds=self.rounds)
+        samples, failures = timed_rounds(runs, plan)
+        if step is not self._sessions["int8"]:
+            step.close()
+        if failures:
+            raise next(iter(failures.values()))
+        medians = [[float(np.median(r)) / 1e6 for r in row] for row in samples]  # ms per row per round
+        fp32, int8, this = medians
+        vs_int8 = [t / i for t, i in zip(this, int8, strict=True)]
+        vs_fp32 = [t / f for t, f in zip(this, fp32, strict=True)]
+        return {"runtime": "onnxruntime", "device": "cpu", "threads": self._threads, "rounds": self.rounds,
+                "p50_ms": round(float(np.median(this)), 4),
+                "vs_int8": round(float(np.median(vs_int8)), 4),
+                "vs_int8_range": [round(min(vs_int8), 4), round(max(vs_int8), 4)],
+                "vs_fp32": round(float(np.median(vs_fp32)), 4),
+                "vs_fp32_range": [round(min(vs_fp32), 4), round(max(vs_fp32), 4)]}
+
+    def close(self) -> None:
+        for session in self._sessions.values():
+            session.close()
+        self._sessions = {}
+        self._tmp.cleanup()

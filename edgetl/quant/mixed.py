@@ -109,9 +109,15 @@ def check_mixed_precision(runtimes: list[tuple[str, str, tuple[str, ...]]], capa
 
 def accuracy_aware(converted: GraphModule, weights: dict[str, torch.Tensor], float_model: Any,
                    val_batches: list[Any], max_drop_points: float, cap: int, where: str,
-                   log: Any = None) -> tuple[GraphModule, list[Layer], dict[str, Any]]:
+                   log: Any = None, *, rank_images: int | None = None, confirm_layers: int = 0,
+                   latency: Any = None, max_latency_increase: float | None = None,
+                   ) -> tuple[GraphModule, list[Layer], dict[str, Any]]:
     """Rank ``converted``'s layers on ``val_batches``, then revert the most sensitive until the budget holds.
 
+    ``rank_images``: screen every layer on that many validation images (the ones where int8 is furthest from
+    float, every image int8 flips first) and confirm the best ``confirm_layers`` on the whole split; None ranks every
+    layer on the whole split. ``latency``: a callable ``(model) -> dict`` that measures a step's model
+    (``edgetl.quant.judge.StepLatency``), for the step curve and ``max_latency_increase``.
     Returns the model to ship (with the chosen layers in float), those layers, and the report (sensitivity, steps).
     """
     import numpy as np
@@ -119,53 +125,102 @@ def accuracy_aware(converted: GraphModule, weights: dict[str, torch.Tensor], flo
 
     from edgetl.quant import sensitivity as method
 
-    def logits_of(model: Any) -> list[np.ndarray]:
+    def logits_of(model: Any, batches: list[Any]) -> list[np.ndarray]:
         with torch.inference_mode():
             return [np.asarray(model(*[torch.from_numpy(v) for v in inputs.values()]), dtype=np.float64)
-                    for inputs, _ in val_batches]
+                    for inputs, _ in batches]
 
     labels = [np.asarray(y) for _, y in val_batches]
     images = sum(len(y) for y in labels)
-    fp32_logits = logits_of(float_model)
+    fp32_logits = logits_of(float_model, val_batches)
 
-    def figures(logits: list[np.ndarray]) -> method.Evaluation:
-        correct = sum(int((z.argmax(1) == y).sum()) for z, y in zip(logits, labels, strict=True))
-        mse = sum(float(((z - f) ** 2).sum()) for z, f in zip(logits, fp32_logits, strict=True))
-        return method.Evaluation(correct / max(1, images), mse / max(1, sum(z.size for z in logits)))
+    def figures(logits: list[np.ndarray], reference: list[np.ndarray], truth: list[np.ndarray]) -> method.Evaluation:
+        n = sum(len(y) for y in truth)
+        correct = sum(int((z.argmax(1) == y).sum()) for z, y in zip(logits, truth, strict=True))
+        mse = sum(float(((z - f) ** 2).sum()) for z, f in zip(logits, reference, strict=True))
+        return method.Evaluation(correct / max(1, n), mse / max(1, sum(z.size for z in logits)))
 
-    fp32 = figures(fp32_logits)
-    again = figures(logits_of(float_model))
-    method.check_inputs(images, max_drop_points, cap, 100 * (fp32.accuracy - again.accuracy), where)
+    fp32 = figures(fp32_logits, fp32_logits, labels)
+    again = figures(logits_of(float_model, val_batches), fp32_logits, labels)
+    method.check_inputs(images, max_drop_points, cap, 100 * (fp32.accuracy - again.accuracy), where,
+                        max_latency_increase)
     layers = quantized_layers(converted)
     by_name = {layer.name: layer for layer in layers}
-    cache: dict[frozenset[str], method.Evaluation] = {}
+    cache: dict[tuple[str, frozenset[str]], method.Evaluation] = {}
+
+    def model_with(names: frozenset[str]) -> Any:
+        return revert_layers(converted, weights, [by_name[n] for n in sorted(names)]) if names else converted
 
     def evaluate(names: frozenset[str]) -> method.Evaluation:
-        if names not in cache:
-            model = revert_layers(converted, weights, [by_name[n] for n in sorted(names)]) if names else converted
-            cache[names] = figures(logits_of(model))
-        return cache[names]
+        if ("val", names) not in cache:
+            cache[("val", names)] = figures(logits_of(model_with(names), val_batches), fp32_logits, labels)
+        return cache[("val", names)]
 
-    base = evaluate(frozenset())
+    base_logits = logits_of(converted, val_batches)
+    cache[("val", frozenset())] = base = figures(base_logits, fp32_logits, labels)
     drop = 100 * (fp32.accuracy - base.accuracy)
+    screen_report: dict[str, Any] = {}
     if drop <= max_drop_points + 1e-9:
-        sens = method.Sensitivity(base, [], images, None)
+        sens = method.Sensitivity(base, [], images, None, method="not run")
     else:
+        screen = None
+        subset_size = 0
+        if rank_images is not None and rank_images < images:
+            subset, screen_report = _screening_subset(val_batches, base_logits, fp32_logits, rank_images)
+            subset_size = sum(len(y) for _, y in subset)
+            subset_fp32 = logits_of(float_model, subset)
+            subset_labels = [np.asarray(y) for _, y in subset]
+
+            def screen(names: frozenset[str]) -> method.Evaluation:
+                return figures(logits_of(model_with(names), subset), subset_fp32, subset_labels)
+
         if log is not None:
-            log.info("int8 misses the %.2g-point budget by %.2f points on val (%d images): ranking %d layers",
-                     max_drop_points, drop - max_drop_points, images, len(layers))
-        sens = method.rank_layers(layers, evaluate, images)
-    result = method.fallback(sens, evaluate, fp32.accuracy, max_drop_points, cap)
-    best = min(result.steps, key=lambda s: (not s.within_budget, s.drop_points, len(s.float_layers)))
+            how = (f"screening them on {subset_size} val images, confirming the best {confirm_layers}"
+                   if screen is not None else "one pass over val each")
+            log.info("int8 misses the %.2g-point budget by %.2f points on val (%d images): ranking %d layers, %s",
+                     max_drop_points, drop - max_drop_points, images, len(layers), how)
+        sens = method.rank_layers(layers, evaluate, images, screen=screen, screen_images=subset_size,
+                                  confirm=min(confirm_layers, len(layers)))
+    step_latency = None
+    if latency is not None:
+        def step_latency(names: frozenset[str]) -> dict[str, Any]:
+            return dict(latency(model_with(names)))
+
+    result = method.fallback(sens, evaluate, fp32.accuracy, max_drop_points, cap, latency=step_latency,
+                             max_latency_increase=max_latency_increase)
+    allowed = [s for s in result.steps if not s.latency.get("over_cap")]
+    best = min(allowed, key=lambda s: (not s.within_budget, s.drop_points, len(s.float_layers)))
     if result.status == "budget met":
         best = result.steps[-1]
     chosen = [by_name[n] for n in best.float_layers]
-    shipped = revert_layers(converted, weights, chosen) if chosen else converted
+    shipped = model_with(frozenset(la.name for la in chosen))
     if log is not None:
         log.info("accuracy fallback: %s", result.message)
     report = {"layers": len(layers), "convs": sum(la.kind == "conv" for la in layers),
               "val_images": images, "fp32_val_accuracy": fp32.accuracy,
-              "sensitivity": sens.as_dict(), **result.as_dict(),
+              "sensitivity": {**sens.as_dict(), **({"screen": screen_report} if screen_report else {})},
+              **result.as_dict(),
               "shipped_float_layers": [la.name for la in chosen], "shipped_val_accuracy": evaluate(
                   frozenset(la.name for la in chosen)).accuracy}
     return shipped, chosen, report
+
+
+def _screening_subset(batches: list[Any], int8_logits: list[Any], fp32_logits: list[Any],
+                      size: int) -> tuple[list[Any], dict[str, Any]]:
+    """The ``size`` validation images where int8 is furthest from float: every image whose top-1 int8 changes
+    first, then by logit squared error; batched like ``batches``. Also what share of the error they hold."""
+    import numpy as np
+
+    error = np.concatenate([((z - f) ** 2).sum(1) for z, f in zip(int8_logits, fp32_logits, strict=True)])
+    flipped = np.concatenate([z.argmax(1) != f.argmax(1) for z, f in zip(int8_logits, fp32_logits, strict=True)])
+    order = np.lexsort((-error, ~flipped))  # flipped first, then the largest error
+    keep = np.sort(order[:size])
+    names = list(batches[0][0])
+    inputs = {k: np.concatenate([b[0][k] for b in batches]) for k in names}
+    labels = np.concatenate([np.asarray(b[1]) for b in batches])
+    step = max(1, len(batches[0][1]))
+    subset = [({k: inputs[k][keep[i:i + step]] for k in names}, labels[keep[i:i + step]])
+              for i in range(0, len(keep), step)]
+    share = float(error[keep].sum() / max(error.sum(), 1e-12))
+    return subset, {"images": len(keep), "flipped_in_val": int(flipped.sum()),
+                    "flipped_in_subset": int(flipped[keep].sum()), "share_of_logit_error": round(share, 4)}

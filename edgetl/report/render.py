@@ -578,6 +578,10 @@ def render_html(results: BenchResults, scores: Any = None, history: History | No
     body.append(figure("Model size", plot_sizes(results), "Bytes on disk, as shipped in a bundle."))
     fallbacks = accuracy_fallback_reports(results)
     body += [t.html() for t in accuracy_fallback_tables(fallbacks)]
+    body.append(figure("Accuracy fallback: step curve", plot_step_curve(fallbacks),
+                       "One point per fallback step (its number of float layers on the label): top-1 on the "
+                       "validation split against batch-1 latency relative to fp32, measured side by side in "
+                       "interleaved rounds. Dashed: the lowest accuracy within the target's budget."))
     body.append(figure("Layer sensitivity", plot_sensitivity(fallbacks), "Measured on the validation split."))
     body.append(host_table(results).html())
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
@@ -642,30 +646,79 @@ def accuracy_fallback_reports(results: BenchResults) -> dict[str, dict[str, Any]
 
 
 def accuracy_fallback_tables(reports: dict[str, dict[str, Any]]) -> list[Table]:
-    """Per int8 model: the fallback's steps (accuracy on val per number of float layers) and the sensitivity
-    ranking (accuracy won back by reverting each layer alone, and the logit error it removes)."""
+    """Per int8 model: the fallback's steps, i.e. the step curve (accuracy on val and batch-1 latency per number of
+    float layers), and the sensitivity ranking (accuracy won back by reverting each layer alone, and the logit
+    error it removes)."""
     tables = []
     for name, rep in reports.items():
-        steps = [[str(i), ", ".join(s["float_layers"]) or "none (all int8)", _pct(s["accuracy"]),
-                  f"{s['drop_points']:.2f}", "yes" if s["within_budget"] else "no"]
-                 for i, s in enumerate(rep.get("steps", []))]
+        steps = []
+        for i, s in enumerate(rep.get("steps", [])):
+            lat = s.get("latency") or {}
+            cost = "-" if "vs_int8" not in lat else (
+                f"{lat['vs_int8']:.2f} [{lat['vs_int8_range'][0]:.2f}-{lat['vs_int8_range'][1]:.2f}]"
+                + (" over the cap" if lat.get("over_cap") else ""))
+            vs_fp32 = "-" if "vs_fp32" not in lat else (
+                f"{lat['vs_fp32']:.2f} [{lat['vs_fp32_range'][0]:.2f}-{lat['vs_fp32_range'][1]:.2f}]")
+            steps.append([str(i), ", ".join(s["float_layers"]) or "none (all int8)", _pct(s["accuracy"]),
+                          f"{s['drop_points']:.2f}", "yes" if s["within_budget"] else "no", cost, vs_fp32])
+        lat = next((st["latency"] for st in rep.get("steps", []) if st.get("latency")), None)
+        where = "" if lat is None else (f" ({lat['runtime']}, {lat['threads']} thread(s), batch 1, median of "
+                                        f"{lat['rounds']} interleaved rounds [range])")
         tables.append(Table(f"Accuracy fallback ({name}): {rep.get('message', '')}",
-                            ["step", "float layers", "val top-1", "drop (points)", "within budget"], steps))
+                            ["step", "float layers", "val top-1", "drop (points)", "within budget",
+                             f"p50 vs all-int8{where}", "p50 vs fp32"], steps))
         sens = rep.get("sensitivity", {})
-        rows = [[r["layer"], r["kind"], f"{r['accuracy_gain']:+.2f}", f"{r['mse_drop']:.4g}"]
+        if not sens.get("layers"):
+            continue
+        rows = [[r["layer"], r["kind"], "-" if r.get("accuracy_gain") is None else f"{r['accuracy_gain']:+.2f}",
+                 "-" if r.get("mse_drop") is None else f"{r['mse_drop']:.4g}",
+                 "-" if r.get("screen_mse_drop") is None else f"{r['screen_mse_drop']:.4g}"]
                 for r in sens.get("layers", [])[:20]]
         rho = sens.get("proxy_spearman")
-        tables.append(Table(f"Layer sensitivity ({name}, {sens.get('images', '-')} val images, top 20; "
+        how = (f"screened on {sens.get('screen_images')} val images, the best confirmed on all "
+               f"{sens.get('images', '-')}" if sens.get("method") == "screened"
+               else f"{sens.get('images', '-')} val images")
+        tables.append(Table(f"Layer sensitivity ({name}, {how}, top 20; "
                             f"Spearman(MSE drop, accuracy gain) = {'-' if rho is None else f'{rho:.2f}'})",
-                            ["layer", "kind", "accuracy gain (points)", "logit MSE removed"], rows))
+                            ["layer", "kind", "accuracy gain (points)", "logit MSE removed",
+                             "logit MSE removed (screen)"], rows))
     return tables
+
+
+def plot_step_curve(reports: dict[str, dict[str, Any]]) -> str | None:
+    """The fallback's step curve: val top-1 against batch-1 latency (relative to fp32), one point per step."""
+    import matplotlib.pyplot as plt
+
+    curves = {n: [s for s in r.get("steps", []) if "vs_fp32" in (s.get("latency") or {})] for n, r in reports.items()}
+    curves = {n: c for n, c in curves.items() if len(c) > 1}
+    if not curves:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, steps in curves.items():
+        x = [s["latency"]["vs_fp32"] for s in steps]
+        y = [100 * s["accuracy"] for s in steps]
+        ax.plot(x, y, "o-", label=name)
+        for s, xi, yi in zip(steps, x, y, strict=True):
+            ax.annotate(str(len(s["float_layers"])), (xi, yi), textcoords="offset points", xytext=(4, 4),
+                        fontsize=8)
+        rep = reports[name]
+        ax.axhline(100 * rep["fp32_accuracy"] - rep["max_drop_points"], color="#999", ls="--", lw=1)
+    ax.axvline(1.0, color="#d62728", ls=":", lw=1)
+    ax.set_xlabel("batch-1 p50 / fp32 p50 (ONNX Runtime; red: as slow as fp32)")
+    ax.set_ylabel("val top-1 (%)")
+    ax.set_title("Accuracy fallback: accuracy vs latency per number of float layers (labels)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _png(fig)
 
 
 def plot_sensitivity(reports: dict[str, dict[str, Any]]) -> str | None:
     """Accuracy won back by reverting each layer alone, in graph order, per int8 model that was ranked."""
     import matplotlib.pyplot as plt
 
-    ranked = {n: r["sensitivity"]["layers"] for n, r in reports.items() if r.get("sensitivity", {}).get("layers")}
+    ranked = {n: [la for la in r["sensitivity"]["layers"] if la.get("accuracy_gain") is not None]
+              for n, r in reports.items() if r.get("sensitivity", {}).get("layers")}
+    ranked = {n: layers for n, layers in ranked.items() if layers}
     if not ranked:
         return None
     fig, axes = plt.subplots(len(ranked), 1, figsize=(10, 3 * len(ranked)), squeeze=False)

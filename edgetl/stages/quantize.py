@@ -355,14 +355,25 @@ def _check_fallback_target(target: TargetProfile) -> None:
 
 
 def _accuracy_fallback(cfg: BuildConfig, target: TargetProfile, name: str, converted: Any, weights: Any,
-                       model: Any, val_batches: list[EvalBatch],
-                       reports: dict[str, dict[str, Any]]) -> tuple[Any, list[dict[str, str]]]:
+                       model: Any, val_batches: list[EvalBatch], reports: dict[str, dict[str, Any]],
+                       example: Any = None, io: Any = None) -> tuple[Any, list[dict[str, str]]]:
     """Revert the most sensitive layers of ``converted`` to float until the target's budget holds on val."""
+    from edgetl.quant.judge import StepLatency
     from edgetl.quant.mixed import accuracy_aware
 
+    fb = cfg.quantize.fallback
     budget = float(target.budgets.max_accuracy_drop or 0.0)
-    shipped, chosen, report = accuracy_aware(converted, weights, model, val_batches, budget,
-                                             cfg.quantize.fallback.max_float_layers, "quantize.fallback", log)
+    # each step's latency in ONNX Runtime for the report's step curve and max_latency_increase (measured only
+    # once the loop reverts a layer: the sessions are made on the first call)
+    latency = StepLatency(model, converted, example, io, val_batches[0][0], opset=cfg.export.opset or
+                          target.export.opset, threads=cfg.train.threads or 1)
+    try:
+        shipped, chosen, report = accuracy_aware(converted, weights, model, val_batches, budget,
+                                                 fb.max_float_layers, "quantize.fallback", log,
+                                                 rank_images=fb.rank_images, confirm_layers=fb.confirm_layers,
+                                                 latency=latency, max_latency_increase=fb.max_latency_increase)
+    finally:
+        latency.close()
     reports[name] = report
     steps = {tuple(s["float_layers"]): i for i, s in enumerate(report["steps"])}
     k = steps.get(tuple(la.name for la in chosen), len(chosen))
@@ -494,7 +505,7 @@ def _quantize(cfg: BuildConfig, target: TargetProfile, model_dir: Path, out_dir:
             reverted: list[dict[str, str]] = []
             if q.fallback.enabled and weights is not None:
                 converted, reverted = _accuracy_fallback(cfg, target, name, converted, weights, model, val_batches,
-                                                         fallbacks)
+                                                         fallbacks, example, io)
             reports[name] = report
             trained = time.perf_counter()
             save_program(converted, example, tmp / PROGRAMS[name], stage=STAGE, model_io=io)
@@ -520,7 +531,9 @@ def _quantize(cfg: BuildConfig, target: TargetProfile, model_dir: Path, out_dir:
                                    parent_manifest=inputs.artifact.manifest.hash),
                 "data_split": str(Path("..") / inputs.artifact.stage_dir.name / card.data_split)
                 if card.data_split else None,
-                "metrics": {"eval_split": inputs.index.eval_split, "eval_accuracy": accuracy[name]},
+                "metrics": {"eval_split": inputs.index.eval_split, "eval_accuracy": accuracy[name],
+                            **({"accuracy_fallback": {k: fallbacks[name][k] for k in ("status", "message")}}
+                               if name in fallbacks else {})},
             }))
             log.info("%s: top-1 %.2f%% (fp32 %.2f%%), %d int8 layers, %.1fs", name, 100 * accuracy[name],
                      100 * accuracy["fp32"], layers[name]["int8"], walls[name])

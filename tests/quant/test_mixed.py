@@ -18,7 +18,9 @@ from tests.quant.builders import fast_config, make_fragile_train_dir
 torch = pytest.importorskip("torch")
 
 BOARD = "name: board\nextends: cpu\nbudgets: {max_accuracy_drop: 10.0}\n"  # 18 val images: 10 points resolvable
-FALLBACK = {"quantize.qat": False, "quantize.fallback.enabled": True}
+FALLBACK = {"quantize.qat": False, "quantize.fallback.enabled": True,
+            # screen on 6 of the 18 val images, confirm the best 2 on all of them (the default path, made small)
+            "quantize.fallback.rank_images": 6, "quantize.fallback.confirm_layers": 2}
 
 
 @pytest.fixture(scope="module")
@@ -39,12 +41,59 @@ def run(tmp_path_factory) -> Path:
 def test_fallback_finds_and_reverts_the_one_sensitive_layer(run):
     metrics = json.loads((run / "quantize" / "metrics.json").read_text())
     report = metrics["fallback"]["ptq"]
-    ranking = report["sensitivity"]["layers"]
+    sens = report["sensitivity"]
+    ranking = sens["layers"]
     assert ranking[0]["layer"] == "classifier" and ranking[0]["accuracy_gain"] > 50
-    assert all(r["accuracy_gain"] == 0 for r in ranking[1:])
+    assert ranking[1]["accuracy_gain"] == 0 and all(r["accuracy_gain"] is None for r in ranking[2:])
+    # 4 layers screened on 6 images (+ the base), 2 confirmed on all 18 (+ the base)
+    assert (sens["method"], sens["screen_images"], sens["screen_passes"], sens["full_passes"]) == ("screened", 6, 5, 3)
+    assert sens["screen"]["images"] == 6 and sens["screen"]["flipped_in_subset"] == min(6, sens["screen"]
+                                                                                         ["flipped_in_val"])
     assert report["status"] == "budget met" and report["float_layers"] == ["classifier"]
     assert report["steps"][0]["drop_points"] > 10 and report["steps"][1]["within_budget"]
     assert metrics["accuracy"]["ptq"] == metrics["accuracy"]["fp32"]
+
+
+def test_each_step_is_timed_in_onnx_runtime_for_the_step_curve(run):
+    steps = json.loads((run / "quantize" / "metrics.json").read_text())["fallback"]["ptq"]["steps"]
+    for step in steps:  # step 0 (all int8) and step 1 (the classifier in float), each beside int8 and fp32
+        lat = step["latency"]
+        assert lat["runtime"] == "onnxruntime" and lat["rounds"] == 5 and lat["p50_ms"] > 0
+        assert lat["vs_int8_range"][0] <= lat["vs_int8"] <= lat["vs_int8_range"][1]
+        assert lat["vs_fp32_range"][0] <= lat["vs_fp32"] <= lat["vs_fp32_range"][1]
+
+
+def test_within_budget_nothing_is_ranked_and_the_card_says_so(run, tmp_path):
+    from edgetl.artifacts import read_model_artifact
+    from edgetl.stages.quantize import quantize
+    from edgetl.targets import load_target
+
+    (tmp_path / "loose.yaml").write_text("name: loose\nextends: cpu\nbudgets: {max_accuracy_drop: 100.0}\n")
+    quantize(fast_config(**FALLBACK), load_target(str(tmp_path / "loose.yaml")), run / "train", tmp_path / "q")
+    report = json.loads((tmp_path / "q" / "metrics.json").read_text())["fallback"]["ptq"]
+    assert report["status"] == "not needed" and report["float_layers"] == []
+    assert report["sensitivity"]["method"] == "not run" and report["sensitivity"]["layers"] == []
+    assert report["steps"][0]["latency"] == {}  # nothing reverted: no step to time
+    card = read_model_artifact(tmp_path / "q", "ptq").card
+    assert card.precision_plan.float_layers == ()
+    assert card.metrics["accuracy_fallback"]["status"] == "not needed"
+    assert "the fallback reverts nothing" in card.metrics["accuracy_fallback"]["message"]
+
+
+def test_the_screening_subset_takes_every_flipped_image_first_then_the_largest_errors():
+    import numpy as np
+
+    from edgetl.quant.mixed import _screening_subset
+
+    fp32 = [np.array([[2.0, 0.0], [2.0, 0.0], [2.0, 0.0]]), np.array([[2.0, 0.0], [2.0, 0.0]])]
+    int8 = [np.array([[1.9, 0.0], [0.0, 0.1], [2.0, 0.0]]), np.array([[2.0, 1.5], [5.0, 0.0]])]
+    batches = [({"input": np.arange(3.0)[:, None]}, np.zeros(3, int)), ({"input": np.arange(3.0, 5)[:, None]},
+                                                                        np.zeros(2, int))]
+    subset, info = _screening_subset(batches, int8, fp32, 2)
+    # image 1 flips (error 4.01); image 4 has the largest error (9.0) of the rest; image 3 (2.25) is left out
+    assert [float(v) for b in subset for v in b[0]["input"][:, 0]] == [1.0, 4.0]
+    assert info["flipped_in_val"] == 1 and info["flipped_in_subset"] == 1
+    assert info["share_of_logit_error"] == pytest.approx((4.01 + 9.0) / (0.01 + 4.01 + 9.0 + 2.25), abs=1e-4)
 
 
 def test_the_plan_travels_in_the_model_card(run):
@@ -110,6 +159,7 @@ def test_a_target_without_a_budget_is_a_config_error(run, tmp_path):
 @pytest.mark.parametrize(("fallback", "message"), [
     ({"enabled": True}, "validation split has 18 images: too few to rank layers against a 1-point budget"),
     ({"enabled": True, "max_float_layers": 0}, "max_float_layers is 0: the fallback may revert no layer"),
+    ({"enabled": True, "max_latency_increase": 0}, "max_latency_increase is 0: a float layer always costs"),
 ])
 def test_cli_bad_input_exits_2_with_one_line(run, tmp_path, fallback, message):
     import yaml
