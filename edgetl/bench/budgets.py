@@ -20,16 +20,29 @@ def _ok(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in rows if r.get("status") == "ok"]
 
 
-def choose_int8_source(results: dict[str, Any]) -> str:
-    """The int8 model to deploy: the quantization route (qat/ptq) with the higher measured mean accuracy."""
+# the int8 routes, in the order a tie in accuracy is broken (QAT first: trained for the int8 grid)
+INT8_ROUTES = ("qat", "ptq", "dynamic")
+
+
+def choose_int8_source(results: dict[str, Any], fmt: str | None = None) -> str:
+    """The int8 model to deploy: the quantization route with the higher measured mean accuracy, among the rows of
+    format ``fmt`` (None: every format). Routes are ``INT8_ROUTES``; ``dynamic`` exists for ONNX only (text)."""
     best: dict[str, list[float]] = {}
     for r in _ok(results.get("rows", [])):
+        if fmt is not None and r.get("format") != fmt:
+            continue
         if r.get("precision") == "int8" and r.get("accuracy") is not None:
             best.setdefault(r.get("source", ""), []).append(r["accuracy"])
-    means = {s: sum(v) / len(v) for s, v in best.items() if s in ("qat", "ptq")}
+    means = {s: sum(v) / len(v) for s, v in best.items() if s in INT8_ROUTES}
     if not means:
         return "qat"
-    return max(means, key=lambda s: (means[s], s == "qat"))
+    return max(means, key=lambda s: (means[s], -INT8_ROUTES.index(s)))
+
+
+def choose_int8_sources(results: dict[str, Any]) -> dict[str, str]:
+    """``choose_int8_source`` per model format measured (the best route of each runtime's own rows)."""
+    formats = {r.get("format") for r in _ok(results.get("rows", [])) if r.get("precision") == "int8"}
+    return {f: choose_int8_source(results, f) for f in sorted(x for x in formats if x)}
 
 
 def deployment_choice(target: TargetProfile) -> tuple[str, str, str, str]:
@@ -107,8 +120,8 @@ def _accuracy_drop(results: dict[str, Any], source: str, runtime_order: list[str
 def check_budgets(target: TargetProfile, results: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per budget: limit, measured value, where it was measured, and pass/fail/not measured."""
     budgets = target.budgets
-    source = choose_int8_source(results)
     runtime, device, precision, fmt = deployment_choice(target)
+    source = choose_int8_source(results, fmt)
     measured = _measured_row(target, results, source)
     rows: list[dict[str, Any]] = []
     if measured is not None:
