@@ -96,10 +96,11 @@ def sessions(export_dir: Path, threads: int, dynamic_path: Path) -> dict[str, An
 
     runs: dict[str, Any] = {}
     for name, file in (("ort fp32", "model_fp32.onnx"), ("ort int8 qat (QDQ)", "model_int8_qat.onnx"),
-                       ("ort int8 ptq (QDQ)", "model_int8_ptq.onnx")):
+                       ("ort int8 ptq (QDQ)", "model_int8_ptq.onnx"),
+                       ("ort int8 dynamic (fused)", "model_int8_dynamic.onnx")):
         if (export_dir / file).is_file():
             runs[name] = _ort(export_dir / file, threads, ort)
-    runs["ort int8 dynamic"] = _ort(dynamic_path, threads, ort)
+    runs["ort int8 dynamic (untuned)"] = _ort(dynamic_path, threads, ort)
     core = ov.Core()
     for name, file in (("ov fp32", "openvino/model_fp32.xml"), ("ov int8 qat", "openvino/model_int8_qat.xml"),
                        ("ov int8 ptq", "openvino/model_int8_ptq.xml")):
@@ -120,11 +121,12 @@ def _ort(path: Path, threads: int, ort: Any) -> Any:
     return lambda x: session.run(None, x)
 
 
-def interleaved_p50(runs: dict[str, Any], seq_len: int, rounds: int, iters: int) -> dict[str, dict[str, Any]]:
+def interleaved_p50(runs: dict[str, Any], seq_len: int, rounds: int, iters: int,
+                    batch: int = 1) -> dict[str, dict[str, Any]]:
     rng = np.random.default_rng(0)
-    x = {"input_ids": rng.integers(1000, 20000, size=(1, seq_len), dtype=np.int64),
-         "attention_mask": np.ones((1, seq_len), dtype=np.int64)}
-    x["input_ids"][0, 0], x["input_ids"][0, -1] = 101, 102  # [CLS] ... [SEP]
+    x = {"input_ids": rng.integers(1000, 20000, size=(batch, seq_len), dtype=np.int64),
+         "attention_mask": np.ones((batch, seq_len), dtype=np.int64)}
+    x["input_ids"][:, 0], x["input_ids"][:, -1] = 101, 102  # [CLS] ... [SEP]
     for run in runs.values():
         for _ in range(5):
             run(x)
@@ -265,10 +267,13 @@ def main() -> None:
     dyn_path = out / "export_dynamic_int8.onnx"
     summary["dynamic_int8"] = dynamic_int8(out / "export" / "model_fp32.onnx", dyn_path)
     runs = sessions(out / "export", args.bench_threads, dyn_path)
-    summary["dynamic_int8"]["test_accuracy_ort_batch1"] = round(runtime_accuracy(runs["ort int8 dynamic"], out), 4)
+    summary["dynamic_int8"]["test_accuracy_ort_batch1"] = round(
+        runtime_accuracy(runs["ort int8 dynamic (untuned)"], out), 4)
     summary["tokenization"] = tokenization_ms(out)
     summary["latency_threads"] = args.bench_threads
     summary["latency"] = {str(n): interleaved_p50(runs, n, args.rounds, args.iters) for n in (32, 128)}
+    summary["latency_batch8"] = {str(n): interleaved_p50(runs, n, args.rounds, max(3, args.iters // 4), batch=8)
+                                 for n in (32, 128)}
     (RESULTS / "text_sst2.json").write_text(json.dumps(summary, indent=2) + "\n")
     REPORTED.mkdir(parents=True, exist_ok=True)
     (REPORTED / "text_sst2.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -290,7 +295,7 @@ def main() -> None:
     print(f"tokenization: p50 {summary['tokenization']['p50_ms']} ms per text")
     print(f"\nint8/fp32 p50 at batch 1, {args.bench_threads} threads, {args.rounds} interleaved rounds "
           "(median [min-max] of the per-round ratios):")
-    for n, rows in summary["latency"].items():
+    for n, rows in [*summary["latency"].items(), *((f"{k} b8", v) for k, v in summary["latency_batch8"].items())]:
         for name, v in rows.items():
             if "fp32" not in name:
                 print(f"  {n:>4} tokens  {name:<20} {v['ratio_median']:.3f} [{v['ratio_min']:.3f}-{v['ratio_max']:.3f}]"

@@ -279,6 +279,11 @@ class ExportConfig(_Section):
     # normalisation (the bundle ships it and its README's C++ feeds it). On by default: five nodes prepended to
     # the exported graph and one more parity pass over the evaluation split per artifact.
     uint8_input: bool = True
+    # Text encoders (BERT-class): also ONNX Runtime's dynamic int8 of the transformer-fused graph
+    # (``onnx-int8-dynamic``: QAttention, DynamicQuantizeMatMul, an int8 embedding table), the int8 route measured
+    # fastest in ONNX Runtime at fp32's accuracy (benchmarks/reported/text_int8_routes.json). ONNX only; the bundle
+    # ships, per format, the int8 route with the best measured accuracy.
+    text_dynamic_int8: bool = True
 
 
 class BenchConfig(_Section):

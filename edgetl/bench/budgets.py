@@ -20,16 +20,58 @@ def _ok(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in rows if r.get("status") == "ok"]
 
 
-def choose_int8_source(results: dict[str, Any]) -> str:
-    """The int8 model to deploy: the quantization route (qat/ptq) with the higher measured mean accuracy."""
+# the int8 routes, in the order a tie in accuracy is broken (QAT first: trained for the int8 grid); "dynamic"
+# (ONNX Runtime's dynamic int8 of a text encoder) exists for ONNX only
+INT8_ROUTES = ("qat", "ptq", "dynamic")
+
+
+def _route_accuracy(results: dict[str, Any], fmt: str | None) -> dict[str, float]:
+    """Mean measured accuracy of each int8 route among the ok rows of format ``fmt`` (None: every format)."""
     best: dict[str, list[float]] = {}
     for r in _ok(results.get("rows", [])):
+        if fmt is not None and r.get("format") != fmt:
+            continue
         if r.get("precision") == "int8" and r.get("accuracy") is not None:
             best.setdefault(r.get("source", ""), []).append(r["accuracy"])
-    means = {s: sum(v) / len(v) for s, v in best.items() if s in ("qat", "ptq")}
-    if not means:
-        return "qat"
-    return max(means, key=lambda s: (means[s], s == "qat"))
+    return {s: sum(v) / len(v) for s, v in best.items() if s in INT8_ROUTES}
+
+
+def _best(means: dict[str, float]) -> str:
+    return max(means, key=lambda s: (means[s], -INT8_ROUTES.index(s)))
+
+
+def choose_int8_source(results: dict[str, Any], fmt: str | None = None) -> str:
+    """The int8 model to deploy: the quantization route with the higher measured mean accuracy.
+
+    None: the routes every measured format has (qat/ptq), over all their rows, as a build with one route for all
+    formats ships. A format: ``choose_int8_sources``' choice for it.
+    """
+    if fmt is not None:
+        return choose_int8_sources(results).get(fmt, choose_int8_source(results))
+    formats = _int8_formats(results)
+    shared = set.intersection(*(set(_route_accuracy(results, f)) for f in formats)) if formats else set()
+    means = {s: m for s, m in _route_accuracy(results, None).items() if s in shared}
+    return _best(means) if means else "qat"
+
+
+def _int8_formats(results: dict[str, Any]) -> list[str]:
+    return sorted({str(r.get("format")) for r in _ok(results.get("rows", [])) if r.get("precision") == "int8"
+                   and r.get("format")})
+
+
+def choose_int8_sources(results: dict[str, Any]) -> dict[str, str]:
+    """The int8 route per model format: the shared choice (``choose_int8_source``), unless a route only that
+    format has (ONNX Runtime's ``dynamic``) measured more accurate in that format's own rows."""
+    shared = choose_int8_source(results)
+    out = {}
+    formats = _int8_formats(results)
+    for f in formats:
+        own = _route_accuracy(results, f)
+        others = set().union(*(set(_route_accuracy(results, g)) for g in formats if g != f))
+        candidates = {s: m for s, m in own.items() if s == shared or s not in others}
+        out[f] = shared if shared in candidates and candidates[shared] >= max(candidates.values()) else (
+            _best(candidates) if candidates else shared)
+    return out
 
 
 def deployment_choice(target: TargetProfile) -> tuple[str, str, str, str]:
@@ -107,8 +149,8 @@ def _accuracy_drop(results: dict[str, Any], source: str, runtime_order: list[str
 def check_budgets(target: TargetProfile, results: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per budget: limit, measured value, where it was measured, and pass/fail/not measured."""
     budgets = target.budgets
-    source = choose_int8_source(results)
     runtime, device, precision, fmt = deployment_choice(target)
+    source = choose_int8_source(results, fmt)
     measured = _measured_row(target, results, source)
     rows: list[dict[str, Any]] = []
     if measured is not None:

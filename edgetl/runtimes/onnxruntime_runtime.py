@@ -21,9 +21,12 @@ PROVIDERS = {
     "coreml": "CoreMLExecutionProvider",
 }
 # the int8 proof: compute ops of the optimised graph, by the precision they run in
+# (QAttention / Attention: ONNX Runtime's fused self-attention, whose QKV projection is the matmul it counts as)
 INT8_OPS = {"conv": {"QLinearConv", "ConvInteger"},
-            "matmul": {"QLinearMatMul", "MatMulInteger", "QGemm", "MatMulIntegerToFloat", "DynamicQuantizeMatMul"}}
-FLOAT_OPS = {"conv": {"Conv", "FusedConv", "ConvTranspose"}, "matmul": {"MatMul", "FusedMatMul", "Gemm", "FusedGemm"}}
+            "matmul": {"QLinearMatMul", "MatMulInteger", "QGemm", "MatMulIntegerToFloat", "DynamicQuantizeMatMul",
+                       "QAttention"}}
+FLOAT_OPS = {"conv": {"Conv", "FusedConv", "ConvTranspose"},
+             "matmul": {"MatMul", "FusedMatMul", "Gemm", "FusedGemm", "Attention", "MultiHeadAttention"}}
 
 
 def _session(path: Path, options: Any, providers: list[str]) -> Any:

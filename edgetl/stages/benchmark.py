@@ -204,10 +204,10 @@ def estimate_rows(target: TargetProfile, src: Source, measured: list[BenchRow]) 
 
 def _shipped(target: TargetProfile, rows: list[BenchRow]) -> list[str]:
     """The names of the artifacts a bundle for ``target`` carries, by the bundle's own choice, primary first."""
-    from edgetl.bench.budgets import choose_int8_source
+    from edgetl.bench.budgets import choose_int8_sources
     from edgetl.stages.bundle import pick_artifacts
 
-    source = choose_int8_source({"rows": [r.model_dump(mode="json") for r in rows]})
+    source = choose_int8_sources({"rows": [r.model_dump(mode="json") for r in rows]})
     return [r.name for r in pick_artifacts(target, [r for r in rows if r.measured_on != "estimate"], source)]
 
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import shutil
 import tarfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from edgetl import __version__
-from edgetl.bench.budgets import choose_int8_source
+from edgetl.bench.budgets import choose_int8_sources
 from edgetl.errors import ModelFileError
 from edgetl.fsutil import atomic_dir, atomic_path, read_json, sha256_file, write_json, write_text
 from edgetl.manifest import Artifact, read_manifest
@@ -41,9 +41,10 @@ class _Exported(Protocol):
 A = TypeVar("A", bound=_Exported)
 
 
-def pick_artifacts(target: TargetProfile, artifacts: Sequence[A], int8_source: str) -> list[A]:
+def pick_artifacts(target: TargetProfile, artifacts: Sequence[A], int8_source: str | Mapping[str, str]) -> list[A]:
     """One artifact per format the target's runtimes consume, at the most preferred precision exported; the first
-    is the bundle's primary model.
+    is the bundle's primary model. ``int8_source``: the int8 route to take, or one per format
+    (``choose_int8_sources``; a format it does not name takes "qat").
 
     ``artifacts`` are the export manifest's entries (what the bundle copies) or the benchmark's rows of them
     (``BenchRow``: what the report's headline speaks of); both pick the same artifacts.
@@ -53,9 +54,10 @@ def pick_artifacts(target: TargetProfile, artifacts: Sequence[A], int8_source: s
         fmt = runtime_format(spec.runtime)
         if fmt in chosen or fmt == "torch":
             continue
+        route = int8_source if isinstance(int8_source, str) else int8_source.get(fmt, "qat")
         for precision in spec.precisions:
             match = [a for a in artifacts if a.format == fmt and a.precision == precision
-                     and (precision != "int8" or a.source == int8_source)]
+                     and (precision != "int8" or a.source == route)]
             if match:
                 chosen[fmt] = match[0]
                 break
@@ -149,7 +151,7 @@ def make_bundle(export_dir: Path, results_path: Path | None, target: TargetProfi
     export = read_manifest(export_dir)
     results: dict[str, Any] = read_json(results_path) if results_path and results_path.is_file() else {"rows": []}
     artifacts = [Artifact.model_validate(a) for a in export.info.get("artifacts", [])]
-    source = choose_int8_source(results)
+    source = choose_int8_sources(results)
     picked = pick_artifacts(target, artifacts, source)
     if not picked:
         raise ModelFileError(f"{export_dir} has no artifact in a format {target.name} runs")

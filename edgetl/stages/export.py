@@ -40,7 +40,8 @@ log = logging.getLogger("edgetl.export")
 __all__ = ["ExportResult", "artifact_name", "export", "export_onnx", "export_openvino", "model_metadata"]
 
 STAGE = "export"
-ONNX_FILES = {"fp32": "model_fp32.onnx", "qat": "model_int8_qat.onnx", "ptq": "model_int8_ptq.onnx"}
+ONNX_FILES = {"fp32": "model_fp32.onnx", "qat": "model_int8_qat.onnx", "ptq": "model_int8_ptq.onnx",
+              "dynamic": "model_int8_dynamic.onnx"}
 REFERENCE_BATCH = 32  # torch reference batch; the runtimes run at the deployed batch (1, or the fixed batch)
 
 
@@ -220,6 +221,8 @@ def export(cfg: BuildConfig, target: TargetProfile, model_dir: Path, quant_dir: 
                     (tmp / onnx_rel).unlink()  # only the intermediate of the IR
                     if front is not None:
                         (tmp / pixels_rel).unlink()
+        if quant_dir is not None and want_onnx and cfg.export.text_dynamic_int8 and _is_text_encoder(sources[0].model):
+            artifacts.append(_dynamic_int8_artifact(inputs, sources, tmp))
         parity = _run_parity(cfg, inputs, tmp, artifacts, batch if not dynamic else 1)
         write_json(tmp / "parity.json", parity)
         paths = [a.path for a, _ in artifacts] + [a.uint8_variant.path for a, _ in artifacts if a.uint8_variant]
@@ -251,6 +254,37 @@ def export(cfg: BuildConfig, target: TargetProfile, model_dir: Path, quant_dir: 
         ).write(tmp)
     return ExportResult(out_dir=out_dir, artifacts=[a for a, _ in artifacts], parity=parity,
                         wall_time_s=round(time.perf_counter() - started, 2))
+
+
+def _is_text_encoder(model: Any) -> bool:
+    """A ``TextClassifier`` over a ``transformers`` BERT-class encoder (what ONNX Runtime's BERT fusion knows)."""
+    config = getattr(getattr(model, "encoder", None), "config", None)
+    return config is not None and getattr(config, "model_type", "") == "bert"
+
+
+def _dynamic_int8_artifact(inputs: FloatInputs, sources: list[_Source], tmp: Path) -> tuple[Artifact, _Source]:
+    """``onnx-int8-dynamic`` (``edgetl.export.text_int8``): the fused graph with int8 weights, activations
+    quantized at run time; checked against the float torch model (it has no torch int8 twin). ONNX Runtime only:
+    its fused ops are ONNX Runtime's own (``com.microsoft``)."""
+    import tempfile
+
+    from edgetl.artifacts import Lineage, ModelArtifact, PrecisionPlan
+    from edgetl.export.text_int8 import write_dynamic_int8
+
+    fp32 = sources[0]
+    card = fp32.artifact.card.model_copy(update={
+        "name": "dynamic", "file": ONNX_FILES["dynamic"],
+        "precision_plan": PrecisionPlan(default="int8"),
+        "lineage": Lineage(stage=STAGE, method="dynamic", parent=fp32.artifact.ref,
+                           parent_manifest=fp32.artifact.manifest.hash)})
+    artifact = ModelArtifact(stage_dir=fp32.artifact.stage_dir, card=card, manifest=fp32.artifact.manifest)
+    meta = model_metadata(artifact, "dynamic", "int8")
+    meta["quantization"] = "onnxruntime quantize_dynamic (int8 weights per channel, activations at run time)"
+    with tempfile.TemporaryDirectory(prefix="edgetl-text-int8-") as scratch:
+        fused = write_dynamic_int8(fp32.model, tmp / ONNX_FILES["dynamic"], meta, Path(scratch))
+    log.info("onnx-int8-dynamic: fused %s", ", ".join(f"{v} {k}" for k, v in fused.items()))
+    src = _Source("dynamic", artifact, None, fp32.reference, fp32.reference_label)
+    return _artifact("onnx", "dynamic", "int8", tmp, ONNX_FILES["dynamic"]), src
 
 
 def quantized_cards(sources: list[_Source]) -> list[list[dict[str, str]]]:

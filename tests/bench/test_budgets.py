@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from edgetl.bench.budgets import budget_table, check_budgets, choose_int8_source
+from edgetl.bench.budgets import budget_table, check_budgets, choose_int8_source, choose_int8_sources
 from edgetl.targets import load_target
 
 
@@ -26,6 +26,32 @@ def by_budget(rows):
 
 def test_int8_source_is_the_more_accurate_route():
     assert choose_int8_source(RESULTS) == "qat"
+
+
+def test_int8_source_is_chosen_per_format_and_dynamic_is_a_route_of_onnx_only():
+    # a text build: ONNX Runtime's dynamic int8 beats both static routes in ONNX; OpenVINO has no dynamic artifact
+    rows = [*RESULTS["rows"], row("onnx-int8-dynamic", "onnx", "int8", "dynamic", "onnxruntime", "cpu", 0.948, 2.5)]
+    results = {"rows": rows}
+    assert choose_int8_source(results, "onnx") == "dynamic"
+    assert choose_int8_source(results, "openvino") == "qat"
+    assert choose_int8_sources(results) == {"onnx": "dynamic", "openvino": "qat"}
+    assert choose_int8_source(results) == "qat"  # the routes both formats have: as before
+    # the shared routes stay one choice for every format (an image build ships as before), even where one format
+    # alone would prefer the other: here ONNX's ptq beats its qat, but over both formats qat is better
+    mixed = {"rows": [r for r in RESULTS["rows"] if r["name"] != "onnx-int8-ptq"]
+             + [row("onnx-int8-ptq", "onnx", "int8", "ptq", "onnxruntime", "cpu", 0.942, 3.0)]}
+    assert choose_int8_sources(mixed) == {"onnx": "qat", "openvino": "qat"}
+    # at equal accuracy the shared route wins the tie, and an unknown source is never chosen
+    tie = {"rows": [row("a", "onnx", "int8", "dynamic", "onnxruntime", "cpu", 0.9, 1.0),
+                    row("b", "onnx", "int8", "ptq", "onnxruntime", "cpu", 0.9, 1.0),
+                    row("c", "onnx", "int8", "file", "onnxruntime", "cpu", 0.99, 1.0)]}
+    assert choose_int8_source(tie, "onnx") == "ptq"
+    # dynamic less accurate than the shared route: the shared route
+    worse = {"rows": [*RESULTS["rows"], row("d", "onnx", "int8", "dynamic", "onnxruntime", "cpu", 0.93, 1.0)]}
+    assert choose_int8_sources(worse) == {"onnx": "qat", "openvino": "qat"}
+    # the budgets are checked on the deployment format's own route: cpu deploys OpenVINO first
+    checked = by_budget(check_budgets(load_target("cpu"), results))
+    assert "openvino-int8-qat" in checked["p90 latency"]["where"]
 
 
 def test_host_target_budgets_pass_and_fail_on_measured_rows():

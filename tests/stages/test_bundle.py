@@ -75,3 +75,21 @@ def test_the_bundle_summary_says_where_each_figure_was_measured() -> None:
     assert "| build host (proxy for the device) | 95.00 % | 7.2 |" in table
     assert "| device rpi5 (ssh://pi@10.0.0.2) | 95.00 % | 7.2 |" in table
     assert "estimate (roofline; estimate/measured 0.25..1.882 on the build host)" in table and "~12.5 (estimate)" in table
+
+
+def test_pick_artifacts_takes_each_formats_own_int8_route() -> None:
+    from edgetl.manifest import Artifact
+    from edgetl.stages.bundle import pick_artifacts
+    from edgetl.targets import load_target
+
+    def art(fmt: str, precision: str, source: str) -> Artifact:
+        name = f"{fmt}-{precision}" if precision == "fp32" else f"{fmt}-int8-{source}"
+        return Artifact(name=name, format=fmt, precision=precision, source=source, path=f"{name}.x", size_bytes=1)
+
+    artifacts = [art("onnx", "fp32", "fp32"), art("onnx", "int8", "ptq"), art("onnx", "int8", "dynamic"),
+                 art("openvino", "fp32", "fp32"), art("openvino", "int8", "ptq")]
+    picked = pick_artifacts(load_target("cpu"), artifacts, {"onnx": "dynamic", "openvino": "ptq"})
+    assert sorted(a.name for a in picked) == ["onnx-int8-dynamic", "openvino-int8-ptq"]
+    # one route for every format: a format without it falls back to its fp32 model
+    picked = pick_artifacts(load_target("cpu"), artifacts, "dynamic")
+    assert sorted(a.name for a in picked) == ["onnx-int8-dynamic", "openvino-fp32"]

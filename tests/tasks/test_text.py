@@ -97,6 +97,15 @@ def test_build_ends_with_a_bundle_that_carries_the_tokenizer(built):
     ok = [r for r in results["rows"] if r["status"] == "ok"]
     assert {(r["runtime"], r["precision"]) for r in ok} >= {("onnxruntime", "int8"), ("openvino", "int8"),
                                                            ("onnxruntime", "fp32"), ("openvino", "fp32")}
+    assert any(r["name"] == "onnx-int8-dynamic" and r["runtime"] == "onnxruntime" for r in ok)
+    assert not any(r["name"] == "onnx-int8-dynamic" and r["runtime"] == "openvino" for r in results["rows"])
+    # the bundle carries, per format, the int8 route measured most accurate in that format's own rows
+    from edgetl.bench.budgets import choose_int8_source
+
+    for f in manifest["files"]:
+        if f["format"] in ("onnx", "openvino") and f["precision"] == "int8":
+            assert f["source"] == choose_int8_source(results, f["format"]), f
+            assert manifest["int8_source"][f["format"]] == f["source"]
     # learnable from 80 sentences: the sentiment words decide the label
     assert max(r["accuracy"] for r in ok) >= 0.8
     # the two bad rows were skipped with one warning per kind, naming file:line
@@ -210,6 +219,12 @@ def test_int8_proof_counts_matmuls(built):
         assert parity[name]["int8"]["matmul"] == 13, (name, parity[name])
         assert parity[name]["float"]["matmul"] == 4, (name, parity[name])  # 2 attention matmuls per layer
     assert parity["onnx-fp32"]["int8"]["matmul"] == 0
+    # ONNX Runtime's dynamic int8 of the fused graph: per layer one QAttention (q, k, v in one int8 matmul; the two
+    # attention matmuls run inside it) and 3 int8 linears, + the classifier; nothing in float
+    assert parity["onnx-int8-dynamic"]["int8"]["matmul"] == 2 * 4 + 1, parity["onnx-int8-dynamic"]
+    assert parity["onnx-int8-dynamic"]["float"]["matmul"] == 0
+    assert parity["onnx-int8-dynamic"]["precision_plan"]["ok"]
+    assert parity["onnx-int8-dynamic"]["reference"].startswith("torch fp32")
     quant = json.loads((out / "quantize" / "manifest.json").read_text())
     kept = quant["info"]["kept_float"]
     assert len(kept) == 4 and all(k["kind"] == "linear" and k["reason"].startswith("attention") for k in kept)
