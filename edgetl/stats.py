@@ -33,3 +33,48 @@ def accuracy_interval(accuracy: float, total: int) -> tuple[float, float]:
 def is_noisy(accuracy: float, total: int) -> bool:
     lo, hi = accuracy_interval(accuracy, total)
     return hi - lo > NOISY_CI_WIDTH
+
+
+def format_interval(accuracy: float | None, total: int | None) -> str:
+    """``95.42% (95% CI 92.1-97.4)``: an accuracy with its Wilson interval; ``-`` without a figure."""
+    if accuracy is None:
+        return "-"
+    if not total:
+        return f"{100 * accuracy:.2f}%"
+    lo, hi = accuracy_interval(accuracy, total)
+    return f"{100 * accuracy:.2f}% (95% CI {100 * lo:.1f}-{100 * hi:.1f})"
+
+
+def two_proportion_test(correct_a: int, total_a: int, correct_b: int, total_b: int) -> tuple[float, float]:
+    """The two-sided two-proportion z-test with the pooled proportion: ``(z, p)``.
+
+    ``z > 0`` when a's proportion is the larger. With no spread to measure (both 0 % or both 100 %, or an empty
+    sample) the proportions cannot be told apart: ``(0.0, 1.0)``.
+    """
+    if total_a <= 0 or total_b <= 0:
+        return 0.0, 1.0
+    pooled = (correct_a + correct_b) / (total_a + total_b)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / total_a + 1 / total_b))
+    if se == 0:
+        return 0.0, 1.0
+    z = (correct_a / total_a - correct_b / total_b) / se
+    return z, math.erfc(abs(z) / math.sqrt(2))
+
+
+# The validation/test disagreement a build warns about: a two-sided two-proportion z-test at this level.
+SHIFT_ALPHA = 0.05
+
+
+def split_disagreement(val_accuracy: float, val_total: int, test_accuracy: float,
+                       test_total: int) -> dict[str, float | int | bool]:
+    """Whether val and test top-1 differ by more than their binomial noise (``SHIFT_ALPHA``), as a sign that the
+    test images come from another distribution than the ones trained and selected on.
+
+    Val is the split the kept epoch was chosen on, so it reads a little high even without a shift; the test is of
+    the counts as measured, and a disagreement it finds is worth a look, not proof of a shift.
+    """
+    cv, ct = round(val_accuracy * val_total), round(test_accuracy * test_total)
+    z, p = two_proportion_test(cv, val_total, ct, test_total)
+    return {"val_accuracy": val_accuracy, "val_images": val_total, "test_accuracy": test_accuracy,
+            "test_images": test_total, "z": round(z, 3), "p_value": p, "alpha": SHIFT_ALPHA,
+            "disagree": p < SHIFT_ALPHA, "test": "two-sided two-proportion z-test (pooled)"}
