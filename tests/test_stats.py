@@ -45,6 +45,10 @@ def test_split_disagreement_flags_a_shift_and_not_noise() -> None:
     assert shifted["disagree"] and shifted["p_value"] < 1e-6 and shifted["z"] > 0
     # 2 points on 150 images each is noise
     assert not split_disagreement(0.95, 150, 0.93, 150)["disagree"]
+    # the measured clean-split case: the z-test says p = 0.039, the intervals overlap (val is optimistic by selection)
+    clean = split_disagreement(0.96, 100, 0.8833, 120)
+    assert clean["p_value"] == pytest.approx(0.039, abs=2e-3) and not clean["disagree"]
+    assert clean["val_ci95"][0] < clean["test_ci95"][1]
 
 
 def test_format_interval() -> None:

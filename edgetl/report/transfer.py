@@ -63,8 +63,8 @@ def transfer_lines(info: TransferInfo | None) -> list[str]:
         lines.append(
             f"**Warning: val and test disagree beyond their noise** (val "
             f"{format_interval(check['val_accuracy'], check['val_images'])}, test "
-            f"{format_interval(check['test_accuracy'], check['test_images'])}; {check['test']}, "
-            f"p = {check['p_value']:.2g} < {check['alpha']:g}): the test images may come from another distribution "
+            f"{format_interval(check['test_accuracy'], check['test_images'])}: {check['test']}; two-proportion "
+            f"z-test p = {check['p_value']:.2g}): the test images may come from another distribution "
             "than the training images (a shift). Unlabelled images of the deployment domain can adapt the model "
             "(`--adapt-data DIR`).")
     return lines

@@ -421,10 +421,10 @@ def _check_val_against_test(val_accuracy: float, val_images: int, test_accuracy:
     check = split_disagreement(val_accuracy, val_images, test_accuracy, test_images)
     if warn and check["disagree"]:
         log.warning("val top-1 %.1f%% (%d images) and test top-1 %.1f%% (%d images) differ by more than their noise "
-                    "(%s, p = %.2g < %g): the test images may come from another distribution than the training "
-                    "images (a shift). Unlabelled images of the deployment domain can adapt the model: --adapt-data "
-                    "DIR", 100 * val_accuracy, val_images, 100 * test_accuracy, test_images, check["test"],
-                    check["p_value"], check["alpha"])
+                    "(%s; two-proportion z-test p = %.2g): the test images may come from another distribution than "
+                    "the training images (a shift). Unlabelled images of the deployment domain can adapt the model: "
+                    "--adapt-data DIR", 100 * val_accuracy, val_images, 100 * test_accuracy, test_images,
+                    check["test"], check["p_value"])
     return check
 
 

@@ -70,7 +70,7 @@ def test_val_and_test_beyond_their_noise_is_a_warning_in_the_report(results_path
     assert info is not None and not info.few_shot
     (line,) = transfer_lines(info)
     assert line.startswith("**Warning: val and test disagree beyond their noise**")
-    assert "val 97.60% (95% CI" in line and "two-sided two-proportion z-test" in line
+    assert "val 97.60% (95% CI" in line and "non-overlapping Wilson 95% intervals" in line
     text = write_report(results_path, tmp_path / "report", run_dir=run)[0].read_text()
     assert "Warning: val and test disagree beyond their noise" in text and "Few-shot build" not in text
     # within noise: no warning
