@@ -209,7 +209,7 @@ def main() -> int:
             best_val, best_epoch, epochs_run, wall = (info["best_val_accuracy"], info["best_epoch"],
                                                       info["epochs_run"], info["wall_time_s"])
         else:
-            result = finetune(cfg, target, run_dir)
+            result = finetune(cfg, target, run_dir, resume=True)  # an interrupted run continues
             best_val, best_epoch, epochs_run, wall = (result.best_val_accuracy, result.best_epoch,
                                                       result.epochs_run, result.wall_time_s)
         history = json.loads((run_dir / "metrics.json").read_text())["epochs"]
