@@ -5,11 +5,13 @@ Each strategy is the build's fine-tuning recipe with one thing changed, trained 
 
 - ``feature_extraction``: the pretrained backbone stays frozen (its BatchNorm statistics too); only the new
   classifier trains, for the same epochs (``train.unfreeze: 0``);
-- ``finetune``: the recipe as configured (head warm-up, then every layer at a lower backbone rate);
-- ``scratch``: the same architecture and recipe from random weights (``train.weights: none``).
+- ``finetune``: head warm-up, then every layer at a lower backbone rate (``train.strategy: warmup_finetune``);
+- ``lp_ft``: LP-FT (Kumar et al., ICLR 2022): a linear probe on the frozen features, then a gentle fine-tune of
+  every layer at ``train.lp_ft_lr`` (``train.strategy: lp_ft``);
+- ``scratch``: the build's recipe from random weights (``train.weights: none``).
 
-A strategy is one ``STRATEGIES`` entry (a name, a sentence, the config overrides), so another recipe (LP-FT, say)
-is one more ``STRATEGIES.register`` call. Every strategy reads the same ``data`` config and so the same recorded
+A strategy is one ``STRATEGIES`` entry (a name, a sentence, the config overrides), so another recipe is one more
+``STRATEGIES.register`` call. Every strategy reads the same ``data`` config and so the same recorded
 split (checked: the runs' ``split.json`` must hold the same images); accuracies are on its evaluation split (test
 when there is one) and wall times include the test pass. ``compare.json`` and ``compare.png`` go in ``OUT``.
 """
@@ -54,10 +56,14 @@ STRATEGIES.register("feature_extraction", Strategy(
     "feature_extraction", "frozen pretrained backbone, head only, same epochs",
     lambda cfg: {"train.unfreeze": 0}))
 STRATEGIES.register("finetune", Strategy(
-    "finetune", "the build's recipe: head warm-up, then every layer fine-tuned", lambda cfg: {}))
+    "finetune", "head warm-up, then every layer fine-tuned (head at lr, backbone at backbone_lr)",
+    lambda cfg: {"train.strategy": "warmup_finetune"}))
+STRATEGIES.register("lp_ft", Strategy(
+    "lp_ft", "LP-FT: linear probe on frozen features, then a gentle full fine-tune at lp_ft_lr",
+    lambda cfg: {"train.strategy": "lp_ft"}))
 STRATEGIES.register("scratch", Strategy(
     "scratch", "same architecture and recipe from random weights", lambda cfg: {"train.weights": "none"}))
-DEFAULT_STRATEGIES = ("feature_extraction", "finetune", "scratch")
+DEFAULT_STRATEGIES = ("feature_extraction", "finetune", "lp_ft", "scratch")
 
 
 @dataclass(frozen=True)

@@ -115,6 +115,17 @@ class TrainConfig(_Section):
     image_size: int | None = Field(default=None, ge=16)  # None: the target's input size
     max_seq_len: int | None = Field(default=None, ge=2)  # text: tokens per text, special ones included; None: the backbone's
     batch_size: int = Field(default=32, ge=1)
+    # The fine-tuning recipe (edgetl.stages.finetune._phases). "warmup_finetune": head_epochs of head-only warm-up,
+    # then `epochs` of fine-tuning at lr (head) / backbone_lr. "lp_ft" (Kumar et al., ICLR 2022): a linear probe,
+    # the head trained on the frozen features for lp_epochs, then `epochs` of a gentle full fine-tune at lp_ft_lr,
+    # head and backbone alike: a head that already fits sends small gradients into the backbone, so the pretrained
+    # features are less distorted for inputs unlike the training images. Measured by benchmarks/shift.py (see
+    # docs/design.md, "Transfer under shift"); the default is unchanged pending a full-recipe measurement.
+    strategy: Literal["warmup_finetune", "lp_ft"] = "warmup_finetune"
+    # LP-FT's probe: long enough for a linear head on frozen features to reach its plateau (a few epochs at
+    # head_lr with cosine decay; the trainer keeps the best epoch of either phase)
+    lp_epochs: int = Field(default=8, ge=1)
+    lp_ft_lr: float = Field(default=1e-4, gt=0)  # half of backbone_lr, and 10x below the warm-up recipe's head lr
     head_epochs: int = Field(default=2, ge=0)  # head-only warm-up, backbone frozen
     head_lr: float = Field(default=3e-3, gt=0)
     epochs: int = Field(default=10, ge=0)  # full fine-tuning epochs after the warm-up

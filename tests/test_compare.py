@@ -25,7 +25,7 @@ def tiny_cfg(data: Path) -> BuildConfig:
         "train.backbone_lr": 1e-2})
 
 
-def test_three_strategies_on_one_held_out_split(tmp_path: Path) -> None:
+def test_four_strategies_on_one_held_out_split(tmp_path: Path) -> None:
     # train/ only: edgetl makes val and a held-out test, and every strategy is judged on that same test split
     data = make_image_folder(tmp_path / "data", {"red": 14, "green": 14, "blue": 14}, splits=("train",))
     # "pretrained" tiny weights (another seed's initialisation), so scratch starts elsewhere than the others
@@ -40,12 +40,14 @@ def test_three_strategies_on_one_held_out_split(tmp_path: Path) -> None:
 
     result = compare(cfg, load_target("cpu"), tmp_path / "cmp")
 
-    assert [r.strategy for r in result.results] == ["feature_extraction", "finetune", "scratch"]
+    assert [r.strategy for r in result.results] == ["feature_extraction", "finetune", "lp_ft", "scratch"]
     assert result.eval_split == "test" and not result.split_selected_on and result.eval_images == 6
     payload = read_json(result.json_path)
     assert payload["eval_split"] == "test" and payload["split_images"] == {"train": 27, "val": 9, "test": 6}
     for row in payload["strategies"]:
-        assert 0.0 <= row["eval_accuracy"] <= 1.0 and row["wall_time_s"] > 0 and row["epochs_run"] == 3
+        # LP-FT probes for lp_epochs (8) instead of the 1-epoch warm-up
+        epochs = 8 + 2 if row["strategy"] == "lp_ft" else 3
+        assert 0.0 <= row["eval_accuracy"] <= 1.0 and row["wall_time_s"] > 0 and row["epochs_run"] == epochs
         assert row["eval_split"] == "test"
         manifest = read_json(tmp_path / "cmp" / row["run_dir"] / "manifest.json")
         assert manifest["info"]["eval_split"] == "test"
@@ -55,6 +57,7 @@ def test_three_strategies_on_one_held_out_split(tmp_path: Path) -> None:
                for r in payload["strategies"]}
     assert configs["feature_extraction"]["unfreeze"] == 0 and configs["feature_extraction"]["weights"] == str(weights)
     assert configs["finetune"]["unfreeze"] == "all" and configs["finetune"]["weights"] == str(weights)
+    assert configs["finetune"]["strategy"] == "warmup_finetune" and configs["lp_ft"]["strategy"] == "lp_ft"
     assert configs["scratch"]["weights"] == "none" and configs["scratch"]["unfreeze"] == "all"
     # feature extraction leaves the backbone exactly as loaded
     frozen = torch.load(tmp_path / "cmp" / "feature_extraction" / "model.pt", weights_only=False).state_dict()

@@ -17,7 +17,7 @@ from edgetl.cli.common import load_settings, setup_logging
 @click.option("--head-epochs", type=int, default=None, help="Head-only warm-up epochs (every strategy).")
 @click.option("--image-size", type=int, default=None, help="Input size (default: the target's).")
 @click.option("--strategy", "strategies", multiple=True, metavar="NAME",
-              help="A strategy to run (repeatable) [feature_extraction, finetune, scratch].")
+              help="A strategy to run (repeatable) [feature_extraction, finetune, lp_ft, scratch].")
 @click.option("--target", "-t", default=None, help="Target profile name, alias or YAML path [default: cpu].")
 @click.option("--config", "-c", "config_file", type=click.Path(dir_okay=False), default=None,
               help="YAML build config; flags override it.")
@@ -30,7 +30,8 @@ def compare_cmd(data: str | None, backbone: str | None, epochs: int | None, head
 
     \b
     feature_extraction  the pretrained backbone frozen, only the classifier trained (same epochs)
-    finetune            the build's recipe (head warm-up, then every layer)
+    finetune            head warm-up, then every layer fine-tuned
+    lp_ft               LP-FT: linear probe on frozen features, then a gentle full fine-tune
     scratch             the same architecture and recipe from random weights
     Each run goes to OUT/<strategy>/ (a train stage directory); the table goes to the terminal and
     OUT/compare.json, the plot to OUT/compare.png. Accuracies are on the evaluation split (test where there is

@@ -59,6 +59,9 @@ def _parse_unfreeze(text: str | None) -> str | int | None:
 @click.option("--image-size", type=int, default=None, help="Input size (default: the target's).")
 @click.option("--batch-size", type=int, default=None, help="Images per step (per process under torchrun) [32].")
 @click.option("--unfreeze", default=None, help="Fine-tune 'all' layers or only the last N blocks [all].")
+@click.option("--strategy", type=click.Choice(["warmup_finetune", "lp_ft"]), default=None,
+              help="Head warm-up then fine-tuning, or LP-FT: linear probe then a gentle full fine-tune "
+                   "[warmup_finetune].")
 @click.option("--seed", type=int, default=None, help="Seed of initialisation, data order and augmentation [0].")
 @click.option("--teacher", default=None, metavar="RUN_DIR",
               help="Distil from that build's float model (same task, classes and input size; any backbone).")
@@ -71,7 +74,7 @@ def _parse_unfreeze(text: str | None) -> str | int | None:
 @click.option("--verbose", "-v", is_flag=True)
 def train_cmd(data: str | None, backbone: str | None, weights: str | None, epochs: int | None,
               head_epochs: int | None, image_size: int | None, batch_size: int | None, unfreeze: str | None,
-              seed: int | None, teacher: str | None, resume: bool, strict: bool, target: str | None,
+              strategy: str | None, seed: int | None, teacher: str | None, resume: bool, strict: bool, target: str | None,
               config_file: str | None, out: str | None, verbose: bool) -> None:
     """Fine-tune a backbone on your classes: head warm-up, then fine-tuning with early stopping.
 
@@ -100,6 +103,7 @@ def train_cmd(data: str | None, backbone: str | None, weights: str | None, epoch
         "train.backbone": backbone, "train.weights": weights, "train.epochs": epochs,
         "train.head_epochs": head_epochs, "train.image_size": image_size, "train.batch_size": batch_size,
         "train.unfreeze": _parse_unfreeze(unfreeze), "train.seed": seed, "train.teacher": teacher,
+        "train.strategy": strategy,
     })
     from contextlib import nullcontext
 

@@ -167,10 +167,10 @@ def plot_reliability(scored: list[Scored]) -> str | None:
 
 def ranking_table(results: BenchResults) -> Any:
     """Every evaluated row's ranking and calibration figures, as results.json records them."""
-    from edgetl.report.render import Table, _fmt, _pct
+    from edgetl.report.render import Table, _acc, _fmt
 
     rows = [[r.name, f"{r.runtime}:{r.device}" + (" (proxy)" if r.proxy else ""), r.precision, r.where,
-             _pct(r.accuracy), _fmt(r.roc_auc, ".4f"), _fmt(r.average_precision, ".4f"), _fmt(r.ece, ".4f")]
+             _acc(r), _fmt(r.roc_auc, ".4f"), _fmt(r.average_precision, ".4f"), _fmt(r.ece, ".4f")]
             for r in results.ok_rows() if r.accuracy is not None and (r.roc_auc is not None or r.ece is not None)]
     return Table(f"Ranking and calibration (one-vs-rest, mean over classes; ECE over {ECE_BINS} bins)",
                  ["artifact", "runtime", "precision", "measured on", "top-1", "ROC AUC", "PR AUC (AP)", "ECE"], rows)

@@ -23,6 +23,7 @@ from edgetl.fsutil import write_text
 
 if TYPE_CHECKING:
     from edgetl.report.training import History
+    from edgetl.report.transfer import TransferInfo
 
 PRECISION_COLORS = {"fp32": "#1f77b4", "bf16": "#9467bd", "fp16": "#2ca02c", "int8": "#d62728"}
 FORMAT_MARKERS = {"torch": "s", "onnx": "o", "openvino": "D", "tensorrt": "^"}
@@ -57,6 +58,13 @@ def _fmt(value: float | None, spec: str = ".2f", suffix: str = "") -> str:
 
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value * 100:.2f}%"
+
+
+def _acc(r: BenchRow) -> str:
+    """A row's top-1 with its 95 % Wilson interval on the images it was measured on."""
+    from edgetl.stats import format_interval
+
+    return format_interval(r.accuracy, r.eval_images)
 
 
 def row_label(r: BenchRow) -> str:
@@ -133,7 +141,7 @@ def summary_table(results: BenchResults) -> Table:
         status = r.status if r.status == "ok" else f"{r.status}: {r.reason}"
         rows.append([
             r.name, f"{r.runtime}:{r.device}" + (" (proxy)" if r.proxy else ""), r.precision, r.where, status,
-            _pct(r.accuracy), _fmt(r.macro_f1, ".4f"), _p50_cell(r),
+            _acc(r), _fmt(r.macro_f1, ".4f"), _p50_cell(r),
             _fmt(lat.p90 if lat else None, ".3f"), _fmt(lat.p99 if lat else None, ".3f"), *[_fmt(r.throughput.get(str(b)), ".1f") for b in batches],
             _fmt(r.cold_start_ms, ".1f"), _fmt(r.peak_memory_mb, ".1f"),
             _fmt(r.size_bytes / 1e6 if r.size_bytes else None, ".2f"),
@@ -284,7 +292,7 @@ def plot_tradeoff(results: BenchResults) -> str | None:
                     xytext=(5, 5 + 9 * ((i - 1) % 3)), fontsize=8, color="#333")
         model = ", ".join(part for part in (model_tag(r), f"{r.macs / 1e6:.3g} MMACs" if r.macs else "") if part)
         key.append(f"{i}  {row_label(r)}{f' [{model}]' if model else ''}  "
-                   f"({r.latency_ms.p50:.3g} ms, {_pct(r.accuracy)})")  # type: ignore[union-attr]
+                   f"({r.latency_ms.p50:.3g} ms, {_acc(r)})")  # type: ignore[union-attr]
     lat = [r.latency_ms.p50 for r in with_acc]  # type: ignore[union-attr]
     if max(lat) / max(min(lat), 1e-9) > 20:
         ax.set_xscale("log")
@@ -329,7 +337,7 @@ def plot_confusions(results: BenchResults) -> str | None:
         ax.set_yticks(ticks, results.classes, fontsize=8)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
-        ax.set_title(f"{row_label(r)}\ntop-1 {_pct(r.accuracy)}", fontsize=9)
+        ax.set_title(f"{row_label(r)}\ntop-1 {_acc(r)}", fontsize=9)
     return _png(fig)
 
 
@@ -430,7 +438,7 @@ def _shipped_line(results: BenchResults) -> str | None:
         speedup = fp32.latency_ms.p50 / row.latency_ms.p50  # type: ignore[union-attr]
         text += f", {speedup:.2f}x the speed of {fp32.name}"
     if row.accuracy is not None:
-        text += f", top-1 {_pct(row.accuracy)} on {results.eval_split or 'the evaluation split'}"
+        text += f", top-1 {_acc(row)} on {results.eval_split or 'the evaluation split'}"
         if fp32 is not None and fp32.accuracy is not None:
             text += f" ({(row.accuracy - fp32.accuracy) * 100:+.2f} points vs fp32)"
     return text + "."
@@ -446,7 +454,7 @@ def _headline(results: BenchResults) -> list[str]:
         if not results.shipped or fastest.name != results.shipped[0]:
             lines.append(("Fastest measured (not the shipped model): " if results.shipped else "Fastest: ")
                          + f"**{row_label(fastest)}**, p50 {fastest.latency_ms.p50:.3f} ms"  # type: ignore
-                         + (f", top-1 {_pct(fastest.accuracy)}" if fastest.accuracy is not None else "") + ".")
+                         + (f", top-1 {_acc(fastest)}" if fastest.accuracy is not None else "") + ".")
     # without a shipped artifact (one model file benchmarked), the fastest int8 row of each runtime against fp32
     for runtime, where in [] if results.shipped else sorted({(r.runtime, r.where) for r in ok}):
         fp32 = [r for r in ok if r.runtime == runtime and r.where == where and r.precision == "fp32"]
@@ -469,16 +477,20 @@ def headline_lines(results: BenchResults) -> list[str]:
     return [line.replace("**", "") for line in _headline(results)]
 
 
-def render_markdown(results: BenchResults, scores: Any = None, history: History | None = None) -> str:
+def render_markdown(results: BenchResults, scores: Any = None, history: History | None = None,
+                    transfer: TransferInfo | None = None) -> str:
+    from edgetl.report.transfer import shots_table, transfer_lines
+
     parts = [f"# edgetl benchmark: {results.backbone or results.source} on {results.target}", "",
              f"Host: {results.host.get('cpu')}; data: {results.dataset or '-'} ({results.eval_split or '-'}); "
              f"created {results.created} by edgetl {results.edgetl_version}.", ""]
-    parts += [f"- {line}" for line in _headline(results)] + [""]
+    parts += [f"- {line}" for line in [*_headline(results), *transfer_lines(transfer)]] + [""]
     parts += [f"> note: {n}" for n in results.notes] + ([""] if results.notes else [])
     checks = export_checks_table(results)
     estimates = estimate_table(results)
     for table in (summary_table(results), *([estimates] if estimates else []), *([checks] if checks else []),
                   *per_class_tables(results), *_extra_tables(results, history),
+                  *[t for t in (shots_table(transfer),) if t is not None],
                   *accuracy_fallback_tables(accuracy_fallback_reports(results)), host_table(results)):
         parts.append(table.markdown())
     parts.append("Plots: see report.html (self-contained).")
@@ -536,7 +548,10 @@ def _training_section(history: History | None, figure: Any) -> list[str]:
             training_table(history).html()]
 
 
-def render_html(results: BenchResults, scores: Any = None, history: History | None = None) -> str:
+def render_html(results: BenchResults, scores: Any = None, history: History | None = None,
+                transfer: TransferInfo | None = None) -> str:
+    from edgetl.report.transfer import plot_shots, shots_table, transfer_lines
+
     def figure(title: str, png: str | None, caption: str) -> str:
         if png is None:
             return ""
@@ -554,7 +569,8 @@ def render_html(results: BenchResults, scores: Any = None, history: History | No
             f"<p class='meta'>Host: {html.escape(str(results.host.get('cpu')))} · data: "
             f"{html.escape(results.dataset or '-')} ({html.escape(results.eval_split or '-')}) · "
             f"{html.escape(results.created)} · edgetl {html.escape(results.edgetl_version)}</p>",
-            "<ul class='headline'>" + "".join(f"<li>{md_bold(line)}</li>" for line in _headline(results)) + "</ul>",
+            "<ul class='headline'>" + "".join(f"<li>{md_bold(line)}</li>"
+                                              for line in [*_headline(results), *transfer_lines(transfer)]) + "</ul>",
             *[f"<div class='note'>{html.escape(n)}</div>" for n in results.notes]]
     body.append(figure("Accuracy vs latency", plot_tradeoff(results),
                        "Filled markers ran on the target (or on this host where the target is this host); hollow "
@@ -575,6 +591,13 @@ def render_html(results: BenchResults, scores: Any = None, history: History | No
     body += [t.html() for t in per_class_tables(results)]
     body += _curve_sections(results, scores, figure)
     body += _training_section(history, figure)
+    shots = shots_table(transfer)
+    if shots is not None:
+        body.append(figure("Accuracy against labelled images per class", plot_shots(transfer),
+                           "The prototype head rebuilt from k training images per class (embeddings computed once, "
+                           "k drawn with fixed seeds; grey: each seed), scored on the evaluation split; the band is "
+                           "the 95% Wilson interval of the mean on those images."))
+        body.append(shots.html())
     body.append(figure("Model size", plot_sizes(results), "Bytes on disk, as shipped in a bundle."))
     fallbacks = accuracy_fallback_reports(results)
     body += [t.html() for t in accuracy_fallback_tables(fallbacks)]
@@ -598,15 +621,17 @@ def write_report(results_path: Path, out_dir: Path, run_dir: Path | None = None)
 
     from edgetl.bench.results import load_scores
     from edgetl.report.training import load_history
+    from edgetl.report.transfer import load_transfer
 
     matplotlib.use("Agg", force=True)  # files only: no display needed, works in CI
     results = load_results(results_path)
     scores = load_scores(results_path, results)
     run = Path(run_dir) if run_dir is not None else Path(results.source)
     history = load_history(run) if run.is_dir() else None
+    transfer = load_transfer(run) if run.is_dir() else None
     out_dir = Path(out_dir)
-    md = write_text(out_dir / "report.md", render_markdown(results, scores, history))
-    page = write_text(out_dir / "report.html", render_html(results, scores, history))
+    md = write_text(out_dir / "report.md", render_markdown(results, scores, history, transfer))
+    page = write_text(out_dir / "report.html", render_html(results, scores, history, transfer))
     return md, page
 
 
@@ -627,7 +652,7 @@ def results_table(results: BenchResults) -> Any:
         style = {"ok": "", "skipped": "dim", "failed": "red"}[r.status]
         status = "ok" if r.status == "ok" else f"{r.status}: {r.reason}"
         table.add_row(r.name, f"{r.runtime}:{r.device}" + (" proxy" if r.proxy else ""), r.precision, r.where_label,
-                      status, _pct(r.accuracy), _p50_cell(r), _fmt(lat.p90 if lat else None, ".3f"),
+                      status, _acc(r), _p50_cell(r), _fmt(lat.p90 if lat else None, ".3f"),
                       *[_fmt(r.throughput.get(str(b)), ".0f") for b in batches], _fmt(r.peak_memory_mb, ".1f"),
                       _fmt(r.size_bytes / 1e6 if r.size_bytes else None, ".2f"), style=style)
     return table
@@ -650,7 +675,10 @@ def accuracy_fallback_tables(reports: dict[str, dict[str, Any]]) -> list[Table]:
     float layers), and the sensitivity ranking (accuracy won back by reverting each layer alone, and the logit
     error it removes)."""
     tables = []
+    from edgetl.stats import format_interval
+
     for name, rep in reports.items():
+        val_images = rep.get("val_images") or (rep.get("sensitivity") or {}).get("images")
         steps = []
         for i, s in enumerate(rep.get("steps", [])):
             lat = s.get("latency") or {}
@@ -659,7 +687,7 @@ def accuracy_fallback_tables(reports: dict[str, dict[str, Any]]) -> list[Table]:
                 + (" over the cap" if lat.get("over_cap") else ""))
             vs_fp32 = "-" if "vs_fp32" not in lat else (
                 f"{lat['vs_fp32']:.2f} [{lat['vs_fp32_range'][0]:.2f}-{lat['vs_fp32_range'][1]:.2f}]")
-            steps.append([str(i), ", ".join(s["float_layers"]) or "none (all int8)", _pct(s["accuracy"]),
+            steps.append([str(i), ", ".join(s["float_layers"]) or "none (all int8)", format_interval(s["accuracy"], val_images),
                           f"{s['drop_points']:.2f}", "yes" if s["within_budget"] else "no", cost, vs_fp32])
         lat = next((st["latency"] for st in rep.get("steps", []) if st.get("latency")), None)
         where = "" if lat is None else (f" ({lat['runtime']}, {lat['threads']} thread(s), batch 1, median of "

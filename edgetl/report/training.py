@@ -15,9 +15,9 @@ from typing import Any
 from edgetl.errors import ModelFileError
 from edgetl.fsutil import read_json
 
-PHASE_NAMES = {"head": "head only (backbone frozen)", "finetune": "fine-tuning", "recover": "prune recovery",
-               "qat": "QAT (int8 fake-quant)"}
-PHASE_COLORS = {"head": "#fde9c9", "finetune": "#dcebf7", "recover": "#e6e0f2", "qat": "#f8d7d7"}
+PHASE_NAMES = {"head": "head only (backbone frozen)", "probe": "linear probe (LP-FT, backbone frozen)",
+               "finetune": "fine-tuning", "recover": "prune recovery", "qat": "QAT (int8 fake-quant)"}
+PHASE_COLORS = {"head": "#fde9c9", "probe": "#fde9c9", "finetune": "#dcebf7", "recover": "#e6e0f2", "qat": "#f8d7d7"}
 
 
 @dataclass
@@ -41,6 +41,7 @@ class History:
     sources: list[str] = field(default_factory=list)  # the metrics files read, relative to the run
     # the split every stage selects its epoch on (a held-out test split, where there is one, is never seen here)
     val_split: str = "val"
+    val_images: int | None = None  # its image count, for the intervals of the val figures
 
     def keep(self, stage: str, epoch: Any) -> None:
         """Mark ``stage``'s epoch number ``epoch`` as the one it kept (ignored when no such epoch was recorded)."""
@@ -96,6 +97,9 @@ def load_history(run_dir: Path) -> History | None:
                                         _num(row.get("train_loss")), _num(row.get("train_accuracy")),
                                         _num(row.get("val_loss")), _num(row.get("val_accuracy"))))
         history.keep(stage, metrics.get("best_epoch"))
+        val_counts = (metrics.get("class_counts") or {}).get("val")
+        if isinstance(val_counts, dict) and history.val_images is None:
+            history.val_images = sum(int(v) for v in val_counts.values())
     quantize = _read(run_dir / "quantize" / "metrics.json")
     qat = (quantize or {}).get("qat") or {}
     if isinstance(qat.get("history"), list) and qat["history"]:
@@ -169,6 +173,10 @@ def plot_training(history: History) -> str | None:
 def training_table(history: History) -> Any:
     """One line per phase: epochs, and the last and best val figures."""
     from edgetl.report.render import Table, _fmt, _pct
+    from edgetl.stats import format_interval
+
+    def val_pct(value: float | None) -> str:
+        return format_interval(value, history.val_images)
 
     rows = []
     for phase, lo, hi in history.phases():
@@ -178,7 +186,7 @@ def training_table(history: History) -> Any:
         kept = [e for e in epochs if history.kept.get(e.stage) == e.x]
         rows.append([PHASE_NAMES.get(phase, phase), f"{epochs[0].epoch}-{last.epoch}" if len(epochs) > 1
                      else str(last.epoch), _fmt(last.train_loss, ".4f"), _pct(last.train_accuracy),
-                     _fmt(last.val_loss, ".4f"), _pct(last.val_accuracy), _pct(max(accs)) if accs else "-",
+                     _fmt(last.val_loss, ".4f"), val_pct(last.val_accuracy), val_pct(max(accs)) if accs else "-",
                      f"epoch {kept[0].epoch}" if kept else "-"])
     return Table(f"Training phases ({', '.join(history.sources)}; {history.val_split} is the selection split)",
                  ["phase", "epochs", "last train loss", "last train top-1", f"last {history.val_split} loss",

@@ -56,6 +56,8 @@ class TrainResult:
     eval_split: str
     eval_accuracy: float  # best weights on the evaluation split (test if the data has one, else val)
     stopped_early: bool
+    # val against test top-1 (edgetl.stats.split_disagreement); None without a test split
+    split_check: dict[str, Any] | None = None
 
 
 def select_device(choice: str, dist: DistContext) -> torch.device:
@@ -178,7 +180,7 @@ def finetune(cfg: BuildConfig, target: TargetProfile, out_dir: Path, *, resume: 
 
     t = cfg.train
     spec = get_backbone(t.backbone)
-    if t.head_epochs + t.epochs == 0:
+    if t.strategy == "warmup_finetune" and t.head_epochs + t.epochs == 0:
         raise ConfigError("train.head_epochs and train.epochs are both 0: nothing to train",
                           hint="set --epochs or --head-epochs to at least 1")
     dist = init_distributed("cuda" if t.device != "cpu" and torch.cuda.is_available() else "cpu")
@@ -218,32 +220,43 @@ def _head(cfg: BuildConfig, train_counts: dict[str, int]) -> str:
     return choose_head(cfg.train.head, min(train_counts.values()))
 
 
-def _labelled_batches(task: Task, index: DatasetIndex, preprocess: dict[str, Any], device: torch.device) -> Any:
-    """The training images with the deployment (eval) preprocessing, as (inputs, labels) tensor batches."""
+def _labelled_batches(task: Task, index: DatasetIndex, preprocess: dict[str, Any], device: torch.device,
+                      split: str = "train") -> Any:
+    """A split's images with the deployment (eval) preprocessing, as (inputs, labels) tensor batches."""
     import torch
 
-    for inputs, labels in task.eval_batches(index.splits["train"], preprocess, 64):
+    for inputs, labels in task.eval_batches(index.splits[split], preprocess, 64):
         yield tuple(torch.from_numpy(v).to(device) for v in inputs.values()), torch.from_numpy(labels)
 
 
 def _phases(cfg: BuildConfig, spec: Any, steps: int, num_classes: int) -> list[Any]:
-    """The fine-tuning recipe as trainer phases: head warm-up, then (partial) unfreezing."""
+    """The fine-tuning recipe (``train.strategy``) as trainer phases.
+
+    "warmup_finetune": head warm-up, then (partial) unfreezing with a higher rate for the head. "lp_ft": a linear
+    probe (head only, ``lp_epochs``), then every layer (or the last ``unfreeze`` blocks) at ``lp_ft_lr``. Both
+    fine-tuning phases are named "finetune" (early stopping watches them) and mix and average alike.
+    """
     from edgetl.training.loop import batch_mix, param_groups, set_trainable
     from edgetl.training.trainer import Phase
 
     t = cfg.train
+    lp_ft = t.strategy == "lp_ft"
 
     def groups(phase: str) -> Any:
         def build(model: nn.Module) -> list[dict[str, Any]]:
             set_trainable(model, spec, None if phase == "head" else t.unfreeze)
-            head_lr = t.head_lr if phase == "head" else t.lr
-            return param_groups(model, spec, head_lr=head_lr, backbone_lr=t.backbone_lr, weight_decay=t.weight_decay)
+            if phase == "head":
+                head_lr, backbone_lr = t.head_lr, t.backbone_lr
+            else:
+                head_lr, backbone_lr = (t.lp_ft_lr, t.lp_ft_lr) if lp_ft else (t.lr, t.backbone_lr)
+            return param_groups(model, spec, head_lr=head_lr, backbone_lr=backbone_lr, weight_decay=t.weight_decay)
 
         return build
 
     phases = []
-    if t.head_epochs:
-        phases.append(Phase("head", t.head_epochs, groups("head"), warmup_ratio=t.warmup_ratio))
+    head_epochs = t.lp_epochs if lp_ft else t.head_epochs
+    if head_epochs:
+        phases.append(Phase("probe" if lp_ft else "head", head_epochs, groups("head"), warmup_ratio=t.warmup_ratio))
     if t.epochs:
         # the head warm-up fits a new classifier to clean images; mixing and averaging start with fine-tuning
         phases.append(Phase("finetune", t.epochs, groups("finetune"), warmup_ratio=t.warmup_ratio,
@@ -363,7 +376,9 @@ def _run(cfg: BuildConfig, target: TargetProfile, out_dir: Path, spec: Any, dist
             from edgetl.training.fewshot import set_prototype_head
 
             few_shot = set_prototype_head(model, spec.classifier, _labelled_batches(task, index, preprocess, device),
-                                          num_classes)
+                                          num_classes, eval_batches=_labelled_batches(
+                                              task, index, preprocess, device, index.eval_split)
+                                          if dist.is_main else None)
             phases = []
             trainer.judge_start(state, judge)
             trainer.best_kept = state_dict_cpu(model)
@@ -381,22 +396,42 @@ def _run(cfg: BuildConfig, target: TargetProfile, out_dir: Path, spec: Any, dist
                                   progress=progress.bar("test (best weights)", len(test_loader)))
     eval_accuracy = eval_stats.accuracy if eval_stats is not None else state.best_val_accuracy
     state.wall_time_s += time.perf_counter() - tested_from  # the test pass counts too
+    split_check = None
+    if eval_stats is not None:
+        split_check = _check_val_against_test(state.best_val_accuracy, len(index.splits["val"]), eval_accuracy,
+                                              len(index.splits["test"]), warn=dist.is_main)
     if dist.is_main:
         _log_noise(index.eval_split, eval_accuracy, len(index.splits[index.eval_split]))
     wall = state.wall_time_s
     if dist.is_main:
         _finish(cfg, out_dir, spec, task, model, index, resolved, preprocess, input_hash, state, eval_stats, counts,
-                imbalance, device, dist, model_files, few_shot)
+                imbalance, device, dist, model_files, few_shot, split_check)
     barrier(dist)
     return TrainResult(out_dir=out_dir, checkpoint=out_dir / MODEL_NAME, best_val_accuracy=state.best_val_accuracy,
                        best_epoch=state.best_epoch, epochs_run=state.epoch, wall_time_s=round(wall, 2),
-                       eval_split=index.eval_split, eval_accuracy=eval_accuracy, stopped_early=state.stopped_early)
+                       eval_split=index.eval_split, eval_accuracy=eval_accuracy, stopped_early=state.stopped_early,
+                       split_check=split_check)
+
+
+def _check_val_against_test(val_accuracy: float, val_images: int, test_accuracy: float, test_images: int, *,
+                            warn: bool) -> dict[str, Any]:
+    """``split_disagreement`` of the kept weights, with one warning when val and test differ beyond their noise."""
+    from edgetl.stats import split_disagreement
+
+    check = split_disagreement(val_accuracy, val_images, test_accuracy, test_images)
+    if warn and check["disagree"]:
+        log.warning("val top-1 %.1f%% (%d images) and test top-1 %.1f%% (%d images) differ by more than their noise "
+                    "(%s; two-proportion z-test p = %.2g): the test images may come from another distribution than "
+                    "the training images (a shift). Unlabelled images of the deployment domain can adapt the model: "
+                    "--adapt-data DIR", 100 * val_accuracy, val_images, 100 * test_accuracy, test_images,
+                    check["test"], check["p_value"])
+    return check
 
 
 def _finish(cfg: BuildConfig, out_dir: Path, spec: Any, task: Task, model: nn.Module, index: DatasetIndex,
             resolved: ResolvedInput, preprocess: dict[str, Any], input_hash: str, state: TrainState, eval_stats: Any,
             counts: dict[str, dict[str, int]], imbalance: float, device: torch.device, dist: DistContext,
-            model_files: Sequence[str] = (), few_shot: Any = None) -> None:
+            model_files: Sequence[str] = (), few_shot: Any = None, split_check: dict[str, Any] | None = None) -> None:
     """Rank 0: the model artifact, labels, final metrics and the manifest; last.pt goes, as the run is complete."""
     import torch
 
@@ -417,10 +452,11 @@ def _finish(cfg: BuildConfig, out_dir: Path, spec: Any, task: Task, model: nn.Mo
         macs=macs, params=params,
         metrics={"eval_split": index.eval_split, "eval_accuracy": eval_accuracy,
                  "best_val_accuracy": state.best_val_accuracy, "head": "prototype" if few_shot else "linear",
-                 "shots_per_class": counts["train"]},
+                 "strategy": None if few_shot else t.strategy, "shots_per_class": counts["train"]},
     )
     write_json(out_dir / "labels.json", list(index.classes))
-    _write_metrics(out_dir, state, index, counts, imbalance, eval_stats, complete=True)
+    _write_metrics(out_dir, state, index, counts, imbalance, eval_stats, complete=True, split_check=split_check,
+                   few_shot=few_shot)
     manifest = Manifest(
         stage="train",
         input_hash=input_hash,
@@ -438,8 +474,10 @@ def _finish(cfg: BuildConfig, out_dir: Path, spec: Any, task: Task, model: nn.Mo
             "skipped_images": len(index.skipped), "epochs_run": state.epoch,
             "stopped_early": state.stopped_early, "wall_time_s": round(state.wall_time_s, 2),
             "device": str(device), "world_size": dist.world_size, "threads": torch.get_num_threads(),
-            "head": "prototype" if few_shot else "linear", "shots_per_class": counts["train"],
+            "head": "prototype" if few_shot else "linear", "strategy": None if few_shot else t.strategy,
+            "shots_per_class": counts["train"],
             "prototype_temperature": few_shot.temperature if few_shot else None,
+            "val_test_check": split_check,
             "teacher": None if t.teacher is None else {
                 "path": t.teacher, "temperature": t.teacher_temperature, "alpha": t.teacher_alpha},
         },
@@ -449,7 +487,8 @@ def _finish(cfg: BuildConfig, out_dir: Path, spec: Any, task: Task, model: nn.Mo
 
 
 def _write_metrics(out_dir: Path, state: TrainState, index: DatasetIndex, counts: dict[str, dict[str, int]],
-                   imbalance: float, eval_stats: Any, *, complete: bool) -> None:
+                   imbalance: float, eval_stats: Any, *, complete: bool, split_check: dict[str, Any] | None = None,
+                   few_shot: Any = None) -> None:
     per_class: dict[str, dict[str, Any]] = {}
     source = ({"correct": eval_stats.per_class_correct, "total": eval_stats.per_class_total}
               if eval_stats is not None else state.best_per_class)
@@ -468,4 +507,9 @@ def _write_metrics(out_dir: Path, state: TrainState, index: DatasetIndex, counts
         "imbalance_ratio": imbalance,
         "stopped_early": state.stopped_early,
         "wall_time_s": round(state.wall_time_s, 2),
+        "split_images": {split: len(samples) for split, samples in index.splits.items()},
+        "val_test_check": split_check,  # edgetl.stats.split_disagreement (None without a test split)
+        "head": "prototype" if few_shot else "linear",
+        "shots_per_class": counts["train"],
+        "shots_curve": few_shot.curve if few_shot else None,  # the prototype head's accuracy against shots
     })

@@ -176,3 +176,68 @@ def test_dataloader_workers_give_repeatable_runs(tiny_imagefolder: Path, tmp_pat
     assert [e["train_loss"] for e in read_json(a.out_dir / "metrics.json")["epochs"]] == [
         e["train_loss"] for e in read_json(b.out_dir / "metrics.json")["epochs"]
     ]
+
+
+def test_lp_ft_probes_on_frozen_features_then_fine_tunes_every_layer_gently(tiny_imagefolder: Path,
+                                                                          tmp_path: Path) -> None:
+    import torch
+
+    from edgetl.backbones import create_model
+
+    torch.manual_seed(123)
+    weights = tmp_path / "tiny_pretrained.pt"
+    torch.save(create_model("tiny", 3, "none").state_dict(), weights)
+    loaded = torch.load(weights)
+
+    # the probe alone (no fine-tuning epoch): only the classifier moved, BatchNorm statistics included
+    probe = finetune(tiny_cfg(tiny_imagefolder, strategy="lp_ft", lp_epochs=3, epochs=0, weights=str(weights)),
+                     load_target("cpu"), tmp_path / "probe")
+    state = torch.load(probe.checkpoint, weights_only=False).state_dict()
+    backbone = [k for k in loaded if not k.startswith("classifier.")]
+    assert backbone and all(torch.equal(state[k], loaded[k]) for k in backbone)
+    assert not all(torch.equal(state[k], loaded[k]) for k in loaded if k.startswith("classifier."))
+    assert probe.epochs_run == 3
+
+    out = tmp_path / "lpft"
+    result = finetune(tiny_cfg(tiny_imagefolder, strategy="lp_ft", lp_epochs=3, epochs=3, lp_ft_lr=5e-3,
+                               weights=str(weights)), load_target("cpu"), out)
+    rows = read_json(out / "metrics.json")["epochs"]
+    assert [r["phase"] for r in rows] == ["probe"] * 3 + ["finetune"] * 3
+    assert result.epochs_run == 6 and result.best_val_accuracy > rows[2]["val_accuracy"]
+    # the gentle fine-tune: head and backbone at lp_ft_lr (the warm-up recipe fine-tunes its head at lr 1e-2 here);
+    # a row's lr is the rate after its epoch, cosine-decayed to 0 by the last
+    for row in rows[3:]:
+        assert row["lr"] == row["lr_backbone"] and 0 <= row["lr"] < 5e-3
+    assert rows[3]["lr"] > 0
+    info = read_manifest(out).info
+    assert info["strategy"] == "lp_ft" and read_manifest(tmp_path / "probe").info["strategy"] == "lp_ft"
+    assert read_manifest(out).config["train"]["strategy"] == "lp_ft"
+
+
+def test_unknown_strategy_is_a_config_error(tiny_imagefolder: Path) -> None:
+    with pytest.raises(ConfigError, match="train.strategy"):
+        tiny_cfg(tiny_imagefolder, strategy="lpft")
+
+
+def test_the_build_warns_when_val_and_test_disagree_beyond_their_noise(tmp_path: Path,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from PIL import Image
+
+    data = make_image_folder(tmp_path / "data", {"red": 8, "green": 8, "blue": 8}, splits=("train", "val", "test"))
+    clean = finetune(tiny_cfg(data), load_target("cpu"), tmp_path / "clean")
+    assert clean.split_check is not None and not clean.split_check["disagree"]
+    # a shifted test split: every test image's colours rotated (red -> green -> blue), labels unchanged
+    for png in (data / "test").rglob("*.png"):
+        with Image.open(png) as img:
+            r, g, b = img.convert("RGB").split()
+            Image.merge("RGB", (b, r, g)).save(png)
+    with caplog.at_level(logging.WARNING, logger="edgetl.train"):
+        shifted = finetune(tiny_cfg(data), load_target("cpu"), tmp_path / "shifted")
+    check = shifted.split_check
+    assert check is not None and check["disagree"] and check["p_value"] < 0.05
+    assert check["val_images"] == 12 and check["test_images"] == 12
+    assert "differ by more than their noise" in caplog.text and "--adapt-data" in caplog.text
+    assert read_json(tmp_path / "shifted" / "metrics.json")["val_test_check"] == check
+    assert read_manifest(tmp_path / "shifted").info["val_test_check"] == check

@@ -83,6 +83,12 @@ def test_a_one_shot_build_runs_end_to_end_and_says_its_figure_is_noisy(tmp_path:
     assert info["models"][0]["lineage"]["method"] == "prototype" and info["epochs_run"] == 0
     assert "noisy figure: 95% binomial interval" in result.output
     assert (tmp_path / "run" / "bundle" / "manifest.json").is_file()
+    # the report states the shots and draws the (one-point) curve on the evaluation split, with intervals
+    (point,) = json.loads((tmp_path / "run" / "train" / "metrics.json").read_text())["shots_curve"]
+    assert point["shots"] == 1 and point["eval_images"] == 9 and point["ci95"][0] <= point["accuracy"]
+    report = (tmp_path / "run" / "report" / "report.md").read_text()
+    assert "Few-shot build: **1 labelled image(s) per class** (blue 1, green 1, red 1)" in report
+    assert "| 1 | " in report and "95% CI" in report
 
 
 def test_a_class_with_zero_shots_is_exit_2(tmp_path: Path) -> None:
@@ -99,3 +105,33 @@ def test_a_class_with_zero_shots_is_exit_2(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["train", "--config", str(config)])
     assert result.exit_code == 2, result.output
     assert "class folder(s) with no images" in result.output and "blue" in result.output
+
+
+def test_the_shots_curve_rebuilds_the_head_per_k_and_scores_the_evaluation_split() -> None:
+    from edgetl.training.fewshot import shots_curve
+
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(3, 8, generator=g) * 3
+    train_y = torch.arange(3).repeat_interleave(6)  # 6 shots per class
+    train_x = centres[train_y] + torch.randn(18, 8, generator=g)
+    eval_y = torch.arange(3).repeat_interleave(10)
+    eval_x = centres[eval_y] + torch.randn(30, 8, generator=g)
+    rows = shots_curve(train_x, train_y, eval_x, eval_y, 3, max_shots=4, seeds=(0, 1))
+    assert [r["shots"] for r in rows] == [1, 2, 3, 4]  # capped at max_shots, below the 6 each class has
+    for r in rows:
+        assert r["eval_images"] == 30 and len(r["seed_accuracies"]) == 2
+        assert r["accuracy"] == pytest.approx(sum(r["seed_accuracies"]) / 2)
+        assert r["ci95"][0] <= r["accuracy"] <= r["ci95"][1]
+    # the same draw again gives the same curve; at k = all six shots every seed builds the same prototypes
+    assert shots_curve(train_x, train_y, eval_x, eval_y, 3, max_shots=4, seeds=(0, 1)) == rows
+    full = shots_curve(train_x, train_y, eval_x, eval_y, 3, max_shots=6, seeds=(0, 1))[-1]
+    assert full["seed_accuracies"][0] == full["seed_accuracies"][1]
+    # and the curve's k = 6 point is the head set_prototype_head builds from every training image
+    model = nn.Sequential(nn.Identity())
+    model.classifier = nn.Linear(8, 3)
+    model.forward = lambda x: model.classifier(x)  # type: ignore[method-assign]
+    head = set_prototype_head(model, "classifier", [((train_x,), train_y)], 3, eval_batches=[((eval_x,), eval_y)])
+    with torch.no_grad():
+        built = float((model(eval_x).argmax(1) == eval_y).float().mean())
+    assert head.curve is not None and head.curve[-1]["shots"] == 6
+    assert head.curve[-1]["accuracy"] == pytest.approx(built)
