@@ -24,6 +24,18 @@ ISA_FLAGS = (
 )
 
 
+# x86 instructions that multiply u8 x s8 into int32 without an int16 intermediate; without one, ONNX Runtime and
+# OpenVINO use vpmaddubsw, whose pairwise int16 sums saturate on full-range int8 weights (edgetl/quant/quantizer.py)
+X86_INT8_DOT = ("avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def u8s8_saturates() -> bool:
+    """True on an x86 host without VNNI/AMX, where full-range u8 x s8 int8 kernels can saturate."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    return not (_cpuinfo()[1] & set(X86_INT8_DOT))
+
+
 def _cpuinfo() -> tuple[str, set[str]]:
     """CPU model name and the set of feature flags, from /proc/cpuinfo (Linux) or platform (elsewhere)."""
     model, flags = "", set[str]()

@@ -163,6 +163,21 @@ def _split_batches(inputs: FloatInputs, split: str, batch_size: int) -> list[Eva
 
 
 # --------------------------------------------------------------------------------------------- PTQ and QAT
+def resolve_weight_range(cfg: BuildConfig, target: TargetProfile) -> tuple[str, str]:
+    """``quantize.weight_range`` made concrete for this build: ("full" | "reduced", why)."""
+    from edgetl.bench.plan import host_is_target
+    from edgetl.host import u8s8_saturates
+
+    chosen = cfg.quantize.weight_range
+    if chosen != "auto":
+        return chosen, "quantize.weight_range"
+    if host_is_target(target) and u8s8_saturates():
+        return "reduced", (f"auto: target {target.name} runs on this host, an x86 CPU without VNNI/AMX, whose u8 x s8 "
+                           "int8 kernels saturate at full range")
+    return "full", "auto: " + ("the host has VNNI/AMX" if host_is_target(target) else
+                               f"target {target.name} is not this host")
+
+
 def _quantizer(cfg: BuildConfig, qat: bool) -> Any:
     from edgetl.quant import QuantizerOptions, make_quantizer
 
@@ -450,6 +465,10 @@ def _quantize(cfg: BuildConfig, target: TargetProfile, model_dir: Path, out_dir:
     from edgetl.quant.judge import ort_eval
     from edgetl.quant.pt2e import save_program
 
+    weight_range, weight_range_reason = resolve_weight_range(cfg, target)
+    cfg = cfg.model_copy(update={"quantize": cfg.quantize.model_copy(update={"weight_range": weight_range})})
+    if weight_range == "reduced":
+        log.info("int8 weights -63..63 (%s)", weight_range_reason)
     q = cfg.quantize
     inputs = read_float_model(Path(model_dir))
     card, io = inputs.artifact.card, inputs.artifact.card.io
@@ -542,6 +561,7 @@ def _quantize(cfg: BuildConfig, target: TargetProfile, model_dir: Path, out_dir:
             "accuracy": accuracy, "int8_scored_in": INT8_SCORED_IN[q.qat_judge], "wall_time_s": walls, "timings": timings, "int8_layers": layers, "kept_float": kept,
             "qat": reports.get("qat", {}), "ptq": reports.get("ptq", {}),
             "calibration_images": q.calibration_images,
+            "weight_range": {"range": weight_range, "reason": weight_range_reason},
             "calibration_source": "adaptation images" if (inputs.artifact.card.metrics or {}).get("adaptation")
             else "train",
             **({"fallback": fallbacks} if q.fallback.enabled else {}),

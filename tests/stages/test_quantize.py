@@ -242,3 +242,24 @@ def test_int8_models_are_scored_in_onnxruntime_not_in_torch_reference_ops(run, t
     assert set(metrics["accuracy"]) == {"fp32", "ptq", "qat"}
     assert all(0.0 <= a <= 1.0 for a in metrics["accuracy"].values())
     assert "score_s" in metrics["timings"]["ptq"]
+
+
+@pytest.mark.parametrize(("setting", "saturates", "target", "expected"), [
+    ("auto", True, "cpu", "reduced"),      # the model runs on this AVX2-only host: its kernels would saturate
+    ("auto", False, "cpu", "full"),        # a VNNI/AMX host is exact at full range
+    ("auto", True, "jetson", "full"),      # a device's runtime is not this host's kernels
+    ("full", True, "cpu", "full"),
+    ("reduced", False, "jetson", "reduced"),
+])
+def test_weight_range_auto_reduces_only_where_the_host_kernels_saturate(setting, saturates, target, expected,
+                                                                          monkeypatch):
+    import platform
+
+    import edgetl.host
+    from edgetl.stages.quantize import resolve_weight_range
+    from edgetl.targets import load_target
+
+    monkeypatch.setattr(edgetl.host, "u8s8_saturates", lambda: saturates)
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    chosen, why = resolve_weight_range(fast_config(**{"quantize.weight_range": setting}), load_target(target))
+    assert chosen == expected and why
