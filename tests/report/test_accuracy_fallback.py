@@ -34,7 +34,7 @@ def test_the_step_table_carries_each_steps_latency_beside_its_accuracy():
     steps, ranking = accuracy_fallback_tables({"ptq": REPORT})
     md = steps.markdown()
     assert "p50 vs all-int8 (onnxruntime, 1 thread(s), batch 1, median of 5 interleaved rounds [range])" in md
-    assert "| 2 | conv_stem, classifier | 92.20% | 0.80 | yes | 1.05 [1.04-1.06] | 0.63 [0.61-0.65] |" in md
+    assert "| 2 | conv_stem, classifier | 92.20% (95% CI 89.0-94.5) | 0.80 | yes | 1.05 [1.04-1.06] | 0.63 [0.61-0.65] |" in md
     assert "screened on 64 val images, the best confirmed on all 359" in ranking.title
     assert "| blocks.0.0.conv_dw | conv | - | - | 0.01 |" in ranking.markdown()  # screened out: no accuracy
 

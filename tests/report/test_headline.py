@@ -24,7 +24,7 @@ def _results(**fields: object) -> BenchResults:
 def test_headline_quotes_the_shipped_artifact_not_the_fastest_row() -> None:
     lines = headline_lines(_results(shipped=["onnx-int8-qat"], eval_split_selected_on=False))
     assert lines[0] == ("Ships: onnx-int8-qat (onnxruntime:cpu, the bundle's primary model): p50 1.000 ms, 2.00x the "
-                        "speed of onnx-fp32, top-1 89.00% on test (-1.00 points vs fp32).")
+                        "speed of onnx-fp32, top-1 89.00% (95% CI 84.0-92.4) on test (-1.00 points vs fp32).")
     assert lines[1] == "Every accuracy is on test (216 images), held out from training and from selection."
     # the faster PTQ baseline is named as what it is, never as the result
     assert lines[2].startswith("Fastest measured (not the shipped model): onnx-int8-ptq")
