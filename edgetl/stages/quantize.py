@@ -158,6 +158,20 @@ def torch_accuracy(model: Any, batches: list[EvalBatch], progress: Any = None) -
     return torch_eval(model, batches, progress).accuracy
 
 
+def int8_eval(cfg: BuildConfig, converted: Any, batches: list[EvalBatch], example: Any, io: Any,
+              opset: int) -> EpochStats:
+    """Loss and top-1 of a converted int8 model where ``quantize.qat_judge`` scores int8: its QDQ export in ONNX
+    Runtime's int8 kernels (what ships; ``INT8_SCORED_IN``), or torch's reference quantized ops. The one scorer of
+    the PTQ model, the QAT candidates and the kept model on the evaluation split."""
+    from edgetl.quant.judge import ort_eval
+    from edgetl.training.loop import EpochStats
+
+    if cfg.quantize.qat_judge == "onnxruntime":
+        loss, acc = ort_eval(converted, example, io, batches, opset=opset)
+        return EpochStats(loss=loss, accuracy=acc, count=sum(len(labels) for _, labels in batches))
+    return torch_eval(converted, batches)
+
+
 def _split_batches(inputs: FloatInputs, split: str, batch_size: int) -> list[EvalBatch]:
     return list(inputs.task.eval_batches(inputs.index.splits[split], inputs.preprocess, batch_size))
 
@@ -261,13 +275,12 @@ def run_qat(cfg: BuildConfig, inputs: FloatInputs, model: torch.nn.Module, examp
     )
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_qat_pt2e
 
-    from edgetl.quant.judge import ort_eval
     from edgetl.quant.mixed import float_weights
     from edgetl.quant.pt2e import freeze_batchnorm_stats, match_qat_batchnorm_eps
     from edgetl.quant.quantizer import calibrate_qat_ranges
     from edgetl.stages.finetune import select_device, train_loader
     from edgetl.training.distributed import DistContext
-    from edgetl.training.loop import EpochStats, autocast_dtype_for
+    from edgetl.training.loop import autocast_dtype_for
     from edgetl.training.losses import CrossEntropy
     from edgetl.training.progress import TrainProgress
     from edgetl.training.trainer import Callbacks, Judgement, Phase, Trainer, TrainState
@@ -301,11 +314,7 @@ def run_qat(cfg: BuildConfig, inputs: FloatInputs, model: torch.nn.Module, examp
         move_exported_model_to_eval(candidate)
         weights = float_weights(candidate) if q.fallback.enabled else None
         converted = convert_pt2e(candidate)
-        if q.qat_judge == "onnxruntime":
-            loss, acc = ort_eval(converted, example, io, val_batches, opset=opset)
-            stats = EpochStats(loss=loss, accuracy=acc, count=val_images)
-        else:
-            stats = torch_eval(converted, val_batches)  # the val loss too: metrics.json's curves show it
+        stats = int8_eval(cfg, converted, val_batches, example, io, opset)  # with the val loss for the curves
         judge_s.append(round(time.perf_counter() - started, 2))
         return Judgement(stats, (stats.accuracy,), keep=(converted, weights))
 
@@ -371,7 +380,7 @@ def _check_fallback_target(target: TargetProfile) -> None:
 
 def _accuracy_fallback(cfg: BuildConfig, target: TargetProfile, name: str, converted: Any, weights: Any,
                        model: Any, val_batches: list[EvalBatch], reports: dict[str, dict[str, Any]],
-                       example: Any = None, io: Any = None) -> tuple[Any, list[dict[str, str]]]:
+                       example: Any = None, io: Any = None, opset: int = 20) -> tuple[Any, list[dict[str, str]]]:
     """Revert the most sensitive layers of ``converted`` to float until the target's budget holds on val."""
     from edgetl.quant.judge import StepLatency
     from edgetl.quant.mixed import accuracy_aware
@@ -380,8 +389,8 @@ def _accuracy_fallback(cfg: BuildConfig, target: TargetProfile, name: str, conve
     budget = float(target.budgets.max_accuracy_drop or 0.0)
     # each step's latency in ONNX Runtime for the report's step curve and max_latency_increase (measured only
     # once the loop reverts a layer: the sessions are made on the first call)
-    latency = StepLatency(model, converted, example, io, val_batches[0][0], opset=cfg.export.opset or
-                          target.export.opset, threads=cfg.train.threads or 1)
+    latency = StepLatency(model, converted, example, io, val_batches[0][0], opset=opset,
+                          threads=cfg.train.threads or 1)
     try:
         shipped, chosen, report = accuracy_aware(converted, weights, model, val_batches, budget,
                                                  fb.max_float_layers, "quantize.fallback", log,
@@ -462,7 +471,6 @@ def _quantize(cfg: BuildConfig, target: TargetProfile, model_dir: Path, out_dir:
 
     from edgetl.artifacts import FloatLayer, Lineage, ModelCard, PrecisionPlan
     from edgetl.quant import count_quantized_layers
-    from edgetl.quant.judge import ort_eval
     from edgetl.quant.pt2e import save_program
 
     weight_range, weight_range_reason = resolve_weight_range(cfg, target)
@@ -480,10 +488,7 @@ def _quantize(cfg: BuildConfig, target: TargetProfile, model_dir: Path, out_dir:
     opset = cfg.export.opset or target.export.opset
 
     def int8_accuracy(converted: Any, batches: list[EvalBatch]) -> float:
-        # where q.qat_judge says int8 is scored: ONNX Runtime's int8 kernels (what ships), or torch's reference ops
-        if q.qat_judge == "onnxruntime":
-            return ort_eval(converted, example, io, batches, opset=opset)[1]
-        return torch_accuracy(converted, batches)
+        return int8_eval(cfg, converted, batches, example, io, opset).accuracy
 
     started = time.perf_counter()
     accuracy = {"fp32": torch_accuracy(model, eval_batches)}
@@ -524,7 +529,7 @@ def _quantize(cfg: BuildConfig, target: TargetProfile, model_dir: Path, out_dir:
             reverted: list[dict[str, str]] = []
             if q.fallback.enabled and weights is not None:
                 converted, reverted = _accuracy_fallback(cfg, target, name, converted, weights, model, val_batches,
-                                                         fallbacks, example, io)
+                                                         fallbacks, example, io, opset)
             reports[name] = report
             trained = time.perf_counter()
             save_program(converted, example, tmp / PROGRAMS[name], stage=STAGE, model_io=io)
