@@ -265,7 +265,8 @@ class QuantizeConfig(_Section):
     # float and cost more than the float model). Measured in benchmarks/reported/quantize_speed.json.
     qat_judge: Literal["onnxruntime", "torch"] = "onnxruntime"
     # int8 weight range: "full" -127..127, or "reduced" -63..63 for x86 CPUs without VNNI/AMX, whose u8 x s8 kernels
-    # (vpmaddubsw) saturate at full range (edgetl/quant/quantizer.py). Measured on an AVX2-only host, lite0 PTQ on
+    # (vpmaddubsw) saturate at full range (edgetl/quant/quantizer.py); depthwise convs, which do not saturate,
+    # keep -127..127 either way (benchmarks/reported/avx2_saturation.json). Measured on an AVX2-only host, lite0 PTQ on
     # digits, val: full: torch 88.6 %, ONNX Runtime 71.0 %; reduced: torch 79.4 %, ONNX Runtime 81.6 %. "auto":
     # reduced only where the model will run on this very host (a target whose device is the build host) and the
     # host lacks VNNI/AMX; full elsewhere (a device's runtime is not this host's kernels; VNNI hosts are exact).

@@ -183,3 +183,71 @@ def load_program(path: Path) -> ExportedProgram:
     except Exception as exc:  # zip, pickle and deserialisation errors all mean "not a usable program"
         raise ModelFileError(f"quantized program {path} is corrupt or truncated: {first_line(exc)}",
                              hint="rerun `edgetl quantize`") from exc
+
+
+# ------------------------------------------------------------------------------------------ pattern-graph cache
+_PATTERN_CACHE: dict[Any, Any] = {}
+
+
+def _pattern_key(pattern: Any, example_inputs: tuple[Any, ...], is_cuda: bool, kwargs: dict[str, Any]) -> Any:
+    """What a pattern graph depends on: the pattern's code and closure values, and its inputs' shapes and dtypes
+    (their values are random and only traced). None when a closure value is not hashable (then no caching)."""
+    import torch
+
+    def spec(value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            return ("tensor", tuple(value.shape), value.dtype, value.device.type)
+        return ("value", value)
+
+    fn = pattern.fn if type(pattern).__name__ == "WrapperModule" else pattern  # torchao wraps some in a module
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return None
+    cells = tuple(c.cell_contents for c in (fn.__closure__ or ()))
+    key = (code, cells, tuple(spec(x) for x in example_inputs), is_cuda,
+           tuple(sorted((k, spec(v)) for k, v in kwargs.items())))
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+def install_pattern_cache() -> bool:
+    """Make torchao's PT2E pattern graphs once per process instead of at every prepare/convert.
+
+    ``prepare_qat_pt2e`` and ``convert_pt2e`` match conv-BatchNorm patterns by ``torch.export``-ing every pattern
+    variant (per-channel or not, bias or not, BatchNorm training or not, for conv1d/2d and their transposes) each
+    time they run: 76 exports of about a second each per ``convert_pt2e``, the same graphs every time. QAT converts
+    once per judged epoch, so most of a tiny model's quantize stage was spent re-tracing them (measured with
+    cProfile: 360 of 475 s). The graphs depend only on the pattern and its inputs' shapes, so they are kept here
+    (keyed by the pattern's code, closure values and input specs) and each caller gets its own deep copy: the
+    matching code may edit what it is given. Returns False, changing nothing, where torchao's private helper is
+    not where this version expects it.
+    """
+    import copy
+    import importlib
+
+    try:
+        utils = importlib.import_module("torchao.quantization.pt2e.utils")
+        qat_utils = importlib.import_module("torchao.quantization.pt2e.qat_utils")
+    except ImportError:
+        return False
+    original = getattr(utils, "_get_aten_graph_module_for_pattern", None)
+    if original is None or getattr(original, "_edgetl_cached", False):
+        return original is not None
+
+    def cached(pattern: Any, example_inputs: tuple[Any, ...], is_cuda: bool = False, **kwargs: Any) -> Any:
+        key = _pattern_key(pattern, example_inputs, is_cuda, kwargs)
+        if key is None:
+            return original(pattern, example_inputs, is_cuda, **kwargs)
+        if key not in _PATTERN_CACHE:
+            _PATTERN_CACHE[key] = original(pattern, example_inputs, is_cuda, **kwargs)
+        return copy.deepcopy(_PATTERN_CACHE[key])
+
+    cached._edgetl_cached = True  # type: ignore[attr-defined]
+    cached.__wrapped__ = original  # type: ignore[attr-defined]
+    utils._get_aten_graph_module_for_pattern = cached  # export_utils imports it from here at each call
+    if getattr(qat_utils, "_get_aten_graph_module_for_pattern", None) is original:
+        qat_utils._get_aten_graph_module_for_pattern = cached  # imported by name when qat_utils loaded
+    return True

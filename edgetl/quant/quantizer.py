@@ -7,7 +7,10 @@ The recipe is the one ONNX Runtime and OpenVINO run fastest on x86 and Arm CPUs:
   and OpenVINO multiply with ``vpmaddubsw``, whose pairwise int16 sums saturate above 32767 (2 x 255 x 127 = 64770;
   2 x 255 x 63 = 32130 does not). Measured on an AVX2-only host, lite0 on digits at full range: ONNX Runtime's int8
   kernels agreed with the graph's own float Q/DQ arithmetic (its optimisations off: 99.2 %) on only 75 % of
-  images (quantize.weight_range);
+  images (quantize.weight_range). Depthwise convolutions keep the full range even then: both runtimes accumulate
+  them in int32 without the pairwise int16 step. Measured on the same host, one QLinearConv of 64 channels fed
+  u8 200..255 (benchmarks/avx2_saturation.py): dense at -127..127 differs from the exact Q/DQ arithmetic in 86 %
+  of outputs in ONNX Runtime and in OpenVINO, dense at -63..63 and depthwise at either range in none;
 * activations: **uint8** (0..255), asymmetric, per tensor. With int8 activations ONNX Runtime leaves many convs in
   float (measured: 41 of 52 in mobilenet_v3_small); with uint8 every conv becomes ``QLinearConv``.
 
@@ -38,6 +41,7 @@ class QuantizerOptions:
     keep_last_fp: bool = False
     skip_modules: tuple[str, ...] = ()
     weight_max: int = 127  # 127: -127..127; 63: the reduced range for CPUs without VNNI (module docstring)
+    depthwise_weight_max: int = 127  # depthwise convs do not saturate at full range (module docstring)
 
 
 def _ops() -> dict[str, set[Any]]:
@@ -172,18 +176,32 @@ def _attention_matmuls(nodes: list[Node], ops: dict[str, set[Any]]) -> list[dict
     return kept
 
 
+def _is_depthwise(node: Node) -> bool:
+    """A grouped convolution with one input channel per group (``aten.conv2d``'s ``groups``, argument 6)."""
+    groups = node.args[6] if len(node.args) > 6 else node.kwargs.get("groups", 1)
+    weight = node.args[1].meta.get("val") if hasattr(node.args[1], "meta") else None
+    return isinstance(groups, int) and groups > 1 and weight is not None and weight.dim() >= 3 and weight.shape[1] == 1
+
+
 def _only_user(node: Node) -> Node | None:
     users = list(node.users)
     return users[0] if len(users) == 1 else None
 
 
 def make_quantizer(options: QuantizerOptions):  # type: ignore[no-untyped-def]
-    """An instance of edgetl's ``Quantizer`` subclass (built lazily: torchao is imported only when quantizing)."""
+    """An instance of edgetl's ``Quantizer`` subclass (built lazily: torchao is imported only when quantizing).
+
+    Installs the pattern-graph cache (``edgetl.quant.pt2e.install_pattern_cache``) for the prepare and convert
+    calls that follow."""
     from torchao.quantization.pt2e.quantizer import (
         QuantizationAnnotation,
         Quantizer,
         SharedQuantizationSpec,
     )
+
+    from edgetl.quant.pt2e import install_pattern_cache
+
+    install_pattern_cache()
 
     class EdgeQuantizer(Quantizer):
         """uint8 activations, int8 per-channel weights; see the module docstring."""
@@ -193,6 +211,7 @@ def make_quantizer(options: QuantizerOptions):  # type: ignore[no-untyped-def]
             self.options = opts
             self.act = activation_spec(opts.qat)
             self.weight = weight_spec(opts.qat, opts.weight_max)
+            self.depthwise_weight = weight_spec(opts.qat, opts.depthwise_weight_max)
             # conv/linear layers left in float: {"layer": module path, "kind": "conv" | "linear", "reason": ...}
             self.kept_float: list[dict[str, str]] = []
 
@@ -254,7 +273,7 @@ def make_quantizer(options: QuantizerOptions):  # type: ignore[no-untyped-def]
 
         def _annotate_layer(self, node: Node, ops: dict[str, set[Any]], quantized: set[Node]) -> None:
             inp, weight = node.args[0], node.args[1]
-            input_map = {inp: self.act, weight: self.weight}
+            input_map = {inp: self.act, weight: self.depthwise_weight if _is_depthwise(node) else self.weight}
             chain = self._fuse_tail(node, ops, allow_bn=node.target in ops["conv"])
             for member in chain:
                 member.meta[ANNOTATION_KEY] = QuantizationAnnotation(_annotated=True)

@@ -54,3 +54,21 @@ def test_weight_range_bounds_every_int8_weight(weight_max):
     bounds = {(n.args[-3], n.args[-2]) for n in converted.graph.nodes
               if n.op == "call_function" and "quantize_per_channel" in str(n.target)}
     assert bounds == {(-weight_max, weight_max)}
+
+
+def test_reduced_range_spares_depthwise_convolutions():
+    """Only dense convs and linears saturate u8 x s8 pairwise sums; a depthwise conv keeps -127..127."""
+    from torch import nn
+
+    from edgetl.quant import QuantizerOptions
+
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1, groups=8),
+                          nn.ReLU(), nn.Conv2d(8, 8, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3)).eval()
+    converted, _ = _ptq(model, QuantizerOptions(weight_max=63))
+    bounds = []
+    for node in converted.graph.nodes:
+        if node.op == "call_function" and ("conv" in str(node.target) or "linear" in str(node.target)):
+            dequant = node.args[1]
+            assert "dequantize_per_channel" in str(dequant.target)
+            bounds.append((dequant.args[-3], dequant.args[-2]))
+    assert bounds == [(-63, 63), (-127, 127), (-63, 63), (-63, 63)]
