@@ -165,6 +165,40 @@ class BenchRow(_Model):
         return f"{self.name} @ {self.runtime}:{self.device}" + (" (proxy)" if self.proxy else "") + where
 
 
+class ComparedModel(_Model):
+    """One model of the distillation comparison, with its torch fp32 top-1 on the comparison's evaluation split."""
+
+    source: str  # "STAGE:NAME" of its artifact: "train:fp32" (distilled), "student_alone:fp32", the teacher's
+    backbone: str | None = None
+    path: str | None = None  # the teacher: the run (or stage) directory it was read from
+    accuracy: float | None = None  # top-1 on DistillationComparison.eval_split, 0..1 (None: not measured)
+    eval_images: int | None = None
+    macs: int | None = None
+    params: int | None = None
+    wall_time_s: float | None = None  # the students: training time (the distilled one's includes teacher passes)
+    # the teacher: the figure its own run states, on its own split (other images than the comparison's, maybe)
+    card_eval_split: str | None = None
+    card_accuracy: float | None = None
+
+
+class DistillationComparison(_Model):
+    """What distillation bought (``train.teacher``): the teacher, the distilled student and the same student trained
+    alone (stage ``student_alone``: same config, split, seed and recipe, cross-entropy only), all on one split."""
+
+    eval_split: str  # the split every accuracy below is on: the student's test split, else its val
+    eval_images: int
+    temperature: float
+    alpha: float  # weight of the distillation term
+    teacher: ComparedModel
+    distilled: ComparedModel
+    student_alone: ComparedModel | None = None  # None: not trained (see notes)
+    gain_points: float | None = None  # 100 * (distilled - student_alone) accuracy, percentage points
+    # how many of the eval_split samples the teacher was trained on (its split.json; None: unknown): a teacher that
+    # saw them reads high and passes what it memorised to the distilled student
+    teacher_trained_on_eval: int | None = None
+    notes: list[str] = Field(default_factory=list)
+
+
 class BenchSettings(_Model):
     warmup: int
     min_iterations: int
@@ -199,6 +233,8 @@ class BenchResults(_Model):
     scores_file: str | None = None  # the evaluation logits of the rows (SCORES_NAME), relative to this file
     # the artifacts a bundle for this target carries (edgetl.stages.bundle.pick_artifacts), its primary model first
     shipped: list[str] = Field(default_factory=list)
+    # a build with a teacher: the teacher, the distilled student and the student alone on one split; else null
+    distillation: DistillationComparison | None = None
     rows: list[BenchRow] = Field(default_factory=list)
 
     def write(self, out_dir: str | Path) -> Path:

@@ -27,13 +27,15 @@ from edgetl.errors import BudgetExceededError
 @click.option("--prune-macs", type=float, default=None,
               help="Add the prune stage: keep at most this fraction of the MACs (0..1).")
 @click.option("--teacher", default=None, metavar="RUN_DIR",
-              help="Fine-tune by distillation from that build's float model (same task, classes, input size).")
+              help="Fine-tune by distillation from that build's float model (same task, classes, input size); "
+                   "adds the student_alone stage (the same student without the teacher) and reports the teacher, "
+                   "both students and the gain on one split.")
 @click.option("--adapt-data", default=None, metavar="DIR",
               help="Adapt the model to unlabelled images from the deployment domain (any layout; never evaluated "
                    "on): adds the adapt stage (adapt.method adabn or tent), and int8 calibrates on them.")
 @click.option("--force", multiple=True, metavar="STAGE",
-              help="Rerun a stage (and those after it) even if cached: train, prune, adapt, quantize, export, bench, "
-                   "report, bundle.")
+              help="Rerun a stage (and those after it) even if cached: train, student_alone, prune, adapt, quantize, "
+                   "export, bench, report, bundle.")
 @click.option("--no-budget-check", is_flag=True, help="Report budget misses without failing the build.")
 @click.option("--verbose", "-v", is_flag=True)
 @device_options
@@ -43,8 +45,8 @@ def build_cmd(target: str | None, data: str | None, backbone: str | None, weight
               force: tuple[str, ...],
               no_budget_check: bool, verbose: bool, device_url: str | None, device_python: str | None,
               identity_file: str | None, ssh_config: str | None) -> None:
-    """Run the whole pipeline for a target: fine-tune -> [prune] -> [adapt] -> quantize -> export -> bench -> report ->
-    bundle.
+    """Run the whole pipeline for a target: fine-tune -> [student alone] -> [prune] -> [adapt] -> quantize -> export ->
+    bench -> report -> bundle.
 
     \b
     Every stage is cached by the hash of its inputs: a rerun with nothing changed reuses everything; changing a
@@ -59,6 +61,7 @@ def build_cmd(target: str | None, data: str | None, backbone: str | None, weight
       edgetl build --target jetson --data ../shared/datasets/hymenoptera --out runs/hymenoptera
       edgetl build --config my-build.yaml --force bench
       edgetl build --data ../shared/datasets/hymenoptera --prune-macs 0.5 --out runs/hymenoptera-pruned
+      edgetl build --data DIR --backbone mobilenet_v3_small --teacher runs/lite2 --out runs/small-kd
       edgetl build --data ../shared/datasets/hymenoptera --adapt-data camera_frames/ --out runs/adapted
       edgetl build --target raspberry-pi-5 --device ssh://pi@rpi5.local --device-python /home/pi/venv/bin/python
     """

@@ -111,11 +111,34 @@ def print_results(out: Path) -> None:
     from edgetl.bench.results import load_results
     from edgetl.report.render import headline_lines
 
-    for line in headline_lines(load_results(path)):  # what ships, and the split behind every accuracy
+    loaded = load_results(path)
+    for line in headline_lines(loaded):  # what ships, and the split behind every accuracy
         click.echo(line)
+    _print_distillation(loaded)
     notes = [n for n in results.get("notes", []) if "estimate" in n]
     for note in notes:  # an estimate is never shown without its band
         click.echo(f"note: {note}")
+
+
+def _print_distillation(results: Any) -> None:
+    """A build with a teacher: the teacher, the distilled student and the student alone, on one split."""
+    import click
+    from rich.console import Console
+    from rich.table import Table
+
+    from edgetl.report.distillation import distillation_lines, distillation_table
+
+    table = distillation_table(results)
+    if table is None:
+        return
+    shown = Table(title=table.title)
+    for header in table.headers:
+        shown.add_column(header)
+    for row in table.rows:
+        shown.add_row(*row)
+    Console(width=160).print(shown)
+    for line in distillation_lines(results):
+        click.echo(line.replace("**", ""))
 
 
 def parse_batch_sizes(text: str | None) -> tuple[int, ...] | None:

@@ -84,6 +84,13 @@ def train_cmd(data: str | None, backbone: str | None, weights: str | None, epoch
     precision when present; under `torchrun --nproc_per_node N` it trains data-parallel.
 
     \b
+    With --teacher this command trains the distilled student only (one stage, as every stage command). To see
+    what distillation bought, `edgetl build --teacher RUN_DIR` also trains the same student alone (stage
+    student_alone: same split, seed and recipe, cross-entropy only) and reports the teacher, both students and
+    the gain on one split; or run this command again without --teacher into another --out (the same data and
+    seed give the same split) and compare the two tables.
+
+    \b
     Examples:
       edgetl train --data ../shared/datasets/hymenoptera --out runs/hymenoptera
       edgetl train --data digits --backbone tiny --image-size 32 --epochs 3
@@ -121,6 +128,10 @@ def train_cmd(data: str | None, backbone: str | None, weights: str | None, epoch
                   str(result.best_epoch), str(result.epochs_run) + (" (early stop)" if result.stopped_early else ""),
                   f"{result.wall_time_s:.1f} s", str(result.checkpoint))
     Console(width=140).print(table)
+    if cfg.train.teacher is not None:
+        click.echo(f"distilled from {cfg.train.teacher}. For what distillation bought, `edgetl build` with the same "
+                   "--teacher also trains this student alone and reports both on one split (OUT/student_alone, "
+                   "results.json distillation).")
 
 
 @cli.command("prune")

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from edgetl.artifacts import ModelArtifact, ModelIO
+    from edgetl.bench.results import DistillationComparison
 
 
 def teacher_artifact(path: str | Path) -> ModelArtifact:
@@ -110,3 +111,105 @@ def _renormalised(model: nn.Module, student: dict[str, Any], teacher: dict[str, 
             return self.inner(x * scale + shift)
 
     return Renormalise(model).eval()
+
+
+def describe_teacher(path: str | Path, student_index: Any) -> dict[str, Any]:
+    """What the train stage records of its teacher (``manifest.info["teacher"]``) besides the distillation settings:
+    the artifact it read, its backbone, size and own figure (from its card), and how many of the student's
+    evaluation samples the teacher was trained on (its ``split.json``; None when it has none), since a teacher
+    that saw those samples flatters its own figure and passes that on to the student."""
+    from edgetl.data import read_split
+    from edgetl.errors import DataError
+
+    artifact = teacher_artifact(path)
+    card = artifact.card
+    trained_on_eval: int | None = None
+    if artifact.split_path is not None and artifact.split_path.is_file():
+        try:
+            theirs = {str(sample[0]) for sample in read_split(artifact.split_path).splits.get("train", [])}
+        except DataError:
+            theirs = None
+        if theirs is not None:
+            ours = student_index.splits.get(student_index.eval_split, [])
+            trained_on_eval = sum(str(sample[0]) in theirs for sample in ours)
+    return {"source": artifact.ref, "backbone": card.backbone, "macs": card.macs, "params": card.params,
+            "card_eval_split": card.metrics.get("eval_split"), "card_eval_accuracy": card.metrics.get("eval_accuracy"),
+            "trained_on_eval_images": trained_on_eval}
+
+
+# settings that differ between a distilled student and the same student alone, or that change speed, not results
+_NOT_COMPARED = {"teacher", "teacher_temperature", "teacher_alpha", "device", "threads"}
+
+
+def compare_distillation(run: str | Path) -> DistillationComparison | None:
+    """The teacher, the distilled student (``run/train``) and the student alone (``run/student_alone``) on the
+    student's evaluation split; None when the run's train stage had no teacher.
+
+    The student alone is left out, with a note, when it is missing or was trained with other settings or another
+    split than the distilled student (a later ``edgetl train --teacher`` into the run, say).
+    """
+    from edgetl.bench.results import ComparedModel, DistillationComparison
+    from edgetl.errors import EdgetlError
+    from edgetl.manifest import read_manifest
+
+    root = Path(run)
+    try:
+        distilled = read_manifest(root / "train")
+    except EdgetlError:
+        return None
+    teacher = distilled.info.get("teacher")
+    if not isinstance(teacher, dict):
+        return None
+    split, images = distilled.info.get("eval_split"), distilled.info.get("eval_images")
+    notes: list[str] = []
+    if teacher.get("eval_accuracy") is None:
+        notes.append("the teacher was not scored on the student's split (a train stage of an older edgetl): "
+                     "rerun `edgetl build --force train`")
+    alone, alone_manifest = None, None
+    try:
+        alone_manifest = read_manifest(root / "student_alone")
+    except EdgetlError:
+        notes.append(f"no {root / 'student_alone'}: `edgetl build --teacher` trains the student alone beside the "
+                     "distilled one")
+    if alone_manifest is not None:
+        differ = _differences(distilled, alone_manifest)
+        if differ:
+            notes.append(f"{root / 'student_alone'} was trained with other settings than {root / 'train'} "
+                         f"({', '.join(differ)}), so it is left out: rerun `edgetl build`")
+        else:
+            alone = _compared(alone_manifest, "student_alone")
+    student = _compared(distilled, "train")
+    gain = (None if alone is None or alone.accuracy is None or student.accuracy is None
+            else round(100 * (student.accuracy - alone.accuracy), 4))
+    return DistillationComparison(
+        eval_split=str(split), eval_images=int(images or 0), temperature=teacher["temperature"],
+        alpha=teacher["alpha"],
+        teacher=ComparedModel(source=str(teacher.get("source") or teacher["path"]), backbone=teacher.get("backbone"),
+                              path=teacher["path"], accuracy=teacher.get("eval_accuracy"),
+                              eval_images=teacher.get("eval_images"), macs=teacher.get("macs"),
+                              params=teacher.get("params"), card_eval_split=teacher.get("card_eval_split"),
+                              card_accuracy=teacher.get("card_eval_accuracy")),
+        distilled=student, student_alone=alone, gain_points=gain,
+        teacher_trained_on_eval=teacher.get("trained_on_eval_images"), notes=notes)
+
+
+def _compared(manifest: Any, stage: str) -> Any:
+    from edgetl.bench.results import ComparedModel
+
+    info = manifest.info
+    card = (info.get("models") or [{}])[0]
+    return ComparedModel(source=f"{stage}:{card.get('name', 'fp32')}", backbone=info.get("backbone"),
+                         accuracy=info.get("eval_accuracy"), eval_images=info.get("eval_images"),
+                         macs=card.get("macs"), params=card.get("params"), wall_time_s=info.get("wall_time_s"))
+
+
+def _differences(distilled: Any, alone: Any) -> list[str]:
+    """The settings (``train.X``, ``data.X``) and the split on which the two training manifests differ."""
+    ours, theirs = distilled.config, alone.config
+    differ = [f"train.{k}" for k in sorted(set(ours.get("train", {})) | set(theirs.get("train", {})))
+              if k not in _NOT_COMPARED and ours.get("train", {}).get(k) != theirs.get("train", {}).get(k)]
+    differ += [f"data.{k}" for k in sorted(set(ours.get("data", {})) | set(theirs.get("data", {})))
+               if k != "num_workers" and ours.get("data", {}).get(k) != theirs.get("data", {}).get(k)]
+    if distilled.outputs.get("split.json") != alone.outputs.get("split.json"):
+        differ.append("split.json")
+    return differ

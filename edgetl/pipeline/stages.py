@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgetl.config import BuildConfig
 from edgetl.errors import ConfigError
 from edgetl.pipeline.engine import Context, StageDef, register_stage
 
@@ -62,6 +63,37 @@ def _run_train(ctx: Context, resume: bool) -> Any:
     from edgetl.stages.finetune import finetune
 
     return finetune(ctx.cfg, ctx.target, ctx.dir("train"), resume=resume)
+
+
+# ------------------------------------------------------------------------------------------------ student_alone
+# With a teacher, the same student trained without it: same config, data split, seed and recipe, cross-entropy only,
+# through the train stage's own function. Nothing downstream consumes it (it produces no artifact kind); bench puts
+# its evaluation-split accuracy beside the distilled student's and the teacher's (results.json ``distillation``).
+# It runs right after train: its key is train's without the teacher, so it reruns only when train's settings or
+# data change (and, as every stage after a rerun one, when train reruns for a new teacher).
+_TEACHER_FIELDS = {"teacher", "teacher_temperature", "teacher_alpha"}
+
+
+def _alone_config(cfg: BuildConfig) -> BuildConfig:
+    return cfg.model_copy(update={"train": cfg.train.model_copy(update={"teacher": None})})
+
+
+def _alone_disabled(ctx: Context) -> str | None:
+    return None if ctx.cfg.train.teacher else "no teacher to compare with (train.teacher, --teacher)"
+
+
+def _alone_key(ctx: Context) -> dict[str, Any]:
+    key = _train_key(ctx)
+    key["train"] = {k: v for k, v in key["train"].items() if k not in _TEACHER_FIELDS}
+    del key["teacher"]
+    return key
+
+
+def _run_alone(ctx: Context, resume: bool) -> Any:
+    from edgetl.stages.finetune import finetune
+
+    return finetune(_alone_config(ctx.cfg), ctx.target, ctx.dir("student_alone"), resume=resume,
+                    stage="student_alone")
 
 
 # ------------------------------------------------------------------------------------------------ prune
@@ -139,6 +171,7 @@ def _run_bundle(ctx: Context, resume: bool) -> Any:
 
 
 register_stage(StageDef("train", 10, (), ("dataset", "float_model"), _train_key, _run_train))
+register_stage(StageDef("student_alone", 15, (), (), _alone_key, _run_alone, disabled=_alone_disabled))
 register_stage(StageDef("prune", 20, ("float_model", "dataset"), ("float_model",), _prune_key, _run_prune,
                         disabled=_prune_disabled))
 register_stage(StageDef("adapt", 25, ("float_model", "dataset"), ("float_model",), _adapt_key, _run_adapt,

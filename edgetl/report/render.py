@@ -488,7 +488,12 @@ def render_markdown(results: BenchResults, scores: Any = None, history: History 
     parts += [f"> note: {n}" for n in results.notes] + ([""] if results.notes else [])
     checks = export_checks_table(results)
     estimates = estimate_table(results)
-    for table in (summary_table(results), *([estimates] if estimates else []), *([checks] if checks else []),
+    parts.append(summary_table(results).markdown())
+    if results.distillation is not None:
+        from edgetl.report.distillation import distillation_markdown
+
+        parts.append(distillation_markdown(results))
+    for table in (*([estimates] if estimates else []), *([checks] if checks else []),
                   *per_class_tables(results), *_extra_tables(results, history),
                   *[t for t in (shots_table(transfer),) if t is not None],
                   *accuracy_fallback_tables(accuracy_fallback_reports(results)), host_table(results)):
@@ -582,6 +587,10 @@ def render_html(results: BenchResults, scores: Any = None, history: History | No
     checks = export_checks_table(results)
     if checks:
         body.append(checks.html())
+    if results.distillation is not None:
+        from edgetl.report.distillation import distillation_html
+
+        body.append(distillation_html(results))
     body.append(figure("Latency distribution", plot_latency_distribution(results),
                        "Every timed batch-1 run (up to the kept samples), per row, fastest first."))
     body.append(figure("Confusion matrices", plot_confusions(results),

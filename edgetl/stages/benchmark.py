@@ -228,6 +228,7 @@ def benchmark(cfg: BuildConfig, target: TargetProfile, source: Path, out_dir: Pa
     Returns:
         The results, as written to ``out_dir/results.json``.
     """
+    from edgetl.compress.distill import compare_distillation
     from edgetl.execution.local import LocalExecutor
     from edgetl.host import host_facts
 
@@ -328,6 +329,7 @@ def benchmark(cfg: BuildConfig, target: TargetProfile, source: Path, out_dir: Pa
         device_facts=device_facts,
         scores_file=scores_file,
         shipped=_shipped(target, rows) if Path(source).is_dir() else [],  # one model file: no bundle is made
+        distillation=compare_distillation(source) if Path(source).is_dir() else None,
         rows=rows,
     )
     results.write(out_dir)

@@ -161,7 +161,8 @@ def _input_hash(cfg: BuildConfig, index: DatasetIndex, resolved: ResolvedInput) 
     })
 
 
-def finetune(cfg: BuildConfig, target: TargetProfile, out_dir: Path, *, resume: bool = False) -> TrainResult:
+def finetune(cfg: BuildConfig, target: TargetProfile, out_dir: Path, *, resume: bool = False,
+             stage: str = "train") -> TrainResult:
     """Fine-tune ``cfg.train.backbone`` on ``cfg.data`` and write the model artifact ``out_dir/model.pt``.
 
     Args:
@@ -169,6 +170,8 @@ def finetune(cfg: BuildConfig, target: TargetProfile, out_dir: Path, *, resume: 
         target: the target profile (its input size is used unless ``train.image_size`` is set: ``resolve_input``).
         out_dir: the stage directory, usually ``OUT/train``.
         resume: continue from ``out_dir/last.pt`` if it exists (the same config and data are required).
+        stage: the stage name the manifest and the model card's lineage carry (``student_alone`` trains the
+            distilled student's config without its teacher through this same function).
 
     Returns:
         A ``TrainResult``. Raises ``KeyboardInterrupt`` after Ctrl-C, with ``last.pt`` holding the last full epoch.
@@ -188,7 +191,7 @@ def finetune(cfg: BuildConfig, target: TargetProfile, out_dir: Path, *, resume: 
     if t.threads is not None:
         torch.set_num_threads(t.threads)
     try:
-        return _run(cfg, target, Path(out_dir), spec, dist, resume)
+        return _run(cfg, target, Path(out_dir), spec, dist, resume, stage)
     except KeyboardInterrupt:
         if dist.is_main:
             last = Path(out_dir) / LAST_NAME
@@ -266,7 +269,7 @@ def _phases(cfg: BuildConfig, spec: Any, steps: int, num_classes: int) -> list[A
 
 
 def _run(cfg: BuildConfig, target: TargetProfile, out_dir: Path, spec: Any, dist: DistContext,
-         resume: bool) -> TrainResult:
+         resume: bool, stage: str) -> TrainResult:
     import torch
 
     from edgetl.data import write_split
@@ -282,12 +285,14 @@ def _run(cfg: BuildConfig, target: TargetProfile, out_dir: Path, spec: Any, dist
     resolved = task.resolve_input(cfg, target, spec)
     preprocess = task.preprocess(cfg, spec, resolved)
     input_hash = _input_hash(cfg, index, resolved)
-    teacher = None
+    teacher, teacher_info = None, None
     if t.teacher is not None:  # checked before anything is written
-        from edgetl.compress.distill import load_teacher
+        from edgetl.compress.distill import describe_teacher, load_teacher
 
         teacher = load_teacher(t.teacher, task=task.name, classes=index.classes,
                                io=task.model_io(resolved, len(index.classes)), preprocess=preprocess)
+        teacher_info = {"path": t.teacher, "temperature": t.teacher_temperature, "alpha": t.teacher_alpha,
+                        **describe_teacher(t.teacher, index)}
         if dist.is_main:
             log.info("distilling from teacher %s (T %.1f, alpha %.2f)", t.teacher, t.teacher_temperature,
                      t.teacher_alpha)
@@ -394,8 +399,13 @@ def _run(cfg: BuildConfig, target: TargetProfile, out_dir: Path, spec: Any, dist
         if test_loader is not None:
             eval_stats = evaluate(model, test_loader, num_classes, device, dist=dist, channels_last=channels_last,
                                   progress=progress.bar("test (best weights)", len(test_loader)))
+        state.wall_time_s += time.perf_counter() - tested_from  # the test pass counts too
+        if teacher is not None and teacher_info is not None:  # the teacher on the student's images, for the report
+            split_loader = test_loader if test_loader is not None else val_loader
+            taught = evaluate(teacher, split_loader, num_classes, device, dist=dist, channels_last=channels_last,
+                              progress=progress.bar(f"teacher on {index.eval_split}", len(split_loader)))
+            teacher_info.update(eval_split=index.eval_split, eval_accuracy=taught.accuracy, eval_images=taught.count)
     eval_accuracy = eval_stats.accuracy if eval_stats is not None else state.best_val_accuracy
-    state.wall_time_s += time.perf_counter() - tested_from  # the test pass counts too
     split_check = None
     if eval_stats is not None:
         split_check = _check_val_against_test(state.best_val_accuracy, len(index.splits["val"]), eval_accuracy,
@@ -405,7 +415,7 @@ def _run(cfg: BuildConfig, target: TargetProfile, out_dir: Path, spec: Any, dist
     wall = state.wall_time_s
     if dist.is_main:
         _finish(cfg, out_dir, spec, task, model, index, resolved, preprocess, input_hash, state, eval_stats, counts,
-                imbalance, device, dist, model_files, few_shot, split_check)
+                imbalance, device, dist, model_files, few_shot, split_check, stage=stage, teacher_info=teacher_info)
     barrier(dist)
     return TrainResult(out_dir=out_dir, checkpoint=out_dir / MODEL_NAME, best_val_accuracy=state.best_val_accuracy,
                        best_epoch=state.best_epoch, epochs_run=state.epoch, wall_time_s=round(wall, 2),
@@ -431,7 +441,8 @@ def _check_val_against_test(val_accuracy: float, val_images: int, test_accuracy:
 def _finish(cfg: BuildConfig, out_dir: Path, spec: Any, task: Task, model: nn.Module, index: DatasetIndex,
             resolved: ResolvedInput, preprocess: dict[str, Any], input_hash: str, state: TrainState, eval_stats: Any,
             counts: dict[str, dict[str, int]], imbalance: float, device: torch.device, dist: DistContext,
-            model_files: Sequence[str] = (), few_shot: Any = None, split_check: dict[str, Any] | None = None) -> None:
+            model_files: Sequence[str] = (), few_shot: Any = None, split_check: dict[str, Any] | None = None, *,
+            stage: str = "train", teacher_info: dict[str, Any] | None = None) -> None:
     """Rank 0: the model artifact, labels, final metrics and the manifest; last.pt goes, as the run is complete."""
     import torch
 
@@ -448,7 +459,7 @@ def _finish(cfg: BuildConfig, out_dir: Path, spec: Any, task: Task, model: nn.Mo
     card = ModelCard(
         name="fp32", file=MODEL_NAME, kind="module", task=task.name, backbone=spec.name, classes=tuple(index.classes),
         io=io, preprocess=preprocess, data_split="split.json",
-        lineage=Lineage(stage="train", method="distill" if t.teacher else ("prototype" if few_shot else "finetune")),
+        lineage=Lineage(stage=stage, method="distill" if t.teacher else ("prototype" if few_shot else "finetune")),
         macs=macs, params=params,
         metrics={"eval_split": index.eval_split, "eval_accuracy": eval_accuracy,
                  "best_val_accuracy": state.best_val_accuracy, "head": "prototype" if few_shot else "linear",
@@ -458,7 +469,7 @@ def _finish(cfg: BuildConfig, out_dir: Path, spec: Any, task: Task, model: nn.Mo
     _write_metrics(out_dir, state, index, counts, imbalance, eval_stats, complete=True, split_check=split_check,
                    few_shot=few_shot)
     manifest = Manifest(
-        stage="train",
+        stage=stage,
         input_hash=input_hash,
         config={"data": cfg.data.model_dump(mode="json"), "train": t.model_dump(mode="json")},
         inputs={"dataset": index.fingerprint,
@@ -470,6 +481,7 @@ def _finish(cfg: BuildConfig, out_dir: Path, spec: Any, task: Task, model: nn.Mo
             "image_size": resolved.size, "preprocess": preprocess, "input_sources": dict(resolved.sources),
             "best_val_accuracy": state.best_val_accuracy, "best_epoch": state.best_epoch,
             "eval_split": index.eval_split, "eval_accuracy": eval_accuracy,
+            "eval_images": len(index.splits[index.eval_split]),
             "class_counts": counts, "imbalance_ratio": imbalance, "duplicate_groups": len(index.duplicates),
             "skipped_images": len(index.skipped), "epochs_run": state.epoch,
             "stopped_early": state.stopped_early, "wall_time_s": round(state.wall_time_s, 2),
@@ -478,8 +490,8 @@ def _finish(cfg: BuildConfig, out_dir: Path, spec: Any, task: Task, model: nn.Mo
             "shots_per_class": counts["train"],
             "prototype_temperature": few_shot.temperature if few_shot else None,
             "val_test_check": split_check,
-            "teacher": None if t.teacher is None else {
-                "path": t.teacher, "temperature": t.teacher_temperature, "alpha": t.teacher_alpha},
+            # the distillation settings, the teacher's artifact and its top-1 on this run's evaluation split
+            "teacher": teacher_info,
         },
     )
     manifest.write(out_dir)

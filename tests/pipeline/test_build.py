@@ -36,7 +36,11 @@ def test_build_produces_every_stage_and_a_bundle(built):
     out = base / "run"
     for stage in ("train", "quantize", "export", "bench", "report", "bundle"):
         assert (out / stage).is_dir(), stage
+    # no teacher: nothing to compare a student alone with
+    assert "[student_alone] skipped: no teacher to compare with (train.teacher, --teacher)" in result.output
+    assert not (out / "student_alone").exists()
     results = json.loads((out / "bench" / "results.json").read_text())
+    assert results["distillation"] is None and "Distillation" not in (out / "report" / "report.md").read_text()
     ok = [r for r in results["rows"] if r["status"] == "ok"]
     assert {r["precision"] for r in ok} >= {"fp32", "int8"}
     assert (out / "report" / "report.html").is_file()

@@ -170,8 +170,14 @@ def test_student_distils_from_a_teacher_build(trained: Path, tmp_path: Path, dat
     assert calls  # the teacher's forward pass ran
     student = read_model_artifact(tmp_path / "student" / "train")
     assert student.card.lineage.method == "distill"
-    assert json.loads((tmp_path / "student" / "train" / "manifest.json").read_text())["info"]["teacher"]["path"] \
-        == str(trained)
+    teacher = json.loads((tmp_path / "student" / "train" / "manifest.json").read_text())["info"]["teacher"]
+    assert teacher["path"] == str(trained) and teacher["source"] == "train:fp32"
+    # the teacher scored on the student's evaluation images (here the same split as its own: its own figure)
+    own = read_model_artifact(trained / "train").card.metrics
+    assert teacher["eval_split"] == own["eval_split"] and teacher["eval_accuracy"] == pytest.approx(own["eval_accuracy"])
+    assert teacher["trained_on_eval_images"] == 0
+    # the stage command trains the distilled student only, and says how to get the comparison
+    assert "`edgetl build` with the same --teacher also trains this student alone" in " ".join(result.output.split())
     alone = read_model_artifact(trained / "train").load().state_dict()  # same config and seed, no teacher
     distilled = student.load().state_dict()
     assert any(not torch.equal(alone[k], distilled[k]) for k in alone)
