@@ -86,11 +86,15 @@ def test_global_importance_runs_and_prunes_layers_unevenly(lite0: nn.Module) -> 
     assert len(kept) > 3
 
 
-def test_a_macs_target_is_met_by_the_smallest_ratio_that_meets_it(lite0: nn.Module) -> None:
-    x = _lite0_input()
-    report = prune_model(lite0, x, PruneGoal(macs_fraction=0.5)).report
+def test_a_macs_target_is_met_by_the_smallest_ratio_that_meets_it() -> None:
+    # a plain net with wide middle layers: the search is the same on any graph (lite0's coupled channels are
+    # covered above), and each of its ~12 pruning trials costs milliseconds here instead of seconds
+    model = nn.Sequential(_conv(3, 32), _conv(32, 256), _conv(256, 256), _conv(256, 256), _conv(256, 32),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 4))
+    x = torch.randn(1, 3, 16, 16)
+    report = prune_model(model, x, PruneGoal(macs_fraction=0.5)).report
     assert 0.45 < report.macs_fraction <= 0.5  # not over-pruned: the search keeps as much as the target allows
-    looser = prune_model(lite0, x, PruneGoal(ratio=report.ratio - 0.01)).report
+    looser = prune_model(model, x, PruneGoal(ratio=report.ratio - 0.01)).report
     assert looser.macs_fraction > 0.5
 
 
