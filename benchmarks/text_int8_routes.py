@@ -38,6 +38,9 @@ from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _token_latency import interleaved_rounds, token_inputs  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 REPORTED = ROOT / "benchmarks" / "reported"
@@ -203,24 +206,7 @@ def reference(name: str) -> str:
 
 
 def interleaved(runs: dict[str, Any], batch: int, seq_len: int, rounds: int, iters: int) -> dict[str, Any]:
-    rng = np.random.default_rng(0)
-    x = {"input_ids": rng.integers(1000, 20000, size=(batch, seq_len), dtype=np.int64),
-         "attention_mask": np.ones((batch, seq_len), dtype=np.int64)}
-    x["input_ids"][:, 0], x["input_ids"][:, -1] = 101, 102
-    for run in runs.values():
-        for _ in range(3):
-            run(x)
-    per_round: dict[str, list[float]] = {n: [] for n in runs}
-    low: dict[str, list[float]] = {n: [] for n in runs}  # per-round p10: less of the other jobs' load in it
-    for _ in range(rounds):
-        for name, run in runs.items():
-            times = []
-            for _ in range(iters):
-                t0 = time.perf_counter_ns()
-                run(x)
-                times.append((time.perf_counter_ns() - t0) / 1e6)
-            per_round[name].append(statistics.median(times))
-            low[name].append(float(np.percentile(times, 10)))
+    per_round, low = interleaved_rounds(runs, token_inputs(batch, seq_len), rounds, iters)  # low: per-round p10
     out = {}
     for name, p50s in per_round.items():
         base = per_round[reference(name)]

@@ -25,6 +25,9 @@ from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _token_latency import interleaved_rounds, token_inputs  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 REPORTED = ROOT / "benchmarks" / "reported"
@@ -123,22 +126,7 @@ def _ort(path: Path, threads: int, ort: Any) -> Any:
 
 def interleaved_p50(runs: dict[str, Any], seq_len: int, rounds: int, iters: int,
                     batch: int = 1) -> dict[str, dict[str, Any]]:
-    rng = np.random.default_rng(0)
-    x = {"input_ids": rng.integers(1000, 20000, size=(batch, seq_len), dtype=np.int64),
-         "attention_mask": np.ones((batch, seq_len), dtype=np.int64)}
-    x["input_ids"][:, 0], x["input_ids"][:, -1] = 101, 102  # [CLS] ... [SEP]
-    for run in runs.values():
-        for _ in range(5):
-            run(x)
-    per_round: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(rounds):
-        for name, run in runs.items():
-            times = []
-            for _ in range(iters):
-                t0 = time.perf_counter_ns()
-                run(x)
-                times.append((time.perf_counter_ns() - t0) / 1e6)
-            per_round[name].append(statistics.median(times))
+    per_round, _ = interleaved_rounds(runs, token_inputs(batch, seq_len), rounds, iters, warmup=5)
     out: dict[str, dict[str, Any]] = {}
     for name, p50s in per_round.items():
         base = per_round["ov fp32" if name.startswith("ov") else "ort fp32"]
