@@ -19,10 +19,10 @@ if TYPE_CHECKING:
     from edgetl.tasks.base import EvalBatch
 
 
-def ort_eval(model: Any, example: Any, io: Any, batches: list[EvalBatch], *, opset: int,
-             threads: int | None = None) -> tuple[float, float]:
-    """Cross-entropy (no smoothing) and top-1 of ``model`` (a converted PT2E module) on preprocessed ``batches`` in
-    ONNX Runtime's CPU int8 kernels."""
+def ort_logits(model: Any, example: Any, io: Any, batches: list[EvalBatch], *, opset: int,
+               threads: int | None = None) -> list[np.ndarray]:
+    """The logits (float64, one array per batch) of ``model`` (a converted PT2E module) on preprocessed
+    ``batches``, from its ONNX QDQ export in ONNX Runtime's CPU int8 kernels."""
     from edgetl.export.writers import export_onnx
     from edgetl.runtimes import get_runtime
 
@@ -32,20 +32,27 @@ def ort_eval(model: Any, example: Any, io: Any, batches: list[EvalBatch], *, ops
             # a converted PT2E module keeps nn.Module's training flag (.eval() raises on it); its ops are in eval
             # mode already (move_exported_model_to_eval), so the exporter's "training mode" warning says nothing
             warnings.filterwarnings("ignore", message="Exporting a model while it is in training mode")
-            export_onnx(model, example, path, opset=opset, dynamic=True, metadata={}, what="a QAT candidate", io=io)
+            export_onnx(model, example, path, opset=opset, dynamic=True, metadata={}, what="an int8 model", io=io)
         session = get_runtime("onnxruntime").load(path, "cpu", "int8", threads)
         try:
-            correct = total = 0
-            loss_sum = 0.0
-            for inputs, labels in batches:
-                logits = np.asarray(session.run(inputs), dtype=np.float64)
-                shifted = logits - logits.max(1, keepdims=True)
-                log_probs = shifted - np.log(np.exp(shifted).sum(1, keepdims=True))
-                loss_sum += float(-log_probs[np.arange(len(labels)), labels].sum())
-                correct += int((logits.argmax(1) == labels).sum())
-                total += len(labels)
+            return [np.asarray(session.run(inputs), dtype=np.float64) for inputs, _ in batches]
         finally:
             session.close()
+
+
+def ort_eval(model: Any, example: Any, io: Any, batches: list[EvalBatch], *, opset: int,
+             threads: int | None = None) -> tuple[float, float]:
+    """Cross-entropy (no smoothing) and top-1 of ``model`` (a converted PT2E module) on preprocessed ``batches`` in
+    ONNX Runtime's CPU int8 kernels."""
+    correct = total = 0
+    loss_sum = 0.0
+    for logits, (_, labels) in zip(ort_logits(model, example, io, batches, opset=opset, threads=threads), batches,
+                                   strict=True):
+        shifted = logits - logits.max(1, keepdims=True)
+        log_probs = shifted - np.log(np.exp(shifted).sum(1, keepdims=True))
+        loss_sum += float(-log_probs[np.arange(len(labels)), labels].sum())
+        correct += int((logits.argmax(1) == labels).sum())
+        total += len(labels)
     return loss_sum / max(1, total), correct / max(1, total)
 
 

@@ -111,13 +111,18 @@ def accuracy_aware(converted: GraphModule, weights: dict[str, torch.Tensor], flo
                    val_batches: list[Any], max_drop_points: float, cap: int, where: str,
                    log: Any = None, *, rank_images: int | None = None, confirm_layers: int = 0,
                    latency: Any = None, max_latency_increase: float | None = None,
+                   int8_logits: Any = None, scored_in: str = "torch reference quantized ops",
                    ) -> tuple[GraphModule, list[Layer], dict[str, Any]]:
     """Rank ``converted``'s layers on ``val_batches``, then revert the most sensitive until the budget holds.
 
     ``rank_images``: screen every layer on that many validation images (the ones where int8 is furthest from
     float, every image int8 flips first) and confirm the best ``confirm_layers`` on the whole split; None ranks every
     layer on the whole split. ``latency``: a callable ``(model) -> dict`` that measures a step's model
-    (``edgetl.quant.judge.StepLatency``), for the step curve and ``max_latency_increase``.
+    (``edgetl.quant.judge.StepLatency``), for the step curve and ``max_latency_increase``. ``int8_logits``: a
+    callable ``(model, batches) -> [logits per batch]`` that runs an int8 model where it ships (ONNX Runtime's
+    int8 kernels: ``edgetl.quant.judge.ort_logits``); every whole-split evaluation (the int8 model, the confirmed
+    layers, each fallback step, the budget decision) goes through it, while the screening on the subset stays in
+    torch's reference ops (a proxy that only orders layers). None: torch for everything. ``scored_in`` names it.
     Returns the model to ship (with the chosen layers in float), those layers, and the report (sensitivity, steps).
     """
     import numpy as np
@@ -151,12 +156,14 @@ def accuracy_aware(converted: GraphModule, weights: dict[str, torch.Tensor], flo
     def model_with(names: frozenset[str]) -> Any:
         return revert_layers(converted, weights, [by_name[n] for n in sorted(names)]) if names else converted
 
+    shipped_logits = int8_logits or logits_of
+
     def evaluate(names: frozenset[str]) -> method.Evaluation:
         if ("val", names) not in cache:
-            cache[("val", names)] = figures(logits_of(model_with(names), val_batches), fp32_logits, labels)
+            cache[("val", names)] = figures(shipped_logits(model_with(names), val_batches), fp32_logits, labels)
         return cache[("val", names)]
 
-    base_logits = logits_of(converted, val_batches)
+    base_logits = shipped_logits(converted, val_batches)
     cache[("val", frozenset())] = base = figures(base_logits, fp32_logits, labels)
     drop = 100 * (fp32.accuracy - base.accuracy)
     screen_report: dict[str, Any] = {}
@@ -196,7 +203,7 @@ def accuracy_aware(converted: GraphModule, weights: dict[str, torch.Tensor], flo
     shipped = model_with(frozenset(la.name for la in chosen))
     if log is not None:
         log.info("accuracy fallback: %s", result.message)
-    report = {"layers": len(layers), "convs": sum(la.kind == "conv" for la in layers),
+    report = {"layers": len(layers), "convs": sum(la.kind == "conv" for la in layers), "scored_in": scored_in,
               "val_images": images, "fp32_val_accuracy": fp32.accuracy,
               "sensitivity": {**sens.as_dict(), **({"screen": screen_report} if screen_report else {})},
               **result.as_dict(),

@@ -382,7 +382,7 @@ def _accuracy_fallback(cfg: BuildConfig, target: TargetProfile, name: str, conve
                        model: Any, val_batches: list[EvalBatch], reports: dict[str, dict[str, Any]],
                        example: Any = None, io: Any = None, opset: int = 20) -> tuple[Any, list[dict[str, str]]]:
     """Revert the most sensitive layers of ``converted`` to float until the target's budget holds on val."""
-    from edgetl.quant.judge import StepLatency
+    from edgetl.quant.judge import StepLatency, ort_logits
     from edgetl.quant.mixed import accuracy_aware
 
     fb = cfg.quantize.fallback
@@ -395,7 +395,11 @@ def _accuracy_fallback(cfg: BuildConfig, target: TargetProfile, name: str, conve
         shipped, chosen, report = accuracy_aware(converted, weights, model, val_batches, budget,
                                                  fb.max_float_layers, "quantize.fallback", log,
                                                  rank_images=fb.rank_images, confirm_layers=fb.confirm_layers,
-                                                 latency=latency, max_latency_increase=fb.max_latency_increase)
+                                                 latency=latency, max_latency_increase=fb.max_latency_increase,
+                                                 # every step decided where int8 is scored (quantize.qat_judge)
+                                                 int8_logits=(lambda m, b: ort_logits(m, example, io, b, opset=opset))
+                                                 if cfg.quantize.qat_judge == "onnxruntime" else None,
+                                                 scored_in=INT8_SCORED_IN[cfg.quantize.qat_judge])
     finally:
         latency.close()
     reports[name] = report

@@ -50,6 +50,8 @@ def test_fallback_finds_and_reverts_the_one_sensitive_layer(run):
     assert sens["screen"]["images"] == 6 and sens["screen"]["flipped_in_subset"] == min(6, sens["screen"]
                                                                                          ["flipped_in_val"])
     assert report["status"] == "budget met" and report["float_layers"] == ["classifier"]
+    # every whole-val figure (the int8 model, the confirmed layers, each step) from ONNX Runtime's int8 kernels
+    assert report["scored_in"] == "onnxruntime int8 kernels (the exported QDQ model)"
     assert report["steps"][0]["drop_points"] > 10 and report["steps"][1]["within_budget"]
     assert metrics["accuracy"]["ptq"] == metrics["accuracy"]["fp32"]
 
