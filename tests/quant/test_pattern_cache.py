@@ -37,6 +37,8 @@ def test_cached_patterns_convert_to_the_same_model_and_are_traced_once(monkeypat
     # uncached reference: torchao's own helper, whatever an earlier test installed
     monkeypatch.setattr(utils, "_get_aten_graph_module_for_pattern", original)
     monkeypatch.setattr(qat_utils, "_get_aten_graph_module_for_pattern", original)
+    fold = qat_utils._fold_conv_bn_qat_helper
+    monkeypatch.setattr(qat_utils, "_fold_conv_bn_qat_helper", getattr(fold, "__wrapped__", fold))
     monkeypatch.setattr(pt2e, "install_pattern_cache", lambda: False)
     reference = _qat_convert(model, x)
     monkeypatch.undo()
@@ -50,6 +52,7 @@ def test_cached_patterns_convert_to_the_same_model_and_are_traced_once(monkeypat
     monkeypatch.setattr(utils, "_get_aten_graph_module_for_pattern", counting)
     monkeypatch.setattr(qat_utils, "_get_aten_graph_module_for_pattern", counting)
     monkeypatch.setattr(pt2e, "_PATTERN_CACHE", {})
+    monkeypatch.setattr(qat_utils, "_fold_conv_bn_qat_helper", getattr(fold, "__wrapped__", fold))
     assert pt2e.install_pattern_cache()
     first = _qat_convert(model, x)
     after_first = len(traced)
