@@ -380,7 +380,7 @@ def _check_fallback_target(target: TargetProfile) -> None:
 
 def _accuracy_fallback(cfg: BuildConfig, target: TargetProfile, name: str, converted: Any, weights: Any,
                        model: Any, val_batches: list[EvalBatch], reports: dict[str, dict[str, Any]],
-                       example: Any = None, io: Any = None, opset: int = 20) -> tuple[Any, list[dict[str, str]]]:
+                       example: Any, io: Any, opset: int) -> tuple[Any, list[dict[str, str]]]:
     """Revert the most sensitive layers of ``converted`` to float until the target's budget holds on val."""
     from edgetl.quant.judge import StepLatency, ort_logits
     from edgetl.quant.mixed import accuracy_aware
