@@ -259,6 +259,11 @@ class QuantizeConfig(_Section):
     # on hymenoptera PTQ matched fp32 and QAT kept its untrained epoch 0, so its epochs cost most of the stage and
     # changed nothing; on the digits demo PTQ missed the budget and QAT still runs.
     skip_qat_within_budget: bool = True
+    # Stop QAT after the first trained epoch whose converted candidate is within the target's max_accuracy_drop of
+    # fp32 on val (a target without that budget runs every epoch). Measured (benchmarks/reported/quantize_speed.json,
+    # digits demo, 2 QAT epochs): QAT kept epoch 1 (val 92.20 % vs fp32 92.48 %), so epoch 2 and its judging cost
+    # about a quarter of the stage and shipped nothing.
+    qat_stop_within_budget: bool = True
     # Where the stage scores int8 models (each QAT candidate epoch on val, the PTQ model that decides whether QAT
     # runs, and both on the evaluation split): "onnxruntime" (the model's ONNX QDQ export in ONNX Runtime's int8
     # kernels, as the export stage writes it) or "torch" (torch's reference quantized ops, which emulate int8 in

@@ -44,14 +44,18 @@ def ort_eval(model: Any, example: Any, io: Any, batches: list[EvalBatch], *, ops
              threads: int | None = None) -> tuple[float, float]:
     """Cross-entropy (no smoothing) and top-1 of ``model`` (a converted PT2E module) on preprocessed ``batches`` in
     ONNX Runtime's CPU int8 kernels."""
+    return logits_stats(ort_logits(model, example, io, batches, opset=opset, threads=threads), batches)
+
+
+def logits_stats(logits: list[np.ndarray], batches: list[EvalBatch]) -> tuple[float, float]:
+    """Cross-entropy (no smoothing) and top-1 of per-batch ``logits`` against the labels of ``batches``."""
     correct = total = 0
     loss_sum = 0.0
-    for logits, (_, labels) in zip(ort_logits(model, example, io, batches, opset=opset, threads=threads), batches,
-                                   strict=True):
-        shifted = logits - logits.max(1, keepdims=True)
+    for batch_logits, (_, labels) in zip(logits, batches, strict=True):
+        shifted = batch_logits - batch_logits.max(1, keepdims=True)
         log_probs = shifted - np.log(np.exp(shifted).sum(1, keepdims=True))
         loss_sum += float(-log_probs[np.arange(len(labels)), labels].sum())
-        correct += int((logits.argmax(1) == labels).sum())
+        correct += int((batch_logits.argmax(1) == labels).sum())
         total += len(labels)
     return loss_sum / max(1, total), correct / max(1, total)
 

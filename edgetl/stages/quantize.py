@@ -27,6 +27,8 @@ from edgetl.manifest import Manifest, hash_outputs, library_versions
 from edgetl.targets import TargetProfile
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import torch
 
     from edgetl.artifacts import ModelArtifact
@@ -95,8 +97,9 @@ class QuantizeResult:
 def input_hash(cfg: BuildConfig, source: Manifest, target: TargetProfile | None = None) -> str:
     key: dict[str, Any] = {"train": source.hash, "quantize": cfg.quantize.model_dump(mode="json"),
                            "versions": library_versions()}
-    if target is not None and cfg.quantize.qat and cfg.quantize.skip_qat_within_budget:
-        key["max_accuracy_drop"] = target.budgets.max_accuracy_drop  # decides whether QAT runs
+    q = cfg.quantize
+    if target is not None and q.qat and (q.skip_qat_within_budget or q.qat_stop_within_budget):
+        key["max_accuracy_drop"] = target.budgets.max_accuracy_drop  # decides whether QAT runs, and when it stops
     return sha256_json(key)
 
 
@@ -114,6 +117,16 @@ def qat_skip_reason(cfg: BuildConfig, target: TargetProfile, fp32_val: float, pt
         return None
     return (f"PTQ int8 is within target {target.name}'s accuracy-drop budget on val "
             f"({100 * ptq_val:.2f}% vs fp32 {100 * fp32_val:.2f}%: drop {drop:.2f} <= {budget:g} points)")
+
+
+def qat_stop_accuracy(cfg: BuildConfig, target: TargetProfile, fp32_val: float) -> float | None:
+    """The val top-1 at which QAT stops after a trained epoch (``quantize.qat_stop_within_budget``): fp32's top-1 on
+    val less the target's int8 accuracy-drop budget. None: QAT runs all its epochs (the option is off, or the target
+    states no ``max_accuracy_drop``)."""
+    budget = target.budgets.max_accuracy_drop
+    if not cfg.quantize.qat_stop_within_budget or budget is None:
+        return None
+    return fp32_val - budget / 100 - 1e-9  # the float error of two accuracies of the same image count
 
 
 # --------------------------------------------------------------------------------------------- data and evaluation
@@ -158,18 +171,30 @@ def torch_accuracy(model: Any, batches: list[EvalBatch], progress: Any = None) -
     return torch_eval(model, batches, progress).accuracy
 
 
-def int8_eval(cfg: BuildConfig, converted: Any, batches: list[EvalBatch], example: Any, io: Any,
-              opset: int) -> EpochStats:
-    """Loss and top-1 of a converted int8 model where ``quantize.qat_judge`` scores int8: its QDQ export in ONNX
-    Runtime's int8 kernels (what ships; ``INT8_SCORED_IN``), or torch's reference quantized ops. The one scorer of
-    the PTQ model, the QAT candidates and the kept model on the evaluation split."""
-    from edgetl.quant.judge import ort_eval
-    from edgetl.training.loop import EpochStats
+def int8_logits(cfg: BuildConfig, example: Any, io: Any,
+                opset: int) -> Callable[[Any, list[EvalBatch]], list[Any]] | None:
+    """Where ``quantize.qat_judge`` scores int8: a function giving the per-batch logits of a converted int8 model
+    from its QDQ export (``opset``) in ONNX Runtime's int8 kernels (what ships; ``INT8_SCORED_IN``), or None for
+    torch's reference quantized ops."""
+    from edgetl.quant.judge import ort_logits
 
     if cfg.quantize.qat_judge == "onnxruntime":
-        loss, acc = ort_eval(converted, example, io, batches, opset=opset)
-        return EpochStats(loss=loss, accuracy=acc, count=sum(len(labels) for _, labels in batches))
-    return torch_eval(converted, batches)
+        return lambda model, batches: ort_logits(model, example, io, batches, opset=opset)
+    return None
+
+
+def int8_eval(cfg: BuildConfig, converted: Any, batches: list[EvalBatch], example: Any, io: Any,
+              opset: int) -> EpochStats:
+    """Loss and top-1 of a converted int8 model where ``quantize.qat_judge`` scores int8 (``int8_logits``). The one
+    scorer of the PTQ model, the QAT candidates and the kept model on the evaluation split."""
+    from edgetl.quant.judge import logits_stats
+    from edgetl.training.loop import EpochStats
+
+    score = int8_logits(cfg, example, io, opset)
+    if score is None:
+        return torch_eval(converted, batches)
+    loss, acc = logits_stats(score(converted, batches), batches)
+    return EpochStats(loss=loss, accuracy=acc, count=sum(len(labels) for _, labels in batches))
 
 
 def _split_batches(inputs: FloatInputs, split: str, batch_size: int) -> list[EvalBatch]:
@@ -254,14 +279,16 @@ class _Clock:
 
 def run_qat(cfg: BuildConfig, inputs: FloatInputs, model: torch.nn.Module, example: Any,
             calibration: list[dict[str, torch.Tensor]], val_batches: list[EvalBatch],
-            io: Any = None, dist: Any = None, opset: int = 20) -> tuple[Any, Any, dict[str, Any]]:
+            io: Any = None, dist: Any = None, opset: int = 20,
+            stop_at: float | None = None) -> tuple[Any, Any, dict[str, Any]]:
     """QAT: range initialisation on ``calibration``, a few epochs of fake-quantized training from the float
     weights (BatchNorm folded with its running statistics, frozen by default) in the shared trainer, then
     ``convert_pt2e``.
 
     Like fine-tuning, QAT keeps its best weights on the validation split (``val_batches``; never the test split):
     a converted copy is judged after range initialisation (epoch 0, no training yet) and after every epoch; the
-    best (the later one at equal accuracy) is returned with the quantizer and a report of the history.
+    best (the later one at equal accuracy) is returned with the quantizer and a report of the history. With
+    ``stop_at`` (``qat_stop_accuracy``) QAT stops after the first trained epoch whose candidate reaches it on val.
     ``quantize.qat_judge`` says where a candidate runs: its ONNX QDQ export (``opset``) in ONNX Runtime's int8
     kernels, or torch's reference quantized ops.
     Under ``torchrun`` (``dist``) every process trains its shard of the data (DistributedDataParallel through
@@ -333,6 +360,7 @@ def run_qat(cfg: BuildConfig, inputs: FloatInputs, model: torch.nn.Module, examp
                                                    "weight_decay": 0.0, "name": "head"}],
                   warmup_ratio=0.0, train_mode=move_exported_model_to_train, freeze_norms=False)
     state = TrainState()
+    stopped: list[int] = []  # the epoch after which QAT stopped within the budget, if it did
     trainer.judge_start(state, judge)
     log.info("QAT epoch 0 (PTQ ranges, no training yet): val top-1 %.2f%%", 100 * state.history[-1]["val_accuracy"])
 
@@ -341,6 +369,11 @@ def run_qat(cfg: BuildConfig, inputs: FloatInputs, model: torch.nn.Module, examp
                  row["epoch"], q.qat_epochs, row["train_loss"], 100 * row["train_accuracy"],
                  100 * row["val_accuracy"], steps_per_epoch,
                  "frozen" if row["epoch"] * steps_per_epoch > freeze_bn_step else "live")
+        if stop_at is not None and row["val_accuracy"] >= stop_at and row["epoch"] < q.qat_epochs:
+            state.stopped_early = True  # the trainer's loop ends here: this candidate is within the budget
+            stopped.append(row["epoch"])
+            log.info("QAT stops after epoch %d: val top-1 %.2f%% is within the accuracy-drop budget of fp32 "
+                     "(quantize.qat_stop_within_budget)", row["epoch"], 100 * row["val_accuracy"])
 
     with TrainProgress(enabled=dist.is_main) as progress:
         trainer.fit([phase], loader, state, Callbacks(judge=judge, on_epoch_end=on_epoch_end,
@@ -356,6 +389,7 @@ def run_qat(cfg: BuildConfig, inputs: FloatInputs, model: torch.nn.Module, examp
     report = {"epochs": q.qat_epochs, "lr": q.qat_lr, "judge": q.qat_judge, "steps_per_epoch": steps_per_epoch,
               "device": str(device), "world_size": dist.world_size,
               "kept_epoch": state.best_epoch, "kept_val_accuracy": state.best_val_accuracy,
+              "stop_at_val_accuracy": stop_at, "stopped_after_epoch": stopped[0] if stopped else None,
               "val_images": val_images, "history": history, "timings": timings}
     converted, weights = trainer.best_kept
     if weights is not None:
@@ -382,7 +416,7 @@ def _accuracy_fallback(cfg: BuildConfig, target: TargetProfile, name: str, conve
                        model: Any, val_batches: list[EvalBatch], reports: dict[str, dict[str, Any]],
                        example: Any, io: Any, opset: int) -> tuple[Any, list[dict[str, str]]]:
     """Revert the most sensitive layers of ``converted`` to float until the target's budget holds on val."""
-    from edgetl.quant.judge import StepLatency, ort_logits
+    from edgetl.quant.judge import StepLatency
     from edgetl.quant.mixed import accuracy_aware
 
     fb = cfg.quantize.fallback
@@ -397,8 +431,7 @@ def _accuracy_fallback(cfg: BuildConfig, target: TargetProfile, name: str, conve
                                                  rank_images=fb.rank_images, confirm_layers=fb.confirm_layers,
                                                  latency=latency, max_latency_increase=fb.max_latency_increase,
                                                  # every step decided where int8 is scored (quantize.qat_judge)
-                                                 int8_logits=(lambda m, b: ort_logits(m, example, io, b, opset=opset))
-                                                 if cfg.quantize.qat_judge == "onnxruntime" else None,
+                                                 int8_logits=int8_logits(cfg, example, io, opset),
                                                  scored_in=INT8_SCORED_IN[cfg.quantize.qat_judge])
     finally:
         latency.close()
@@ -518,11 +551,18 @@ def _quantize(cfg: BuildConfig, target: TargetProfile, model_dir: Path, out_dir:
         if q.qat:
             # QAT trains a copy: the float model stays the PTQ and parity reference
             runs.append(("qat", lambda: run_qat(cfg, inputs, copy.deepcopy(model), example, calibration,
-                                                val_batches, io, dist, opset)))
+                                                val_batches, io, dist, opset,
+                                                stop_at=qat_stop_accuracy(cfg, target, fp32_val()))))
+        fp32_vals: list[float] = []
+
+        def fp32_val() -> float:  # fp32's top-1 on val, scored once and only when needed
+            if not fp32_vals:
+                fp32_vals.append(accuracy["fp32"] if validating_on_eval else torch_accuracy(model, val_batches))
+            return fp32_vals[0]
+
         for name, run in runs:
             if name == "qat" and "ptq" in accuracy:
-                skip = qat_skip_reason(cfg, target, accuracy["fp32"] if validating_on_eval else
-                                       torch_accuracy(model, val_batches), ptq_val_accuracy)
+                skip = qat_skip_reason(cfg, target, fp32_val(), ptq_val_accuracy)
                 if skip:
                     log.info("QAT skipped: %s (quantize.skip_qat_within_budget)", skip)
                     reports["qat"] = {"skipped": skip}

@@ -23,8 +23,13 @@ FALLBACK = {"quantize.qat": False, "quantize.fallback.enabled": True,
             "quantize.fallback.rank_images": 6, "quantize.fallback.confirm_layers": 2}
 
 
+# the images of every ONNX Runtime int8 scoring (edgetl.quant.judge.ort_logits) during the fixture's quantize
+ORT_SCORED: list[int] = []
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
+    import edgetl.quant.judge as judge
     from edgetl.stages.export import export
     from edgetl.stages.quantize import quantize
     from edgetl.targets import load_target
@@ -33,7 +38,15 @@ def run(tmp_path_factory) -> Path:
     train = make_fragile_train_dir(root)
     (root / "board.yaml").write_text(BOARD)
     target = load_target(str(root / "board.yaml"))
-    quantize(fast_config(**FALLBACK), target, train, root / "quantize")
+    real = judge.ort_logits
+
+    def spy(model, example, io, batches, **kwargs):  # type: ignore[no-untyped-def]
+        ORT_SCORED.append(sum(len(labels) for _, labels in batches))
+        return real(model, example, io, batches, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(judge, "ort_logits", spy)
+        quantize(fast_config(**FALLBACK), target, train, root / "quantize")
     export(fast_config(**FALLBACK), target, train, root / "quantize", root / "export")
     return root
 
@@ -52,6 +65,9 @@ def test_fallback_finds_and_reverts_the_one_sensitive_layer(run):
     assert report["status"] == "budget met" and report["float_layers"] == ["classifier"]
     # every whole-val figure (the int8 model, the confirmed layers, each step) from ONNX Runtime's int8 kernels
     assert report["scored_in"] == "onnxruntime int8 kernels (the exported QDQ model)"
+    # ... and it is so: the PTQ model's score, the loop's base and its 2 confirmed layers ran in ONNX Runtime on
+    # all 18 val images; no ONNX Runtime scoring ran on the screening subset (that proxy stays in torch)
+    assert ORT_SCORED.count(18) >= 1 + sens["full_passes"] and set(ORT_SCORED) == {18}
     assert report["steps"][0]["drop_points"] > 10 and report["steps"][1]["within_budget"]
     assert metrics["accuracy"]["ptq"] == metrics["accuracy"]["fp32"]
 

@@ -203,6 +203,38 @@ def test_ptq_within_budget_ships_ptq_alone(run, tmp_path):
     assert load_program(tmp_path / "quantize" / "ptq.pt2").module()(torch.randn(2, 3, 32, 32)).shape == (2, 3)
 
 
+@pytest.mark.parametrize(("budget", "overrides", "epochs_run"), [
+    (100.0, {}, 1),  # the first trained candidate is within any drop: epoch 2 and its judging are not run
+    (100.0, {"quantize.qat_stop_within_budget": False}, 2),
+    (None, {}, 2),  # no budget to stop at
+])
+def test_qat_stops_after_the_first_epoch_within_the_budget(run, tmp_path, budget, overrides, epochs_run):
+    from edgetl.stages.quantize import quantize
+    from edgetl.targets import load_target
+
+    cfg = fast_config(**{"quantize.ptq_baseline": False, "quantize.qat_epochs": 2, **overrides})
+    quantize(cfg, _with_budget(load_target("cpu"), budget), run / "train", tmp_path / "quantize")
+    metrics = json.loads((tmp_path / "quantize" / "metrics.json").read_text())
+    qat = metrics["qat"]
+    assert [h["epoch"] for h in qat["history"]] == list(range(epochs_run + 1))
+    assert len(metrics["timings"]["qat"]["judge_s"]) == epochs_run + 1
+    assert qat["stopped_after_epoch"] == (1 if epochs_run == 1 else None)
+    assert (qat["stop_at_val_accuracy"] is None) == (budget is None or bool(overrides))
+    assert qat["kept_epoch"] <= epochs_run
+
+
+def test_the_stop_accuracy_is_fp32_less_the_budget():
+    from edgetl.config import BuildConfig
+    from edgetl.stages.quantize import qat_stop_accuracy
+    from edgetl.targets import load_target
+
+    cfg = BuildConfig()
+    assert qat_stop_accuracy(cfg, _with_budget(load_target("cpu"), 1.0), 0.9248) == pytest.approx(0.9148)
+    assert qat_stop_accuracy(cfg, _with_budget(load_target("cpu"), None), 0.9248) is None
+    off = cfg.with_overrides({"quantize.qat_stop_within_budget": False})
+    assert qat_stop_accuracy(off, _with_budget(load_target("cpu"), 1.0), 0.9248) is None
+
+
 def test_onnxruntime_judge_keeps_the_epoch_the_torch_judge_keeps(run, tmp_path):
     """QAT candidates judged in ONNX Runtime's int8 kernels rank the epochs as torch's reference ops do."""
     from edgetl.stages.quantize import quantize
