@@ -89,9 +89,15 @@ def run_nncf(nncf_path: Path, fp32_onnx: Path, fp32_ir: Path, calib: list[np.nda
                                      ("onnx", onnx.load(str(fp32_onnx)), validate_onnx)):
         if backend not in backends:
             continue
+        if backend == "onnx":  # NNCF's ONNX engine feeds {input name: array}; OpenVINO takes the array itself
+            name = model.graph.input[0].name
+            calib_set = nncf.Dataset(calib, lambda img, n=name: {n: img})
+            val_set = nncf.Dataset(val, lambda item, n=name: {n: item[0]})
+        else:
+            calib_set, val_set = nncf.Dataset(calib), nncf.Dataset(val)
         t0 = time.perf_counter()
         quantized = nncf.quantize_with_accuracy_control(
-            model, calibration_dataset=nncf.Dataset(calib), validation_dataset=nncf.Dataset(val),
+            model, calibration_dataset=calib_set, validation_dataset=val_set,
             validation_fn=validate, max_drop=budget / 100, drop_type=nncf.DropType.ABSOLUTE,
             subset_size=len(calib))
         wall = time.perf_counter() - t0
