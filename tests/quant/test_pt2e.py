@@ -93,3 +93,27 @@ def test_named_inputs_share_one_dim_per_axis_name():
     assert shapes[0][0] is shapes[1][0] and shapes[0][1] is shapes[1][1]
     module = capture(Pair(), example, stage="test", what="pair", io=io).module()
     assert module(torch.ones(3, 7, dtype=torch.long), torch.ones(3, 7, dtype=torch.long)).shape == (3, 1)
+
+
+def test_the_judge_scores_a_static_export_exactly_as_the_dynamic_one(run, monkeypatch):
+    """``ort_logits`` exports images at one static batch (shorter batches padded, their extra rows dropped): the
+    logits equal those of the dynamic-batch export, bit for bit. Inputs whose other axes vary stay dynamic."""
+    import numpy as np
+
+    import edgetl.quant.judge as judge
+    from edgetl.quant.pt2e import load_program
+
+    module = load_program(run / "quantize" / "ptq.pt2").module()
+    rng = np.random.default_rng(0)
+    batches = [({"input": rng.standard_normal((n, 3, 32, 32)).astype(np.float32)}, np.zeros(n, dtype=np.int64))
+               for n in (4, 4, 3)]
+    example = {"input": torch.randn(2, 3, 32, 32)}
+    static = judge.ort_logits(module, example, None, batches, opset=20)
+    assert judge._static_batch(batches) == 0 and [len(a) for a in static] == [4, 4, 3]
+    monkeypatch.setattr(judge, "_static_batch", lambda b: None)
+    dynamic = judge.ort_logits(module, example, None, batches, opset=20)
+    for s, d in zip(static, dynamic, strict=True):
+        np.testing.assert_array_equal(s, d)
+    monkeypatch.undo()
+    ragged = [({"ids": np.zeros((2, 5))}, np.zeros(2)), ({"ids": np.zeros((2, 7))}, np.zeros(2))]
+    assert judge._static_batch(ragged) is None and judge._static_batch([]) is None
