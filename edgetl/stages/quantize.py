@@ -187,14 +187,25 @@ def int8_eval(cfg: BuildConfig, converted: Any, batches: list[EvalBatch], exampl
               opset: int) -> EpochStats:
     """Loss and top-1 of a converted int8 model where ``quantize.qat_judge`` scores int8 (``int8_logits``). The one
     scorer of the PTQ model, the QAT candidates and the kept model on the evaluation split."""
+    return int8_scores(cfg, converted, [batches], example, io, opset)[0]
+
+
+def int8_scores(cfg: BuildConfig, converted: Any, splits: list[list[EvalBatch]], example: Any, io: Any,
+                opset: int) -> list[EpochStats]:
+    """``int8_eval`` of one converted int8 model on several splits, from one export where ONNX Runtime scores."""
     from edgetl.quant.judge import logits_stats
     from edgetl.training.loop import EpochStats
 
     score = int8_logits(cfg, example, io, opset)
     if score is None:
-        return torch_eval(converted, batches)
-    loss, acc = logits_stats(score(converted, batches), batches)
-    return EpochStats(loss=loss, accuracy=acc, count=sum(len(labels) for _, labels in batches))
+        return [torch_eval(converted, batches) for batches in splits]
+    logits = score(converted, [batch for batches in splits for batch in batches])
+    out, start = [], 0
+    for batches in splits:
+        loss, acc = logits_stats(logits[start:start + len(batches)], batches)
+        out.append(EpochStats(loss=loss, accuracy=acc, count=sum(len(labels) for _, labels in batches)))
+        start += len(batches)
+    return out
 
 
 def _split_batches(inputs: FloatInputs, split: str, batch_size: int) -> list[EvalBatch]:
@@ -280,7 +291,8 @@ class _Clock:
 def run_qat(cfg: BuildConfig, inputs: FloatInputs, model: torch.nn.Module, example: Any,
             calibration: list[dict[str, torch.Tensor]], val_batches: list[EvalBatch],
             io: Any = None, dist: Any = None, opset: int = 20,
-            stop_at: float | None = None) -> tuple[Any, Any, dict[str, Any]]:
+            stop_at: float | None = None,
+            eval_batches: list[EvalBatch] | None = None) -> tuple[Any, Any, dict[str, Any]]:
     """QAT: range initialisation on ``calibration``, a few epochs of fake-quantized training from the float
     weights (BatchNorm folded with its running statistics, frozen by default) in the shared trainer, then
     ``convert_pt2e``.
@@ -289,6 +301,8 @@ def run_qat(cfg: BuildConfig, inputs: FloatInputs, model: torch.nn.Module, examp
     a converted copy is judged after range initialisation (epoch 0, no training yet) and after every epoch; the
     best (the later one at equal accuracy) is returned with the quantizer and a report of the history. With
     ``stop_at`` (``qat_stop_accuracy``) QAT stops after the first trained epoch whose candidate reaches it on val.
+    ``eval_batches`` (a test split): each candidate is scored on it in the same export as on val, so the kept one's
+    figure needs no export of its own (``kept_eval_accuracy``); only val selects.
     ``quantize.qat_judge`` says where a candidate runs: its ONNX QDQ export (``opset``) in ONNX Runtime's int8
     kernels, or torch's reference quantized ops.
     Under ``torchrun`` (``dist``) every process trains its shard of the data (DistributedDataParallel through
@@ -341,9 +355,11 @@ def run_qat(cfg: BuildConfig, inputs: FloatInputs, model: torch.nn.Module, examp
         move_exported_model_to_eval(candidate)
         weights = float_weights(candidate) if q.fallback.enabled else None
         converted = convert_pt2e(candidate)
-        stats = int8_eval(cfg, converted, val_batches, example, io, opset)  # with the val loss for the curves
+        # with the val loss for the curves; the test split beside it is recorded, never compared
+        stats, *tested = int8_scores(cfg, converted, [val_batches, *([eval_batches] if eval_batches else [])],
+                                     example, io, opset)
         judge_s.append(round(time.perf_counter() - started, 2))
-        return Judgement(stats, (stats.accuracy,), keep=(converted, weights))
+        return Judgement(stats, (stats.accuracy,), keep=(converted, weights, tested[0].accuracy if tested else None))
 
     steps_per_epoch = min(len(loader), q.max_steps_per_epoch or len(loader))
     freeze_bn_step = int(q.freeze_bn_at * q.qat_epochs * steps_per_epoch)
@@ -391,7 +407,7 @@ def run_qat(cfg: BuildConfig, inputs: FloatInputs, model: torch.nn.Module, examp
               "kept_epoch": state.best_epoch, "kept_val_accuracy": state.best_val_accuracy,
               "stop_at_val_accuracy": stop_at, "stopped_after_epoch": stopped[0] if stopped else None,
               "val_images": val_images, "history": history, "timings": timings}
-    converted, weights = trainer.best_kept
+    converted, weights, report["kept_eval_accuracy"] = trainer.best_kept
     if weights is not None:
         report[FLOAT_WEIGHTS] = weights
     return converted, quantizer, report
@@ -552,7 +568,8 @@ def _quantize(cfg: BuildConfig, target: TargetProfile, model_dir: Path, out_dir:
             # QAT trains a copy: the float model stays the PTQ and parity reference
             runs.append(("qat", lambda: run_qat(cfg, inputs, copy.deepcopy(model), example, calibration,
                                                 val_batches, io, dist, opset,
-                                                stop_at=qat_stop_accuracy(cfg, target, fp32_val()))))
+                                                stop_at=qat_stop_accuracy(cfg, target, fp32_val()),
+                                                eval_batches=None if validating_on_eval else eval_batches)))
         fp32_vals: list[float] = []
 
         def fp32_val() -> float:  # fp32's top-1 on val, scored once and only when needed
@@ -581,14 +598,20 @@ def _quantize(cfg: BuildConfig, target: TargetProfile, model_dir: Path, out_dir:
             timings[name] = {**report.pop("timings", {}), "total_s": walls[name],
                              "save_s": round(time.perf_counter() - trained, 2)}
             programs[name] = out_dir / PROGRAMS[name]
-            # QAT already scored its kept model on val, where int8_accuracy scores it; score again only when the
-            # evaluation split is test or the fallback changed the model
-            kept_acc = report.get("kept_val_accuracy") if not reverted else None
+            # QAT already scored its kept model on the evaluation split, where int8_accuracy scores it (on val, or
+            # on test beside val); score again only when the fallback changed the model
+            kept_acc = report.get("kept_val_accuracy" if validating_on_eval else "kept_eval_accuracy") \
+                if not reverted else None
             scoring = time.perf_counter()
-            accuracy[name] = kept_acc if kept_acc is not None and validating_on_eval else int8_accuracy(
-                converted, eval_batches)
-            if name == "ptq":
-                ptq_val_accuracy = accuracy[name] if validating_on_eval else int8_accuracy(converted, val_batches)
+            if kept_acc is not None:
+                accuracy[name] = kept_acc
+            elif name == "ptq" and not validating_on_eval:  # test and val (QAT's skip) from one export
+                accuracy[name], ptq_val_accuracy = (st.accuracy for st in int8_scores(
+                    cfg, converted, [eval_batches, val_batches], example, io, opset))
+            else:
+                accuracy[name] = int8_accuracy(converted, eval_batches)
+            if name == "ptq" and validating_on_eval:
+                ptq_val_accuracy = accuracy[name]
             timings[name]["score_s"] = round(time.perf_counter() - scoring, 2)
             layers[name] = count_quantized_layers(converted)
             kept = list(quantizer.kept_float) + reverted
