@@ -111,6 +111,18 @@ def test_qat_selects_its_epoch_on_val_and_reports_on_test(run, tmp_path):
     metrics = json.loads((tmp_path / "quantize" / "metrics.json").read_text())
     assert metrics["eval_split"] == "test" and metrics["eval_images"] == len(val[::2])
     assert metrics["qat"]["val_images"] == len(val[1::2])
+    # the test figures scored beside val in one export (PTQ; the kept QAT candidate) are each program's own
+    from edgetl.quant.pt2e import load_program
+    from edgetl.stages.quantize import _split_batches, int8_eval, read_float_model
+
+    inputs = read_float_model(train)
+    io = inputs.artifact.card.io
+    test = _split_batches(inputs, "test", 8)
+    for name in ("ptq", "qat"):
+        program = load_program(tmp_path / "quantize" / f"{name}.pt2").module()
+        alone = int8_eval(fast_config(), program, test, inputs.task.example_inputs(io, 2), io, 20)
+        assert alone.accuracy == metrics["accuracy"][name], name
+    assert metrics["qat"]["kept_eval_accuracy"] == metrics["accuracy"]["qat"]
 
 
 def test_qat_runs_through_the_shared_trainer(run, tmp_path, monkeypatch):
