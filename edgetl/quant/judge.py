@@ -33,12 +33,12 @@ def ort_logits(model: Any, example: Any, io: Any, batches: list[EvalBatch], *, o
     from edgetl.runtimes import get_runtime
 
     static = _static_batch(batches)
-    if static is not None:
+    size = None
+    if static is not None:  # the largest batch is the export's example and every batch's size
         import torch
 
-        example = {name: torch.from_numpy(np.ascontiguousarray(array)) for name, array in
-                   _padded(batches[static][0], max(len(labels) for _, labels in batches)).items()}
-    size = None if static is None else len(batches[static][1])
+        example = {name: torch.from_numpy(np.ascontiguousarray(array)) for name, array in batches[static][0].items()}
+        size = len(batches[static][1])
     with tempfile.TemporaryDirectory(prefix="edgetl-judge-") as tmp:
         path = Path(tmp) / "candidate.onnx"
         with warnings.catch_warnings():

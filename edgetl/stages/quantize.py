@@ -13,6 +13,7 @@ Both converted models are saved as ``torch.export`` programs (``qat.pt2``, ``ptq
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import random
 import time
@@ -376,7 +377,6 @@ def run_qat(cfg: BuildConfig, inputs: FloatInputs, model: torch.nn.Module, examp
                                                    "weight_decay": 0.0, "name": "head"}],
                   warmup_ratio=0.0, train_mode=move_exported_model_to_train, freeze_norms=False)
     state = TrainState()
-    stopped: list[int] = []  # the epoch after which QAT stopped within the budget, if it did
     trainer.judge_start(state, judge)
     log.info("QAT epoch 0 (PTQ ranges, no training yet): val top-1 %.2f%%", 100 * state.history[-1]["val_accuracy"])
 
@@ -387,7 +387,6 @@ def run_qat(cfg: BuildConfig, inputs: FloatInputs, model: torch.nn.Module, examp
                  "frozen" if row["epoch"] * steps_per_epoch > freeze_bn_step else "live")
         if stop_at is not None and row["val_accuracy"] >= stop_at and row["epoch"] < q.qat_epochs:
             state.stopped_early = True  # the trainer's loop ends here: this candidate is within the budget
-            stopped.append(row["epoch"])
             log.info("QAT stops after epoch %d: val top-1 %.2f%% is within the accuracy-drop budget of fp32 "
                      "(quantize.qat_stop_within_budget)", row["epoch"], 100 * row["val_accuracy"])
 
@@ -405,7 +404,7 @@ def run_qat(cfg: BuildConfig, inputs: FloatInputs, model: torch.nn.Module, examp
     report = {"epochs": q.qat_epochs, "lr": q.qat_lr, "judge": q.qat_judge, "steps_per_epoch": steps_per_epoch,
               "device": str(device), "world_size": dist.world_size,
               "kept_epoch": state.best_epoch, "kept_val_accuracy": state.best_val_accuracy,
-              "stop_at_val_accuracy": stop_at, "stopped_after_epoch": stopped[0] if stopped else None,
+              "stop_at_val_accuracy": stop_at, "stopped_after_epoch": state.epoch if state.stopped_early else None,
               "val_images": val_images, "history": history, "timings": timings}
     converted, weights, report["kept_eval_accuracy"] = trainer.best_kept
     if weights is not None:
@@ -570,12 +569,10 @@ def _quantize(cfg: BuildConfig, target: TargetProfile, model_dir: Path, out_dir:
                                                 val_batches, io, dist, opset,
                                                 stop_at=qat_stop_accuracy(cfg, target, fp32_val()),
                                                 eval_batches=None if validating_on_eval else eval_batches)))
-        fp32_vals: list[float] = []
 
+        @functools.cache
         def fp32_val() -> float:  # fp32's top-1 on val, scored once and only when needed
-            if not fp32_vals:
-                fp32_vals.append(accuracy["fp32"] if validating_on_eval else torch_accuracy(model, val_batches))
-            return fp32_vals[0]
+            return accuracy["fp32"] if validating_on_eval else torch_accuracy(model, val_batches)
 
         for name, run in runs:
             if name == "qat" and "ptq" in accuracy:
