@@ -210,6 +210,11 @@ class AdaptConfig(_Section):
     # adabn: BatchNorm statistics re-estimated on the target images (no labels, no gradient step; cheap and the
     # safer default). tent: also the BatchNorm affine parameters trained to minimise prediction entropy (TENT).
     method: Literal["adabn", "tent"] = "adabn"
+    # source: the statistics are anchored to the training images' moments as the model normalises them, so a
+    # layer whose running statistics are not the training images' (a frozen backbone keeps ImageNet's) is not
+    # moved off what the head learned (edgetl.adapt.norm); one extra pass over as many training images as there
+    # are adaptation images. none: plain AdaBN. Measured in benchmarks/reported/shift_*.json.
+    anchor: Literal["source", "none"] = "source"
     max_images: int | None = Field(default=None, ge=1)  # a seeded sample of this many; None: every image
     batch_size: int = Field(default=32, ge=2)  # BatchNorm needs two images per batch to have a variance
     # TENT: SGD with momentum 0.9 on gamma/beta, as the paper; its ImageNet rate (2.5e-4 at batch 64) barely moves

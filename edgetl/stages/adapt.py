@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,12 +101,22 @@ def adapt(cfg: BuildConfig, target: TargetProfile, model_dir: Path, out_dir: Pat
         for x, _ in task.eval_batches(images.samples(), preprocess, a.batch_size):
             yield tuple(torch.from_numpy(v) for v in x.values())
 
+    source = None
+    if a.anchor == "source":  # as many training images as adaptation images, seeded (edgetl.adapt.norm)
+        train = list(index.splits.get("train", []))
+        random.Random(a.seed).shuffle(train)
+        train = train[:len(images.refs)]
+        if len(train) < 2:
+            raise ConfigError(f"adapt.anchor source needs training images to anchor to; the split has {len(train)}",
+                              hint="set adapt.anchor none (plain AdaBN)")
+        source = [tuple(torch.from_numpy(v) for v in x.values())
+                  for x, _ in task.eval_batches(train, preprocess, a.batch_size)]
     labelled = {s: index.splits[s] for s in dict.fromkeys(("val", index.eval_split)) if index.splits.get(s)}
     before = {s: _accuracy(model, task, samples, preprocess) for s, samples in labelled.items()}
     adapted = copy.deepcopy(model)
     with torch.enable_grad():
-        report = adabn(adapted, batches()) if a.method == "adabn" else tent(adapted, batches, a.tent_epochs,
-                                                                           a.tent_lr)
+        report = (adabn(adapted, batches(), source) if a.method == "adabn"
+                  else tent(adapted, batches, a.tent_epochs, a.tent_lr, source=source))
     after = {s: _accuracy(adapted, task, samples, preprocess) for s, samples in labelled.items()}
     for s in labelled:
         log.info("%s top-1: %.2f%% before adaptation, %.2f%% after", s, 100 * before[s], 100 * after[s])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -63,3 +65,52 @@ def test_a_model_without_batchnorm_is_refused_with_the_reason() -> None:
     assert batchnorm_layers(model) == []
     with pytest.raises(ConfigError, match="has none"):
         adabn(model, [(torch.randn(2, 3, 2, 2),)])
+
+
+def _deep_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+                         nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3)).eval()
+
+
+def _source_batches(n: int = 6) -> list[tuple[torch.Tensor]]:
+    g = torch.Generator().manual_seed(2)
+    return [(torch.randn(8, 3, 8, 8, generator=g) * 0.5 - 0.3,) for _ in range(n)]
+
+
+def test_anchored_adabn_leaves_a_model_alone_on_images_like_its_source() -> None:
+    # running statistics that are not the source images' (a frozen backbone keeps ImageNet's): plain AdaBN on
+    # source-like images rewrites them and changes the outputs; the anchored form keeps them (same images twice)
+    model = _deep_net()
+    for bn in (model[1], model[4]):
+        bn.running_mean.fill_(0.7)
+        bn.running_var.fill_(3.0)
+    source = _source_batches()
+    x = torch.cat([b[0] for b in source])
+    with torch.no_grad():
+        before = model(x)
+    anchored = copy.deepcopy(model)
+    report = adabn(anchored, source, source=source)
+    plain = copy.deepcopy(model)
+    adabn(plain, source)
+    with torch.no_grad():
+        assert torch.allclose(anchored(x), before, atol=1e-2)
+        assert not torch.allclose(plain(x), before, atol=1e-1)
+    assert report.method == "adabn" and report.images == 48 and report.layers == 2
+    for k, v in model.state_dict().items():
+        if "running_" not in k and "num_batches" not in k:
+            assert torch.equal(v, anchored.state_dict()[k]), k  # the weights stay
+
+
+def test_anchored_adabn_is_plain_adabn_where_the_statistics_are_the_sources() -> None:
+    model = _deep_net()
+    source = _source_batches()
+    adabn(model, source)  # now the running statistics are the source images' own
+    target = _shifted_batches()
+    anchored, plain = copy.deepcopy(model), copy.deepcopy(model)
+    adabn(anchored, target, source=source)
+    adabn(plain, target)
+    for bn_a, bn_p in ((anchored[1], plain[1]), (anchored[4], plain[4])):
+        assert torch.allclose(bn_a.running_mean, bn_p.running_mean, atol=0.05)
+        assert torch.allclose(bn_a.running_var, bn_p.running_var, rtol=0.1)
