@@ -13,7 +13,8 @@ unlabelled adaptation images). Adaptation and test images of a domain therefore 
 
 Methods, all through edgetl's own code: each strategy is ``edgetl.stages.finetune.finetune`` on the clean domain
 (``warmup_finetune``: today's head warm-up -> fine-tune; ``lp_ft``; ``feature_extraction``: ``unfreeze 0``); AdaBN
-is ``edgetl.adapt.adabn`` on the domain's adaptation images; int8 is ``edgetl.stages.quantize.run_ptq`` calibrated
+is ``edgetl.adapt.adabn`` on the domain's adaptation images, plain (``adabn``) and anchored to as many clean
+training images (``anchored``, the adapt stage's default ``adapt.anchor source``); int8 is ``edgetl.stages.quantize.run_ptq`` calibrated
 on the domain's adaptation images (after AdaBN where it ran), scored in ONNX Runtime's int8 kernels
 (``edgetl.quant.judge.ort_eval``). Every figure is top-1 on the domain's test images with its Wilson 95 %
 interval; paired comparisons (same images) use McNemar's exact test.
@@ -44,6 +45,7 @@ SHARED = ROOT.parent / "shared" / "datasets"
 # gaussian_blur of imagecorruptions 1.1.2 fail under numpy 2 / scikit-image 0.26 (np.float_, multichannel=).
 CORRUPTIONS = ("gaussian_noise", "defocus_blur", "jpeg_compression", "contrast")
 SEVERITY = 3
+ADAPTATIONS = ("none", "adabn", "anchored")  # no adaptation, plain AdaBN, source-anchored AdaBN
 STRATEGIES = {  # name -> train overrides
     "warmup_finetune": {"strategy": "warmup_finetune"},
     "lp_ft": {"strategy": "lp_ft"},
@@ -162,6 +164,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--int8", nargs="*", default=["warmup_finetune"],
                     help="strategies measured in int8 as well (about a minute per domain and adaptation each)")
+    ap.add_argument("--strategies", nargs="*", default=list(STRATEGIES), choices=list(STRATEGIES),
+                    help="a subset skips the strategy checks and writes shift_<data>_<strategies>.json")
     ap.add_argument("--work", type=Path, default=None, help="scratch folder [benchmarks/results/shift-<data>]")
     args = ap.parse_args()
     src = SHARED / args.data
@@ -169,7 +173,6 @@ def main() -> int:
         print(f"no data set at {src} (needs ../shared)", file=sys.stderr)
         return 2
 
-    import numpy as np
     import torch
 
     from edgetl.adapt import adabn
@@ -196,7 +199,8 @@ def main() -> int:
 
     models: dict[str, Any] = {}
     training: dict[str, Any] = {}
-    for name, overrides in STRATEGIES.items():
+    strategies = {k: v for k, v in STRATEGIES.items() if k in args.strategies}
+    for name, overrides in strategies.items():
         cfg = BuildConfig.model_validate({
             "data": {"path": str(work / "data"), "num_workers": 0, "crop_pct": crop_pct},
             "train": {"image_size": args.image_size, "epochs": args.epochs, "threads": args.threads,
@@ -240,6 +244,10 @@ def main() -> int:
                 hits += (logits.argmax(1).numpy() == labels).tolist()
         return hits
 
+    # the anchor of anchored AdaBN: a seeded sample of clean training images, as many as adaptation images
+    train_files = sorted(f for f in (work / "data" / "train").rglob("*") if f.is_file())
+    random.Random(args.seed).shuffle(train_files)
+
     rows: list[dict[str, Any]] = []
     hits_of: dict[tuple[str, str, str, str], list[bool]] = {}
     for domain in domains:
@@ -249,11 +257,13 @@ def main() -> int:
         adapt_torch = [tuple(torch.from_numpy(v) for v in x.values()) for x, _ in adapt_np]
         calibration = [{k: torch.from_numpy(v) for k, v in x.items()} for x, _ in adapt_np]
         n = sum(len(y) for _, y in test)
+        source = [tuple(torch.from_numpy(v) for v in x.values())
+                  for x, _ in batches([(str(f), -1) for f in train_files[:len(adapt_samples)]])]
         for name, artifact in models.items():
-            for adaptation in ("none", "adabn"):
+            for adaptation in ADAPTATIONS:
                 model = artifact.load()
-                if adaptation == "adabn":
-                    adabn(model, adapt_torch)
+                if adaptation != "none":
+                    adabn(model, adapt_torch, source if adaptation == "anchored" else None)
                 variants = [("fp32", None)]
                 if name in args.int8:
                     variants.append(("int8", model))
@@ -288,8 +298,8 @@ def main() -> int:
     header = ["strategy", "adaptation", "precision", *domains, "worst shifted", "mean shifted"]
     print("\n| " + " | ".join(header) + " |\n| " + " | ".join("---" for _ in header) + " |")
     summary = []
-    for name in STRATEGIES:
-        for adaptation in ("none", "adabn"):
+    for name in strategies:
+        for adaptation in ADAPTATIONS:
             for precision in ("fp32", "int8"):
                 accs = [acc_of(d, name, adaptation, precision) for d in domains]
                 if any(a is None for a in accs):
@@ -308,6 +318,53 @@ def main() -> int:
     default = best["strategy"]
     checks: dict[str, Any] = {"best_worst_case_strategy": default,
                               "worst_case_by_strategy": {s["strategy"]: s["worst_any"] for s in plain}}
+    if set(strategies) == set(STRATEGIES):
+        strategy_checks(checks, domains, default, hits_of, acc_of)
+    adabn_gain = {}
+    for name in strategies:
+        for adaptation in ADAPTATIONS[1:]:
+            for precision in ("fp32", "int8"):
+                before = [acc_of(d, name, "none", precision) for d in shifted]
+                after = [acc_of(d, name, adaptation, precision) for d in shifted]
+                if any(a is None for a in before + after):
+                    continue
+                b, a = sum(before) / len(before), sum(after) / len(after)  # type: ignore[arg-type]
+                pooled = len(shifted) * n_test
+                z, pz = two_proportion_test(round(a * pooled), pooled, round(b * pooled), pooled)
+                clean_b, clean_a = acc_of("clean", name, "none", precision), acc_of("clean", name, adaptation,
+                                                                                    precision)
+                entry: dict[str, Any] = {"mean_shifted_before": b, "mean_shifted_after": a,
+                                         "gain_points": round(100 * (a - b), 2),
+                                         "domains_raised": sum(y > x for x, y in zip(before, after, strict=True)),  # type: ignore[operator]
+                                         "domains": len(shifted),
+                                         "clean_before": clean_b, "clean_after": clean_a}
+                if precision == "fp32":
+                    ba = [h for d in shifted for h in hits_of[(d, name, "none", "fp32")]]
+                    aa = [h for d in shifted for h in hits_of[(d, name, adaptation, "fp32")]]
+                    entry["mcnemar_p_pooled"] = mcnemar(aa, ba)
+                else:
+                    entry["two_proportion_p_pooled"] = pz
+                adabn_gain[f"{name}/{adaptation}/{precision}"] = entry
+    checks["adabn_on_shifted"] = adabn_gain
+    print(f"\nbest worst-case strategy (fp32, no adaptation): {default} "
+          f"({', '.join(f'{k} {100 * v:.1f}%' for k, v in checks['worst_case_by_strategy'].items())})")
+    if "default_no_worse_than_feature_extraction" in checks:
+        print(f"no worse than feature extraction on any domain: "
+              f"{checks['default_no_worse_than_feature_extraction']}; vs today's recipe on clean "
+              f"{checks['default_vs_todays_recipe_clean']['diff_points']:+.1f} points "
+              f"(McNemar p {checks['default_vs_todays_recipe_clean']['mcnemar_p']:.2f})")
+    for key, e in adabn_gain.items():
+        print(f"{key}: mean shifted {100 * e['mean_shifted_before']:.1f}% -> {100 * e['mean_shifted_after']:.1f}%"
+              f" ({e['gain_points']:+.1f} points, raised on {e['domains_raised']}/{e['domains']} domains); clean "
+              f"{100 * e['clean_before']:.1f}% -> {100 * e['clean_after']:.1f}%")
+    return finish(args, src, card, crop_pct, domains_info, training, rows, summary, checks, started,
+                  "" if set(strategies) == set(STRATEGIES) else "_" + "_".join(strategies))
+
+
+def strategy_checks(checks: dict[str, Any], domains: list[str], default: str, hits_of: dict[Any, list[bool]],
+                    acc_of: Any) -> None:
+    """The strategy criteria (needs all three strategies): the default against feature extraction and today's
+    recipe."""
     vs_fe = {}
     for d in domains:
         p = mcnemar(hits_of[(d, default, "none", "fp32")], hits_of[(d, "feature_extraction", "none", "fp32")])
@@ -319,36 +376,13 @@ def main() -> int:
     diff = acc_of("clean", default) - acc_of("clean", "warmup_finetune")  # type: ignore[operator]
     checks["default_vs_todays_recipe_clean"] = {"diff_points": round(100 * diff, 2), "mcnemar_p": p}
     checks["default_at_least_todays_recipe_on_clean"] = diff >= 0 or p >= 0.05
-    adabn_gain = {}
-    for name in STRATEGIES:
-        for precision in ("fp32", "int8"):
-            before = [acc_of(d, name, "none", precision) for d in shifted]
-            after = [acc_of(d, name, "adabn", precision) for d in shifted]
-            if any(a is None for a in before + after):
-                continue
-            b, a = sum(before) / len(before), sum(after) / len(after)  # type: ignore[arg-type]
-            pooled = len(shifted) * n_test
-            z, pz = two_proportion_test(round(a * pooled), pooled, round(b * pooled), pooled)
-            entry: dict[str, Any] = {"mean_shifted_before": b, "mean_shifted_after": a,
-                                     "gain_points": round(100 * (a - b), 2),
-                                     "domains_raised": sum(y > x for x, y in zip(before, after, strict=True)),
-                                     "domains": len(shifted)}
-            if precision == "fp32":
-                ba = [h for d in shifted for h in hits_of[(d, name, "none", "fp32")]]
-                aa = [h for d in shifted for h in hits_of[(d, name, "adabn", "fp32")]]
-                entry["mcnemar_p_pooled"] = mcnemar(aa, ba)
-            else:
-                entry["two_proportion_p_pooled"] = pz
-            adabn_gain[f"{name}/{precision}"] = entry
-    checks["adabn_on_shifted"] = adabn_gain
-    print(f"\nbest worst-case strategy (fp32, no adaptation): {default} "
-          f"({', '.join(f'{k} {100 * v:.1f}%' for k, v in checks['worst_case_by_strategy'].items())})")
-    print(f"no worse than feature extraction on any domain: {checks['default_no_worse_than_feature_extraction']}; "
-          f"vs today's recipe on clean {checks['default_vs_todays_recipe_clean']['diff_points']:+.1f} points "
-          f"(McNemar p {checks['default_vs_todays_recipe_clean']['mcnemar_p']:.2f})")
-    for key, e in adabn_gain.items():
-        print(f"AdaBN {key}: mean shifted {100 * e['mean_shifted_before']:.1f}% -> {100 * e['mean_shifted_after']:.1f}%"
-              f" ({e['gain_points']:+.1f} points, raised on {e['domains_raised']}/{e['domains']} domains)")
+
+
+def finish(args: Any, src: Path, card: Any, crop_pct: float, domains_info: dict[str, Any], training: dict[str, Any],
+           rows: list[dict[str, Any]], summary: list[dict[str, Any]], checks: dict[str, Any], started: float,
+           suffix: str) -> int:
+    import numpy as np
+    import torch
 
     out = {"command": " ".join(["nice -n 5 python", "benchmarks/shift.py", *sys.argv[1:]]), "data": str(src),
            "backbone": card.backbone, "image_size": args.image_size, "threads": args.threads,
@@ -360,12 +394,14 @@ def main() -> int:
            "domains": domains_info, "training": training,
            "int8": "run_ptq calibrated on the domain's adaptation images (after AdaBN where it ran), scored in "
                    "ONNX Runtime int8 (edgetl.quant.judge.ort_eval)",
+           "adaptations": {"adabn": "plain AdaBN", "anchored": "AdaBN anchored to as many clean training "
+                           "images (edgetl's default, adapt.anchor source)"},
            "rows": rows, "summary": summary, "checks": checks,
            "versions": {"torch": torch.__version__, "numpy": np.__version__},
            "wall_s": round(time.perf_counter() - started, 1)}
     RESULTS.mkdir(parents=True, exist_ok=True)
     for folder in (RESULTS, REPORTED):
-        (folder / f"shift_{args.data}.json").write_text(json.dumps(out, indent=1))
+        (folder / f"shift_{args.data}{suffix}.json").write_text(json.dumps(out, indent=1))
     return 0
 
 

@@ -103,6 +103,29 @@ def test_anchored_adabn_leaves_a_model_alone_on_images_like_its_source() -> None
             assert torch.equal(v, anchored.state_dict()[k]), k  # the weights stay
 
 
+def test_anchored_adabn_keeps_what_a_fused_normalisation_layer_adds() -> None:
+    # timm's BatchNormAct2d (efficientnet_lite's layer) applies its activation inside its forward: the anchored pass
+    # runs each layer's own forward, so the activation stays (replacing the forward dropped it: lite0 fell to chance)
+    from timm.layers import BatchNormAct2d
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), BatchNormAct2d(8, act_layer=nn.ReLU6),
+                          nn.Conv2d(8, 8, 3, padding=1, bias=False), BatchNormAct2d(8, act_layer=nn.ReLU6),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3)).eval()
+    for bn in (model[1], model[3]):
+        bn.running_mean.fill_(0.2)
+        bn.running_var.fill_(2.0)
+    source = _source_batches()
+    x = torch.cat([b[0] for b in source])
+    with torch.no_grad():
+        before = model(x)
+        adabn(model, source, source=source)
+        assert torch.allclose(model(x), before, atol=1e-2)
+    for bn in (model[1], model[3]):  # the second layer's input passed through the first one's activation
+        assert torch.allclose(bn.running_mean, torch.full((8,), 0.2), atol=1e-3)
+        assert torch.allclose(bn.running_var, torch.full((8,), 2.0), rtol=1e-3)
+
+
 def test_anchored_adabn_is_plain_adabn_where_the_statistics_are_the_sources() -> None:
     model = _deep_net()
     source = _source_batches()
