@@ -43,6 +43,7 @@ class AdaptReport:
     steps: int = 0  # TENT gradient steps
     entropy_before: float | None = None  # TENT: mean prediction entropy (nats) in its first and last pass
     entropy_after: float | None = None
+    source_images: int = 0  # anchored AdaBN: the training images its anchor moments came from (0: plain)
 
 
 def batchnorm_layers(model: nn.Module) -> list[tuple[str, _BatchNorm]]:
@@ -146,10 +147,12 @@ def _anchored_adabn(model: nn.Module, layers: list[tuple[str, _BatchNorm]], targ
     model.eval()
     src = {name: _Moments() for name, _ in layers}
     hooks = [m.register_forward_pre_hook(lambda _m, args, acc=src[name]: acc.add(args[0])) for name, m in layers]
+    source_images = 0
     try:
         with torch.no_grad():
             for batch in source:  # the unadapted model, as the head saw the training images
                 model(*batch)
+                source_images += _count(batch)
     finally:
         for h in hooks:
             h.remove()
@@ -219,7 +222,7 @@ def _anchored_adabn(model: nn.Module, layers: list[tuple[str, _BatchNorm]], targ
         for name, m in layers:
             m.running_mean.copy_(stats[name][0].to(m.running_mean.dtype))  # type: ignore[union-attr]
             m.running_var.copy_(stats[name][1].to(m.running_var.dtype))  # type: ignore[union-attr]
-    return AdaptReport("adabn", images, len(layers))
+    return AdaptReport("adabn", images, len(layers), source_images=source_images)
 
 
 def _entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -269,5 +272,5 @@ def tent(model: nn.Module, batches: Callable[[], Iterable[Batch]], epochs: int, 
             p.requires_grad_(requires[id(p)])
         model.eval()
     report = adabn(model, batches(), source)
-    return AdaptReport("tent", report.images, report.layers, steps, first, last)
+    return AdaptReport("tent", report.images, report.layers, steps, first, last, report.source_images)
 

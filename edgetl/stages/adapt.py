@@ -101,7 +101,7 @@ def adapt(cfg: BuildConfig, target: TargetProfile, model_dir: Path, out_dir: Pat
         for x, _ in task.eval_batches(images.samples(), preprocess, a.batch_size):
             yield tuple(torch.from_numpy(v) for v in x.values())
 
-    source = None
+    anchor = None
     if a.anchor == "source":  # as many training images as adaptation images, seeded (edgetl.adapt.norm)
         train = list(index.splits.get("train", []))
         random.Random(a.seed).shuffle(train)
@@ -109,14 +109,14 @@ def adapt(cfg: BuildConfig, target: TargetProfile, model_dir: Path, out_dir: Pat
         if len(train) < 2:
             raise ConfigError(f"adapt.anchor source needs training images to anchor to; the split has {len(train)}",
                               hint="set adapt.anchor none (plain AdaBN)")
-        source = [tuple(torch.from_numpy(v) for v in x.values())
+        anchor = [tuple(torch.from_numpy(v) for v in x.values())
                   for x, _ in task.eval_batches(train, preprocess, a.batch_size)]
     labelled = {s: index.splits[s] for s in dict.fromkeys(("val", index.eval_split)) if index.splits.get(s)}
     before = {s: _accuracy(model, task, samples, preprocess) for s, samples in labelled.items()}
     adapted = copy.deepcopy(model)
     with torch.enable_grad():
-        report = (adabn(adapted, batches(), source) if a.method == "adabn"
-                  else tent(adapted, batches, a.tent_epochs, a.tent_lr, source=source))
+        report = (adabn(adapted, batches(), anchor) if a.method == "adabn"
+                  else tent(adapted, batches, a.tent_epochs, a.tent_lr, source=anchor))
     after = {s: _accuracy(adapted, task, samples, preprocess) for s, samples in labelled.items()}
     for s in labelled:
         log.info("%s top-1: %.2f%% before adaptation, %.2f%% after", s, 100 * before[s], 100 * after[s])
@@ -139,7 +139,8 @@ def _finish(cfg: BuildConfig, target: TargetProfile, inputs: Any, model: Any, im
     out_dir = Path(out_dir)
     wall = round(time.perf_counter() - started, 2)
     adaptation = {"method": report.method, "images": report.images, "folder": images.folder,
-                  "batchnorm_layers": report.layers, "found": images.found, "skipped": len(images.skipped)}
+                  "batchnorm_layers": report.layers, "found": images.found, "skipped": len(images.skipped),
+                  "anchored_to_training_images": report.source_images}
     with atomic_dir(out_dir) as tmp:
         save_module(model, tmp / MODEL_NAME)
         write_json(tmp / IMAGES_NAME, {"folder": images.folder, "images": images.refs,

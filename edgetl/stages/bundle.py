@@ -110,7 +110,9 @@ def _readme(target: TargetProfile, task: Task, io: ModelIO, files: list[dict[str
         f"Classes ({len(labels)}): {', '.join(labels)}. Built by edgetl {__version__}.",
         "",
         *([f"Adapted to the deployment domain: {adaptation['method']} on {adaptation['images']} unlabelled "
-           f"image(s) from `{adaptation['folder']}` (never evaluated on).", ""] if adaptation else []),
+           f"image(s) from `{adaptation['folder']}` (never evaluated on)"
+           + (f", anchored to {adaptation['anchored_to_training_images']} training images."
+              if adaptation.get("anchored_to_training_images") else "."), ""] if adaptation else []),
         "| file | format | precision | sha256 |",
         "| --- | --- | --- | --- |",
         *[f"| `{f['path']}` | {f['format']} | {f['precision']} | `{f['sha256'][:16]}…` |" for f in files],

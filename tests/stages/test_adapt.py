@@ -56,7 +56,11 @@ def test_a_build_with_adapt_data_adapts_calibrates_and_records_it(adapted) -> No
     assert export["float_source"] == "adapt:adapted"
     bundle = json.loads((run / "bundle" / "manifest.json").read_text())
     assert bundle["adaptation"]["method"] == "adabn" and bundle["adaptation"]["images"] == 12
+    # anchored (the default) to as many training images as adaptation images, when the split has them
+    train_images = len(json.loads((run / "train" / "split.json").read_text())["splits"]["train"])
+    assert bundle["adaptation"]["anchored_to_training_images"] == min(12, train_images) >= 2
     assert "adabn on 12 unlabelled image(s)" in (run / "bundle" / "README.md").read_text()
+    assert "anchored to" in (run / "bundle" / "README.md").read_text()
     assert "[adapt] done" in result.output
 
 
