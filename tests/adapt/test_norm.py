@@ -79,17 +79,24 @@ def _source_batches(n: int = 6) -> list[tuple[torch.Tensor]]:
     return [(torch.randn(8, 3, 8, 8, generator=g) * 0.5 - 0.3,) for _ in range(n)]
 
 
+def _foreign_statistics(model: nn.Module, layers: tuple[nn.Module, ...], mean: float, var: float
+                        ) -> tuple[list[tuple[torch.Tensor]], torch.Tensor, torch.Tensor]:
+    """Running statistics set to ones that are not the source images'; the source batches, them joined, and the
+    model's outputs on them."""
+    for bn in layers:
+        bn.running_mean.fill_(mean)
+        bn.running_var.fill_(var)
+    source = _source_batches()
+    x = torch.cat([b[0] for b in source])
+    with torch.no_grad():
+        return source, x, model(x)
+
+
 def test_anchored_adabn_leaves_a_model_alone_on_images_like_its_source() -> None:
     # running statistics that are not the source images' (a frozen backbone keeps ImageNet's): plain AdaBN on
     # source-like images rewrites them and changes the outputs; the anchored form keeps them (same images twice)
     model = _deep_net()
-    for bn in (model[1], model[4]):
-        bn.running_mean.fill_(0.7)
-        bn.running_var.fill_(3.0)
-    source = _source_batches()
-    x = torch.cat([b[0] for b in source])
-    with torch.no_grad():
-        before = model(x)
+    source, x, before = _foreign_statistics(model, (model[1], model[4]), 0.7, 3.0)
     anchored = copy.deepcopy(model)
     report = adabn(anchored, source, source=source)
     plain = copy.deepcopy(model)
@@ -112,13 +119,8 @@ def test_anchored_adabn_keeps_what_a_fused_normalisation_layer_adds() -> None:
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), BatchNormAct2d(8, act_layer=nn.ReLU6),
                           nn.Conv2d(8, 8, 3, padding=1, bias=False), BatchNormAct2d(8, act_layer=nn.ReLU6),
                           nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3)).eval()
-    for bn in (model[1], model[3]):
-        bn.running_mean.fill_(0.2)
-        bn.running_var.fill_(2.0)
-    source = _source_batches()
-    x = torch.cat([b[0] for b in source])
+    source, x, before = _foreign_statistics(model, (model[1], model[3]), 0.2, 2.0)
     with torch.no_grad():
-        before = model(x)
         adabn(model, source, source=source)
         assert torch.allclose(model(x), before, atol=1e-2)
     for bn in (model[1], model[3]):  # the second layer's input passed through the first one's activation
