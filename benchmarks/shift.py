@@ -248,6 +248,7 @@ def main() -> int:
     train_files = sorted(f for f in (work / "data" / "train").rglob("*") if f.is_file())
     random.Random(args.seed).shuffle(train_files)
 
+    anchors: dict[int, list[Any]] = {}  # by image count: every domain anchors to the same clean training images
     rows: list[dict[str, Any]] = []
     hits_of: dict[tuple[str, str, str, str], list[bool]] = {}
     for domain in domains:
@@ -257,8 +258,10 @@ def main() -> int:
         adapt_torch = [tuple(torch.from_numpy(v) for v in x.values()) for x, _ in adapt_np]
         calibration = [{k: torch.from_numpy(v) for k, v in x.items()} for x, _ in adapt_np]
         n = sum(len(y) for _, y in test)
-        source = [tuple(torch.from_numpy(v) for v in x.values())
-                  for x, _ in batches([(str(f), -1) for f in train_files[:len(adapt_samples)]])]
+        if len(adapt_samples) not in anchors:
+            anchors[len(adapt_samples)] = [tuple(torch.from_numpy(v) for v in x.values()) for x, _ in
+                                           batches([(str(f), -1) for f in train_files[:len(adapt_samples)]])]
+        source = anchors[len(adapt_samples)]
         for name, artifact in models.items():
             for adaptation in ADAPTATIONS:
                 model = artifact.load()
@@ -318,7 +321,8 @@ def main() -> int:
     default = best["strategy"]
     checks: dict[str, Any] = {"configured_default": BuildConfig().train.strategy, "best_worst_case_strategy": default,
                               "worst_case_by_strategy": {s["strategy"]: s["worst_any"] for s in plain}}
-    if set(strategies) == set(STRATEGIES):
+    every_strategy = set(strategies) == set(STRATEGIES)
+    if every_strategy:
         strategy_checks(checks, domains, hits_of, acc_of)
     adabn_gain = {}
     for name in strategies:
@@ -358,7 +362,7 @@ def main() -> int:
               f" ({e['gain_points']:+.1f} points, raised on {e['domains_raised']}/{e['domains']} domains); clean "
               f"{100 * e['clean_before']:.1f}% -> {100 * e['clean_after']:.1f}%")
     return finish(args, src, card, crop_pct, domains_info, training, rows, summary, checks, started,
-                  "" if set(strategies) == set(STRATEGIES) else "_" + "_".join(strategies))
+                  "" if every_strategy else "_" + "_".join(strategies))
 
 
 def strategy_checks(checks: dict[str, Any], domains: list[str], hits_of: dict[Any, list[bool]],

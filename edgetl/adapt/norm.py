@@ -209,19 +209,15 @@ def _anchored_adabn(model: nn.Module, layers: list[tuple[str, _BatchNorm]], targ
     if images == 0:
         raise ConfigError("adabn got no images to adapt on", hint="check the adaptation folder")
 
-    def adapted(name: str, m: _BatchNorm, moments: _Moments) -> tuple[torch.Tensor, torch.Tensor]:
-        scale_s, shift, _ = anchors[name]
-        mu_t, var_t = moments.mean_var()
-        ratio = (var_t + m.eps).sqrt() / scale_s  # s_t / s_s
-        denom = (saved[name][1].double() + m.eps).sqrt()
-        # v' + eps = (v + eps) s_t^2 / s_s^2;  m' = mu_t - (mu_s - m) s_t / s_s
-        return mu_t - shift * denom * ratio, ((denom * ratio) ** 2 - m.eps).clamp_min(0)
-
-    stats = {name: adapted(name, m, tgt[name]) for name, m in layers}
     with torch.no_grad():
         for name, m in layers:
-            m.running_mean.copy_(stats[name][0].to(m.running_mean.dtype))  # type: ignore[union-attr]
-            m.running_var.copy_(stats[name][1].to(m.running_var.dtype))  # type: ignore[union-attr]
+            scale_s, shift, _ = anchors[name]
+            mu_t, var_t = tgt[name].mean_var()
+            ratio = (var_t + m.eps).sqrt() / scale_s  # s_t / s_s
+            denom = (saved[name][1].double() + m.eps).sqrt()
+            # v' + eps = (v + eps) s_t^2 / s_s^2;  m' = mu_t - (mu_s - m) s_t / s_s
+            m.running_mean.copy_((mu_t - shift * denom * ratio).to(m.running_mean.dtype))  # type: ignore[union-attr]
+            m.running_var.copy_(((denom * ratio) ** 2 - m.eps).clamp_min(0).to(m.running_var.dtype))  # type: ignore[union-attr]
     return AdaptReport("adabn", images, len(layers), source_images=source_images)
 
 
