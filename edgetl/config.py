@@ -120,7 +120,8 @@ class TrainConfig(_Section):
     # the head trained on the frozen features for lp_epochs, then `epochs` of a gentle full fine-tune at lp_ft_lr,
     # head and backbone alike: a head that already fits sends small gradients into the backbone, so the pretrained
     # features are less distorted for inputs unlike the training images. Measured by benchmarks/shift.py (see
-    # docs/design.md, "Transfer under shift"); the default is unchanged pending a full-recipe measurement.
+    # docs/design.md, "Transfer under shift"): lp_ft passed the robust-default checks on hymenoptera, flowers5 and
+    # digits and today's recipe did not on flowers5; the default has not moved yet (it changes every build's epochs).
     strategy: Literal["warmup_finetune", "lp_ft"] = "warmup_finetune"
     # LP-FT's probe: long enough for a linear head on frozen features to reach its plateau (a few epochs at
     # head_lr with cosine decay; the trainer keeps the best epoch of either phase)
