@@ -177,9 +177,10 @@ def main() -> int:
 
     from edgetl.adapt import adabn
     from edgetl.artifacts import read_model_artifact
+    from edgetl.backbones import get_backbone
     from edgetl.config import BuildConfig
     from edgetl.quant.judge import ort_eval
-    from edgetl.stages.finetune import finetune
+    from edgetl.stages.finetune import finetune, resolve_recipe
     from edgetl.stages.quantize import quiet_library_logs, run_ptq
     from edgetl.stats import accuracy_interval, two_proportion_test
     from edgetl.targets import load_target
@@ -205,10 +206,11 @@ def main() -> int:
             "data": {"path": str(work / "data"), "num_workers": 0, "crop_pct": crop_pct},
             "train": {"image_size": args.image_size, "epochs": args.epochs, "threads": args.threads,
                       "seed": args.seed, **overrides}})
+        cfg = resolve_recipe(cfg, get_backbone(cfg.train.backbone))  # what finetune records in its manifest
         run_dir = work / "runs" / name
         manifest = run_dir / "manifest.json"
         wanted = cfg.train.model_dump(mode="json")
-        if manifest.is_file() and json.loads(manifest.read_text())["config"]["train"] == wanted:
+        if manifest.is_file() and _trained_with(json.loads(manifest.read_text())["config"]["train"]) == wanted:
             info = json.loads(manifest.read_text())["info"]  # trained by an earlier run of this script
             best_val, best_epoch, epochs_run, wall = (info["best_val_accuracy"], info["best_epoch"],
                                                       info["epochs_run"], info["wall_time_s"])
@@ -363,6 +365,16 @@ def main() -> int:
               f"{100 * e['clean_before']:.1f}% -> {100 * e['clean_after']:.1f}%")
     return finish(args, src, card, crop_pct, domains_info, training, rows, summary, checks, started,
                   "" if every_strategy else "_" + "_".join(strategies))
+
+
+def _trained_with(train: dict[str, Any]) -> dict[str, Any]:
+    """A run's recorded train config in today's fields: runs recorded before train.head_epochs covered both recipes named LP-FT's probe lp_epochs."""
+    if "lp_epochs" not in train:
+        return train
+    legacy = {k: v for k, v in train.items() if k != "lp_epochs"}
+    if train["strategy"] == "lp_ft":
+        legacy["head_epochs"] = train["lp_epochs"]
+    return legacy
 
 
 def strategy_checks(checks: dict[str, Any], domains: list[str], hits_of: dict[Any, list[bool]],

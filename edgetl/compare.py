@@ -4,7 +4,7 @@ Each strategy is the build's fine-tuning recipe with one thing changed, trained 
 (``edgetl.stages.finetune.finetune``) into ``OUT/<strategy>/``:
 
 - ``feature_extraction``: the pretrained backbone stays frozen (its BatchNorm statistics too); only the new
-  classifier trains, for the same epochs (``train.unfreeze: 0``);
+  classifier trains, for the warm-up recipe's epochs (``train.strategy: warmup_finetune``, ``train.unfreeze: 0``);
 - ``finetune``: head warm-up, then every layer at a lower backbone rate (``train.strategy: warmup_finetune``);
 - ``lp_ft``: LP-FT (Kumar et al., ICLR 2022): a linear probe on the frozen features, then a gentle fine-tune of
   every layer at ``train.lp_ft_lr`` (``train.strategy: lp_ft``);
@@ -54,7 +54,7 @@ class Strategy:
 STRATEGIES: Registry[Strategy] = Registry("comparison strategy")
 STRATEGIES.register("feature_extraction", Strategy(
     "feature_extraction", "frozen pretrained backbone, head only, same epochs",
-    lambda cfg: {"train.unfreeze": 0}))
+    lambda cfg: {"train.strategy": "warmup_finetune", "train.unfreeze": 0}))
 STRATEGIES.register("finetune", Strategy(
     "finetune", "head warm-up, then every layer fine-tuned (head at lr, backbone at backbone_lr)",
     lambda cfg: {"train.strategy": "warmup_finetune"}))

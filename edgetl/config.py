@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edgetl.errors import ConfigError
 from edgetl.targets import DeviceSpec
@@ -109,25 +109,32 @@ class DataConfig(_Section):
         return held_out_test_ratio(self.test_ratio, val_made)
 
 
+# train.head_epochs when it is None, per recipe (edgetl.config.TrainConfig.strategy)
+HEAD_EPOCHS = {"warmup_finetune": 2, "lp_ft": 8}
+
+
 class TrainConfig(_Section):
     backbone: str = "efficientnet_lite0"
     weights: str = "default"  # "default" (the backbone's pretrained weights), "none", or a checkpoint path
     image_size: int | None = Field(default=None, ge=16)  # None: the target's input size
     max_seq_len: int | None = Field(default=None, ge=2)  # text: tokens per text, special ones included; None: the backbone's
     batch_size: int = Field(default=32, ge=1)
-    # The fine-tuning recipe (edgetl.stages.finetune._phases). "warmup_finetune": head_epochs of head-only warm-up,
-    # then `epochs` of fine-tuning at lr (head) / backbone_lr. "lp_ft" (Kumar et al., ICLR 2022): a linear probe,
-    # the head trained on the frozen features for lp_epochs, then `epochs` of a gentle full fine-tune at lp_ft_lr,
-    # head and backbone alike: a head that already fits sends small gradients into the backbone, so the pretrained
-    # features are less distorted for inputs unlike the training images. Measured by benchmarks/shift.py (see
+    # The fine-tuning recipe (edgetl.stages.finetune.resolve_strategy, _phases). "warmup_finetune": head_epochs of
+    # head-only warm-up, then `epochs` of fine-tuning at lr (head) / backbone_lr. "lp_ft" (Kumar et al., ICLR 2022):
+    # a linear probe, the head trained on the frozen features for head_epochs, then `epochs` of a gentle full
+    # fine-tune at lp_ft_lr, head and backbone alike: a head that already fits sends small gradients into the
+    # backbone, so the pretrained features are less distorted for inputs unlike the training images. "auto" (the
+    # default): lp_ft for an image backbone with pretrained weights, warmup_finetune otherwise (random weights have
+    # no features to preserve; text was not measured). Measured by benchmarks/shift.py and edgetl compare (see
     # docs/design.md, "Transfer under shift"): lp_ft passed the robust-default checks on hymenoptera, flowers5 and
-    # digits and today's recipe did not on flowers5; the default has not moved yet (it changes every build's epochs).
-    strategy: Literal["warmup_finetune", "lp_ft"] = "warmup_finetune"
-    # LP-FT's probe: long enough for a linear head on frozen features to reach its plateau (a few epochs at
-    # head_lr with cosine decay; the trainer keeps the best epoch of either phase)
-    lp_epochs: int = Field(default=8, ge=1)
+    # digits; warmup_finetune was worse than feature extraction beyond noise on every shifted flowers5 domain.
+    strategy: Literal["auto", "warmup_finetune", "lp_ft"] = "auto"
+    # Head-only epochs before fine-tuning, backbone frozen: the warm-up of warmup_finetune, the probe of lp_ft.
+    # None: the recipe's own (HEAD_EPOCHS: 2 for the warm-up; 8 for the probe, long enough for a linear head on
+    # frozen features to reach its plateau at head_lr with cosine decay; the trainer keeps the best epoch of either
+    # phase).
+    head_epochs: int | None = Field(default=None, ge=0)
     lp_ft_lr: float = Field(default=1e-4, gt=0)  # half of backbone_lr, and 10x below the warm-up recipe's head lr
-    head_epochs: int = Field(default=2, ge=0)  # head-only warm-up, backbone frozen
     head_lr: float = Field(default=3e-3, gt=0)
     epochs: int = Field(default=10, ge=0)  # full fine-tuning epochs after the warm-up
     lr: float = Field(default=1e-3, gt=0)  # head learning rate while fine-tuning
@@ -178,6 +185,14 @@ class TrainConfig(_Section):
     head: Literal["auto", "linear", "prototype"] = "auto"
     teacher_temperature: float = Field(default=4.0, gt=0)
     teacher_alpha: float = Field(default=0.5, ge=0, le=1)  # weight of the distillation term
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "lp_epochs" in data:
+            raise ValueError("train.lp_epochs is now train.head_epochs: the head-only epochs of either recipe "
+                             "(LP-FT's probe, the warm-up's warm-up)")
+        return data
 
 
 class PruneConfig(_Section):

@@ -45,9 +45,8 @@ def test_four_strategies_on_one_held_out_split(tmp_path: Path) -> None:
     payload = read_json(result.json_path)
     assert payload["eval_split"] == "test" and payload["split_images"] == {"train": 27, "val": 9, "test": 6}
     for row in payload["strategies"]:
-        # LP-FT probes for lp_epochs (8) instead of the 1-epoch warm-up
-        epochs = 8 + 2 if row["strategy"] == "lp_ft" else 3
-        assert 0.0 <= row["eval_accuracy"] <= 1.0 and row["wall_time_s"] > 0 and row["epochs_run"] == epochs
+        # train.head_epochs (1) is the warm-up of three strategies and LP-FT's probe
+        assert 0.0 <= row["eval_accuracy"] <= 1.0 and row["wall_time_s"] > 0 and row["epochs_run"] == 1 + 2
         assert row["eval_split"] == "test"
         manifest = read_json(tmp_path / "cmp" / row["run_dir"] / "manifest.json")
         assert manifest["info"]["eval_split"] == "test"
@@ -59,6 +58,8 @@ def test_four_strategies_on_one_held_out_split(tmp_path: Path) -> None:
     assert configs["finetune"]["unfreeze"] == "all" and configs["finetune"]["weights"] == str(weights)
     assert configs["finetune"]["strategy"] == "warmup_finetune" and configs["lp_ft"]["strategy"] == "lp_ft"
     assert configs["scratch"]["weights"] == "none" and configs["scratch"]["unfreeze"] == "all"
+    # feature extraction is the warm-up recipe frozen; scratch's "auto" resolves to it (random weights)
+    assert configs["feature_extraction"]["strategy"] == configs["scratch"]["strategy"] == "warmup_finetune"
     # feature extraction leaves the backbone exactly as loaded
     frozen = torch.load(tmp_path / "cmp" / "feature_extraction" / "model.pt", weights_only=False).state_dict()
     loaded = torch.load(weights)

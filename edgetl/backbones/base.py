@@ -33,6 +33,8 @@ class BackboneSpec:
         weights_help: where the default weights come from, shown when they cannot be found.
         task: the task registry entry (``edgetl.tasks``) whose inputs the model takes.
         in_channels: image channels the stem takes.
+        pretrained: whether "default" weights are pretrained ones (False for the random-init test backbones);
+            ``train.strategy: auto`` picks its recipe by it.
     """
 
     name: str
@@ -47,6 +49,7 @@ class BackboneSpec:
     description: str = ""
     task: str = "image_classification"  # the edgetl.tasks entry that feeds it
     in_channels: int = 3
+    pretrained: bool = True
 
     def preprocess_info(self) -> dict[str, Any]:
         return {"mean": list(self.mean), "std": list(self.std), "interpolation": self.interpolation}

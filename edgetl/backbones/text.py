@@ -489,5 +489,6 @@ register_backbone(
         max_seq_len=TINY_MAX_SEQ_LEN,
         pooling="mean",
         description="2-layer BERT, hidden 32, tiny WordPiece vocabulary, for tests (random init; no weights)",
+        pretrained=False,
     )
 )

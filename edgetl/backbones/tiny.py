@@ -63,5 +63,6 @@ register_backbone(
         mean=(0.5, 0.5, 0.5),
         std=(0.5, 0.5, 0.5),
         description="3-block conv net for tests (random init; 'default' weights are none)",
+        pretrained=False,
     )
 )

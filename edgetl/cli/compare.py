@@ -13,8 +13,9 @@ from edgetl.cli.common import load_settings, setup_logging
 @cli.command("compare")
 @click.option("--data", "-d", default=None, help="ImageFolder root (train/CLASS/*.jpg [val/ test/]) or 'digits'.")
 @click.option("--backbone", "-b", default=None, help="Backbone name (see `edgetl backbones`) [default: efficientnet_lite0].")
-@click.option("--epochs", type=int, default=None, help="Fine-tuning epochs after the head warm-up (every strategy).")
-@click.option("--head-epochs", type=int, default=None, help="Head-only warm-up epochs (every strategy).")
+@click.option("--epochs", type=int, default=None, help="Fine-tuning epochs after the head-only ones (every strategy).")
+@click.option("--head-epochs", type=int, default=None,
+              help="Head-only epochs, the warm-up or LP-FT's probe (every strategy) [2 warm-up, 8 probe].")
 @click.option("--image-size", type=int, default=None, help="Input size (default: the target's).")
 @click.option("--strategy", "strategies", multiple=True, metavar="NAME",
               help="A strategy to run (repeatable) [feature_extraction, finetune, lp_ft, scratch].")

@@ -54,14 +54,16 @@ def _parse_unfreeze(text: str | None) -> str | int | None:
 @click.option("--data", "-d", default=None, help="ImageFolder root (train/CLASS/*.jpg [val/ test/]) or 'digits'.")
 @click.option("--backbone", "-b", default=None, help="Backbone name (see `edgetl backbones`) [default: efficientnet_lite0].")
 @click.option("--weights", default=None, help="'default' (pretrained), 'none' (random init), or a checkpoint path.")
-@click.option("--epochs", type=int, default=None, help="Fine-tuning epochs after the head warm-up [10].")
-@click.option("--head-epochs", type=int, default=None, help="Head-only warm-up epochs, backbone frozen [2].")
+@click.option("--epochs", type=int, default=None, help="Fine-tuning epochs after the head-only ones [10].")
+@click.option("--head-epochs", type=int, default=None,
+              help="Head-only epochs before fine-tuning, backbone frozen: the warm-up, or LP-FT's probe "
+                   "[2 warm-up, 8 probe].")
 @click.option("--image-size", type=int, default=None, help="Input size (default: the target's).")
 @click.option("--batch-size", type=int, default=None, help="Images per step (per process under torchrun) [32].")
 @click.option("--unfreeze", default=None, help="Fine-tune 'all' layers or only the last N blocks [all].")
-@click.option("--strategy", type=click.Choice(["warmup_finetune", "lp_ft"]), default=None,
-              help="Head warm-up then fine-tuning, or LP-FT: linear probe then a gentle full fine-tune "
-                   "[warmup_finetune].")
+@click.option("--strategy", type=click.Choice(["auto", "warmup_finetune", "lp_ft"]), default=None,
+              help="Head warm-up then fine-tuning, or LP-FT: linear probe then a gentle full fine-tune; auto: "
+                   "lp_ft for a pretrained image backbone, else warmup_finetune [auto].")
 @click.option("--seed", type=int, default=None, help="Seed of initialisation, data order and augmentation [0].")
 @click.option("--teacher", default=None, metavar="RUN_DIR",
               help="Distil from that build's float model (same task, classes and input size; any backbone).")

@@ -181,9 +181,10 @@ def finetune(cfg: BuildConfig, target: TargetProfile, out_dir: Path, *, resume: 
     """
     import torch
 
+    spec = get_backbone(cfg.train.backbone)
+    cfg = resolve_recipe(cfg, spec)  # the manifest, the model card and resume see the recipe that runs
     t = cfg.train
-    spec = get_backbone(t.backbone)
-    if t.strategy == "warmup_finetune" and t.head_epochs + t.epochs == 0:
+    if t.head_epochs + t.epochs == 0:
         raise ConfigError("train.head_epochs and train.epochs are both 0: nothing to train",
                           hint="set --epochs or --head-epochs to at least 1")
     dist = init_distributed("cuda" if t.device != "cpu" and torch.cuda.is_available() else "cpu")
@@ -232,11 +233,35 @@ def _labelled_batches(task: Task, index: DatasetIndex, preprocess: dict[str, Any
         yield tuple(torch.from_numpy(v).to(device) for v in inputs.values()), torch.from_numpy(labels)
 
 
+def resolve_recipe(cfg: BuildConfig, spec: Any) -> BuildConfig:
+    """``cfg`` with ``train.strategy`` and ``train.head_epochs`` resolved.
+
+    "auto" is "lp_ft" for an image backbone with pretrained weights (a checkpoint, or "default" where the spec's
+    are pretrained) and "warmup_finetune" otherwise: random weights have no features for a probe to keep, and
+    LP-FT was measured on images only. ``head_epochs`` None is the recipe's own (``edgetl.config.HEAD_EPOCHS``).
+
+    Example:
+        >>> resolve_recipe(BuildConfig(), get_backbone("efficientnet_lite0")).train.strategy
+        'lp_ft'
+    """
+    from edgetl.config import HEAD_EPOCHS
+    from edgetl.tasks import task_for_backbone
+
+    t = cfg.train
+    strategy = t.strategy
+    if strategy == "auto":
+        image = task_for_backbone(spec).name == "image_classification"
+        pretrained = t.weights not in ("default", "none") or (t.weights == "default" and spec.pretrained)
+        strategy = "lp_ft" if image and pretrained else "warmup_finetune"
+    head_epochs = HEAD_EPOCHS[strategy] if t.head_epochs is None else t.head_epochs
+    return cfg.with_overrides({"train.strategy": strategy, "train.head_epochs": head_epochs})
+
+
 def _phases(cfg: BuildConfig, spec: Any, steps: int, num_classes: int) -> list[Any]:
     """The fine-tuning recipe (``train.strategy``) as trainer phases.
 
     "warmup_finetune": head warm-up, then (partial) unfreezing with a higher rate for the head. "lp_ft": a linear
-    probe (head only, ``lp_epochs``), then every layer (or the last ``unfreeze`` blocks) at ``lp_ft_lr``. Both
+    probe (head only, ``head_epochs``), then every layer (or the last ``unfreeze`` blocks) at ``lp_ft_lr``. Both
     fine-tuning phases are named "finetune" (early stopping watches them) and mix and average alike.
     """
     from edgetl.training.loop import batch_mix, param_groups, set_trainable
@@ -257,9 +282,8 @@ def _phases(cfg: BuildConfig, spec: Any, steps: int, num_classes: int) -> list[A
         return build
 
     phases = []
-    head_epochs = t.lp_epochs if lp_ft else t.head_epochs
-    if head_epochs:
-        phases.append(Phase("probe" if lp_ft else "head", head_epochs, groups("head"), warmup_ratio=t.warmup_ratio))
+    if t.head_epochs:
+        phases.append(Phase("probe" if lp_ft else "head", t.head_epochs, groups("head"), warmup_ratio=t.warmup_ratio))
     if t.epochs:
         # the head warm-up fits a new classifier to clean images; mixing and averaging start with fine-tuning
         phases.append(Phase("finetune", t.epochs, groups("finetune"), warmup_ratio=t.warmup_ratio,

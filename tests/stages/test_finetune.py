@@ -9,14 +9,14 @@ import pytest
 from click.testing import CliRunner
 
 import edgetl.cli
-from edgetl.backbones import load_checkpoint
+from edgetl.backbones import get_backbone, load_checkpoint
 from edgetl.config import BuildConfig
 from edgetl.data import Preprocess, open_sample, preprocess_image, read_split
 from edgetl.errors import ConfigError
 from edgetl.fsutil import read_json
 from edgetl.manifest import read_manifest
 from edgetl.stages import finetune as finetune_module
-from edgetl.stages.finetune import finetune
+from edgetl.stages.finetune import finetune, resolve_recipe
 from edgetl.targets import load_target
 from tests.conftest import make_image_folder
 
@@ -190,7 +190,7 @@ def test_lp_ft_probes_on_frozen_features_then_fine_tunes_every_layer_gently(tiny
     loaded = torch.load(weights)
 
     # the probe alone (no fine-tuning epoch): only the classifier moved, BatchNorm statistics included
-    probe = finetune(tiny_cfg(tiny_imagefolder, strategy="lp_ft", lp_epochs=3, epochs=0, weights=str(weights)),
+    probe = finetune(tiny_cfg(tiny_imagefolder, strategy="lp_ft", head_epochs=3, epochs=0, weights=str(weights)),
                      load_target("cpu"), tmp_path / "probe")
     state = torch.load(probe.checkpoint, weights_only=False).state_dict()
     backbone = [k for k in loaded if not k.startswith("classifier.")]
@@ -199,7 +199,7 @@ def test_lp_ft_probes_on_frozen_features_then_fine_tunes_every_layer_gently(tiny
     assert probe.epochs_run == 3
 
     out = tmp_path / "lpft"
-    result = finetune(tiny_cfg(tiny_imagefolder, strategy="lp_ft", lp_epochs=3, epochs=3, lp_ft_lr=5e-3,
+    result = finetune(tiny_cfg(tiny_imagefolder, strategy="lp_ft", head_epochs=3, epochs=3, lp_ft_lr=5e-3,
                                weights=str(weights)), load_target("cpu"), out)
     rows = read_json(out / "metrics.json")["epochs"]
     assert [r["phase"] for r in rows] == ["probe"] * 3 + ["finetune"] * 3
@@ -217,6 +217,37 @@ def test_lp_ft_probes_on_frozen_features_then_fine_tunes_every_layer_gently(tiny
 def test_unknown_strategy_is_a_config_error(tiny_imagefolder: Path) -> None:
     with pytest.raises(ConfigError, match="train.strategy"):
         tiny_cfg(tiny_imagefolder, strategy="lpft")
+    with pytest.raises(ConfigError, match="train.lp_epochs is now train.head_epochs"):
+        tiny_cfg(tiny_imagefolder, lp_epochs=3)
+
+
+def test_auto_recipe_is_lp_ft_for_a_pretrained_image_backbone_only() -> None:
+    def resolved(**train: Any) -> tuple[str, int]:
+        cfg = BuildConfig().with_overrides({f"train.{k}": v for k, v in train.items()})
+        t = resolve_recipe(cfg, get_backbone(cfg.train.backbone)).train
+        return t.strategy, t.head_epochs
+
+    assert BuildConfig().train.strategy == "auto" and BuildConfig().train.head_epochs is None
+    assert resolved() == ("lp_ft", 8)  # efficientnet_lite0, its pretrained weights
+    assert resolved(weights="/some/checkpoint.pt") == ("lp_ft", 8)
+    assert resolved(weights="none") == ("warmup_finetune", 2)  # random features: nothing for a probe to keep
+    assert resolved(backbone="tiny") == ("warmup_finetune", 2)  # its "default" weights are random
+    assert resolved(backbone="tiny", weights="/some/checkpoint.pt") == ("lp_ft", 8)
+    assert resolved(backbone="tiny_bert") == ("warmup_finetune", 2)  # text: LP-FT not measured there
+    assert resolved(head_epochs=3) == ("lp_ft", 3) and resolved(strategy="warmup_finetune", head_epochs=0) == (
+        "warmup_finetune", 0)
+    assert resolved(strategy="lp_ft", weights="none") == ("lp_ft", 8)  # an explicit recipe is never second-guessed
+
+
+def test_the_recorded_recipe_is_the_one_that_ran(tmp_path: Path, tiny_imagefolder: Path) -> None:
+    # tiny from random weights: auto resolves to the warm-up recipe, and the manifest records it, not "auto"
+    cfg = BuildConfig().with_overrides({"data.path": str(tiny_imagefolder), "data.num_workers": 0,
+                                        "train.backbone": "tiny", "train.weights": "none", "train.image_size": 32,
+                                        "train.batch_size": 8, "train.epochs": 1})
+    finetune(cfg, load_target("cpu"), tmp_path / "run")
+    manifest = read_manifest(tmp_path / "run")
+    assert manifest.config["train"]["strategy"] == "warmup_finetune" and manifest.config["train"]["head_epochs"] == 2
+    assert [r["phase"] for r in read_json(tmp_path / "run" / "metrics.json")["epochs"]] == ["head", "head", "finetune"]
 
 
 def test_the_build_warns_when_val_and_test_disagree_beyond_their_noise(tmp_path: Path,
