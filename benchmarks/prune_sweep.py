@@ -39,6 +39,7 @@ def _cfg(args: argparse.Namespace, out: Path, **prune: Any) -> Any:
         "data.path": args.data, "data.num_workers": 0, "out": str(out),
         "train.backbone": args.backbone, "train.image_size": args.image_size, "train.head_epochs": args.head_epochs,
         "train.epochs": args.epochs, "train.threads": args.threads, "train.seed": args.seed,
+        "train.strategy": "warmup_finetune",  # the recipe its reported sweeps were measured with
         "prune.epochs": args.recovery_epochs, "prune.lr": args.recovery_lr,
         "quantize.qat_epochs": args.qat_epochs, "quantize.ptq_baseline": False,
         **{f"prune.{k}": v for k, v in prune.items()},

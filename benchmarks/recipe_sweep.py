@@ -76,7 +76,8 @@ def _run_variant(name: str, overrides: dict, data: str, out: str, workers: int, 
     from edgetl.targets import load_target
 
     cfg = BuildConfig().with_overrides({
-        "data.path": data, "data.num_workers": workers, "train.device": device,
+        # the recipe its reported figures were measured with (train.strategy's default was warmup_finetune then)
+        "data.path": data, "data.num_workers": workers, "train.device": device, "train.strategy": "warmup_finetune",
         **{k if "." in k else f"train.{k}": v for k, v in overrides.items()},  # "data.split_seed" etc. as given
     })
     start = time.perf_counter()
