@@ -12,8 +12,8 @@ unlabelled adaptation images). Adaptation and test images of a domain therefore 
 (checked, and no adaptation file is byte-identical to a test file); the adaptation images are never scored.
 
 Methods, all through edgetl's own code: each strategy is ``edgetl.stages.finetune.finetune`` on the clean domain
-(``warmup_finetune``: today's head warm-up -> fine-tune; ``lp_ft``; ``feature_extraction``: ``unfreeze 0``); AdaBN
-is ``edgetl.adapt.adabn`` on the domain's adaptation images, plain (``adabn``) and anchored to as many clean
+(``warmup_finetune``: head warm-up -> fine-tune, the default when the issue was filed and "today's recipe" below;
+``lp_ft``; ``feature_extraction``: ``unfreeze 0``); AdaBN is ``edgetl.adapt.adabn`` on the domain's adaptation images, plain (``adabn``) and anchored to as many clean
 training images (``anchored``, the adapt stage's default ``adapt.anchor source``); int8 is ``edgetl.stages.quantize.run_ptq`` calibrated
 on the domain's adaptation images (after AdaBN where it ran), scored in ONNX Runtime's int8 kernels
 (``edgetl.quant.judge.ort_eval``). Every figure is top-1 on the domain's test images with its Wilson 95 %
@@ -368,12 +368,13 @@ def main() -> int:
 
 
 def _trained_with(train: dict[str, Any]) -> dict[str, Any]:
-    """A run's recorded train config in today's fields: runs recorded before train.head_epochs covered both recipes named LP-FT's probe lp_epochs."""
-    if "lp_epochs" not in train:
-        return train
+    """A run's recorded train config in today's fields (LP-FT's probe was ``lp_epochs`` before ``head_epochs``
+    covered both recipes)."""
     legacy = {k: v for k, v in train.items() if k != "lp_epochs"}
-    if train["strategy"] == "lp_ft":
+    if "lp_epochs" in train and train["strategy"] == "lp_ft":
         legacy["head_epochs"] = train["lp_epochs"]
+    if "lp_ft_norm" not in train:  # before the option LP-FT fine-tuned with batch statistics; the others ignore it
+        legacy["lp_ft_norm"] = "batch" if train["strategy"] == "lp_ft" else "pretrained"
     return legacy
 
 

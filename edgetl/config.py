@@ -135,6 +135,10 @@ class TrainConfig(_Section):
     # phase).
     head_epochs: int | None = Field(default=None, ge=0)
     lp_ft_lr: float = Field(default=1e-4, gt=0)  # half of backbone_lr, and 10x below the warm-up recipe's head lr
+    # LP-FT's fine-tune normalises by the pretrained BatchNorm statistics the probe fitted the head to ("pretrained":
+    # every BatchNorm layer stays in eval mode, its affine weights still train) or by each batch's ("batch", as plain
+    # fine-tuning does).
+    lp_ft_norm: Literal["pretrained", "batch"] = "pretrained"
     head_lr: float = Field(default=3e-3, gt=0)
     epochs: int = Field(default=10, ge=0)  # full fine-tuning epochs after the warm-up
     lr: float = Field(default=1e-3, gt=0)  # head learning rate while fine-tuning

@@ -76,13 +76,14 @@ def set_trainable(model: nn.Module, spec: BackboneSpec, unfreeze: str | int | No
         p.requires_grad_(i >= first_trainable or id(p) in head)
 
 
-def frozen_norm_layers(model: nn.Module) -> list[nn.Module]:
-    """BatchNorm layers whose parameters are all frozen: they stay in eval mode so their statistics stay put."""
+def frozen_norm_layers(model: nn.Module, every: bool = False) -> list[nn.Module]:
+    """BatchNorm layers whose parameters are all frozen (or ``every`` one): they stay in eval mode while training,
+    so their statistics stay put."""
     from torch.nn.modules.batchnorm import _BatchNorm
 
     return [
         m for m in model.modules()
-        if isinstance(m, _BatchNorm) and not any(p.requires_grad for p in m.parameters(recurse=False))
+        if isinstance(m, _BatchNorm) and (every or not any(p.requires_grad for p in m.parameters(recurse=False)))
     ]
 
 

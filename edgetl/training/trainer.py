@@ -41,6 +41,8 @@ class Phase:
         ema_steps: horizon of a weight EMA in optimizer steps (0: off); validation judges the average.
         train_mode: puts the model in training mode (``model.train()`` by default; PT2E graphs need their own).
         freeze_norms: keep BatchNorm layers whose parameters are frozen in eval mode (their statistics fixed).
+        fixed_norm_stats: keep every BatchNorm layer in eval mode: normalise by the running statistics the phase
+            started with, never by batch statistics; the affine weights still train (LP-FT's fine-tune).
     """
 
     name: str
@@ -51,6 +53,7 @@ class Phase:
     ema_steps: float = 0.0
     train_mode: Callable[[nn.Module], None] | None = None
     freeze_norms: bool = True
+    fixed_norm_stats: bool = False
 
 
 @dataclass
@@ -118,7 +121,8 @@ class PhaseRun:
 
         self.phase, self.model, self.dist, self.device, self.amp = phase, model, dist, device, amp
         groups = phase.param_groups(model)
-        self.frozen_norms = frozen_norm_layers(model) if phase.freeze_norms else []
+        self.frozen_norms = (frozen_norm_layers(model, every=phase.fixed_norm_stats)
+                             if phase.freeze_norms or phase.fixed_norm_stats else [])
         self.optimizer = torch.optim.AdamW(groups)
         total = steps * phase.epochs
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer,

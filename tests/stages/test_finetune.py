@@ -212,6 +212,16 @@ def test_lp_ft_probes_on_frozen_features_then_fine_tunes_every_layer_gently(tiny
     info = read_manifest(out).info
     assert info["strategy"] == "lp_ft" and read_manifest(tmp_path / "probe").info["strategy"] == "lp_ft"
     assert read_manifest(out).config["train"]["strategy"] == "lp_ft"
+    # the fine-tune normalises by the pretrained statistics (lp_ft_norm "pretrained"): they never move, the
+    # weights do; with "batch" the statistics follow the training batches
+    tuned = torch.load(result.checkpoint, weights_only=False).state_dict()
+    stats = [k for k in loaded if k.endswith(("running_mean", "running_var"))]
+    assert stats and all(torch.equal(tuned[k], loaded[k]) for k in stats)
+    assert not all(torch.equal(tuned[k], loaded[k]) for k in backbone if k.endswith(".weight"))
+    batch = finetune(tiny_cfg(tiny_imagefolder, strategy="lp_ft", head_epochs=1, epochs=1, lp_ft_norm="batch",
+                              weights=str(weights)), load_target("cpu"), tmp_path / "batch")
+    moved = torch.load(batch.checkpoint, weights_only=False).state_dict()
+    assert not all(torch.equal(moved[k], loaded[k]) for k in stats)
 
 
 def test_unknown_strategy_is_a_config_error(tiny_imagefolder: Path) -> None:
