@@ -321,7 +321,11 @@ def main() -> int:
     plain = [s for s in summary if s["adaptation"] == "none" and s["precision"] == "fp32"]
     best = max(plain, key=lambda s: (s["worst_any"], s["mean_shifted"]))
     default = best["strategy"]
-    checks: dict[str, Any] = {"configured_default": BuildConfig().train.strategy, "best_worst_case_strategy": default,
+    defaults = BuildConfig().with_overrides({"train.image_size": args.image_size})
+    checks: dict[str, Any] = {"configured_default": defaults.train.strategy,  # "auto", and what it runs here:
+                              "configured_default_resolved": resolve_recipe(
+                                  defaults, get_backbone(defaults.train.backbone)).train.strategy,
+                              "best_worst_case_strategy": default,
                               "worst_case_by_strategy": {s["strategy"]: s["worst_any"] for s in plain}}
     every_strategy = set(strategies) == set(STRATEGIES)
     if every_strategy:
