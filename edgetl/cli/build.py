@@ -20,7 +20,7 @@ from edgetl.errors import BudgetExceededError
 @click.option("--config", "-c", "config_file", type=click.Path(dir_okay=False), default=None,
               help="YAML build config; flags override it.")
 @click.option("--out", "-o", default=None, help="Run directory [default: runs/default].")
-@click.option("--epochs", type=int, default=None, help="Fine-tuning epochs after the head warm-up.")
+@click.option("--epochs", type=int, default=None, help="Fine-tuning epochs after the head-only ones (warm-up or LP-FT probe) [10].")
 @click.option("--image-size", type=int, default=None, help="Input size (default: the target's).")
 @click.option("--prune-ratio", type=float, default=None,
               help="Add the prune stage: remove this fraction of every prunable group's channels (0..1).")
