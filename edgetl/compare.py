@@ -53,7 +53,7 @@ class Strategy:
 
 STRATEGIES: Registry[Strategy] = Registry("comparison strategy")
 STRATEGIES.register("feature_extraction", Strategy(
-    "feature_extraction", "frozen pretrained backbone, head only, same epochs",
+    "feature_extraction", "frozen pretrained backbone, head only, the warm-up recipe's epochs",
     lambda cfg: {"train.strategy": "warmup_finetune", "train.unfreeze": 0}))
 STRATEGIES.register("finetune", Strategy(
     "finetune", "head warm-up, then every layer fine-tuned (head at lr, backbone at backbone_lr)",

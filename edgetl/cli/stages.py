@@ -78,7 +78,11 @@ def train_cmd(data: str | None, backbone: str | None, weights: str | None, epoch
               head_epochs: int | None, image_size: int | None, batch_size: int | None, unfreeze: str | None,
               strategy: str | None, seed: int | None, teacher: str | None, resume: bool, strict: bool, target: str | None,
               config_file: str | None, out: str | None, verbose: bool) -> None:
-    """Fine-tune a backbone on your classes: head warm-up, then fine-tuning with early stopping.
+    """Fine-tune a backbone on your classes: a head-only phase, then fine-tuning with early stopping.
+
+    The recipe (--strategy auto): LP-FT for a pretrained image backbone (a linear probe on the frozen features,
+    then a gentle fine-tune of every layer on the pretrained BatchNorm statistics), the head warm-up recipe for
+    random weights and text. The manifest records the recipe that ran.
 
     \b
     Writes OUT/train/model.pt (best weights), labels.json, split.json, metrics.json and manifest.json. Ctrl-C
