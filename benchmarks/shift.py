@@ -162,8 +162,9 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=4, help="fine-tuning epochs of every strategy (short recipe)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--int8", nargs="*", default=["warmup_finetune"],
-                    help="strategies measured in int8 as well (about a minute per domain and adaptation each)")
+    ap.add_argument("--int8", nargs="*", default=["warmup_finetune", "lp_ft"],
+                    help="strategies measured in int8 as well (about a minute per domain and adaptation each) "
+                         "[the old default recipe and LP-FT, today's]")
     ap.add_argument("--strategies", nargs="*", default=list(STRATEGIES), choices=list(STRATEGIES),
                     help="a subset skips the strategy checks and writes shift_<data>_<strategies>.json")
     ap.add_argument("--work", type=Path, default=None, help="scratch folder [benchmarks/results/shift-<data>]")
