@@ -8,7 +8,8 @@ Each strategy is the build's fine-tuning recipe with one thing changed, trained 
 - ``finetune``: head warm-up, then every layer at a lower backbone rate (``train.strategy: warmup_finetune``);
 - ``lp_ft``: LP-FT (Kumar et al., ICLR 2022): a linear probe on the frozen features, then a gentle fine-tune of
   every layer at ``train.lp_ft_lr`` (``train.strategy: lp_ft``);
-- ``scratch``: the build's recipe from random weights (``train.weights: none``).
+- ``scratch``: the build's recipe from random weights (``train.weights: none``; ``train.strategy: auto``, the
+  default, then resolves to the warm-up recipe, as random weights have no features for LP-FT's probe).
 
 A strategy is one ``STRATEGIES`` entry (a name, a sentence, the config overrides), so another recipe is one more
 ``STRATEGIES.register`` call. Every strategy reads the same ``data`` config and so the same recorded
