@@ -249,10 +249,14 @@ def resolve_recipe(cfg: BuildConfig, spec: Any) -> BuildConfig:
 
     t = cfg.train
     strategy = t.strategy
+    pretrained = t.weights not in ("default", "none") or (t.weights == "default" and spec.pretrained)
     if strategy == "auto":
         image = task_for_backbone(spec).name == "image_classification"
-        pretrained = t.weights not in ("default", "none") or (t.weights == "default" and spec.pretrained)
         strategy = "lp_ft" if image and pretrained else "warmup_finetune"
+    elif strategy == "lp_ft" and not pretrained:
+        log.warning("train.strategy lp_ft with random weights (%s, weights %s): the probe fits a head to random "
+                    "features and the fine-tune runs at lp_ft_lr; warmup_finetune (or auto) trains them faster",
+                    spec.name, t.weights)
     head_epochs = HEAD_EPOCHS[strategy] if t.head_epochs is None else t.head_epochs
     return cfg.with_overrides({"train.strategy": strategy, "train.head_epochs": head_epochs})
 

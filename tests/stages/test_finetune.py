@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -231,7 +232,7 @@ def test_unknown_strategy_is_a_config_error(tiny_imagefolder: Path) -> None:
         tiny_cfg(tiny_imagefolder, lp_epochs=3)
 
 
-def test_auto_recipe_is_lp_ft_for_a_pretrained_image_backbone_only() -> None:
+def test_auto_recipe_is_lp_ft_for_a_pretrained_image_backbone_only(caplog: pytest.LogCaptureFixture) -> None:
     def resolved(**train: Any) -> tuple[str, int]:
         cfg = BuildConfig().with_overrides({f"train.{k}": v for k, v in train.items()})
         t = resolve_recipe(cfg, get_backbone(cfg.train.backbone)).train
@@ -246,7 +247,9 @@ def test_auto_recipe_is_lp_ft_for_a_pretrained_image_backbone_only() -> None:
     assert resolved(backbone="tiny_bert") == ("warmup_finetune", 2)  # text: LP-FT not measured there
     assert resolved(head_epochs=3) == ("lp_ft", 3) and resolved(strategy="warmup_finetune", head_epochs=0) == (
         "warmup_finetune", 0)
-    assert resolved(strategy="lp_ft", weights="none") == ("lp_ft", 8)  # an explicit recipe is never second-guessed
+    with caplog.at_level(logging.WARNING, logger="edgetl.train"):
+        assert resolved(strategy="lp_ft", weights="none") == ("lp_ft", 8)  # an explicit recipe is kept, with a word
+    assert "lp_ft with random weights" in caplog.text
 
 
 def test_the_recorded_recipe_is_the_one_that_ran(tmp_path: Path, tiny_imagefolder: Path) -> None:
