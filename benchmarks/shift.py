@@ -322,7 +322,7 @@ def main() -> int:
     plain = [s for s in summary if s["adaptation"] == "none" and s["precision"] == "fp32"]
     best = max(plain, key=lambda s: (s["worst_any"], s["mean_shifted"]))
     default = best["strategy"]
-    defaults = BuildConfig().with_overrides({"train.image_size": args.image_size})
+    defaults = BuildConfig()
     checks: dict[str, Any] = {"configured_default": defaults.train.strategy,  # "auto", and what it runs here:
                               "configured_default_resolved": resolve_recipe(
                                   defaults, get_backbone(defaults.train.backbone)).train.strategy,

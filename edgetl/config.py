@@ -119,7 +119,7 @@ class TrainConfig(_Section):
     image_size: int | None = Field(default=None, ge=16)  # None: the target's input size
     max_seq_len: int | None = Field(default=None, ge=2)  # text: tokens per text, special ones included; None: the backbone's
     batch_size: int = Field(default=32, ge=1)
-    # The fine-tuning recipe (edgetl.stages.finetune.resolve_strategy, _phases). "warmup_finetune": head_epochs of
+    # The fine-tuning recipe (edgetl.stages.finetune.resolve_recipe, _phases). "warmup_finetune": head_epochs of
     # head-only warm-up, then `epochs` of fine-tuning at lr (head) / backbone_lr. "lp_ft" (Kumar et al., ICLR 2022):
     # a linear probe, the head trained on the frozen features for head_epochs, then `epochs` of a gentle full
     # fine-tune at lp_ft_lr, head and backbone alike: a head that already fits sends small gradients into the

@@ -292,7 +292,7 @@ def _phases(cfg: BuildConfig, spec: Any, steps: int, num_classes: int) -> list[A
         # the head warm-up fits a new classifier to clean images; mixing and averaging start with fine-tuning
         phases.append(Phase("finetune", t.epochs, groups("finetune"), warmup_ratio=t.warmup_ratio,
                             mix=batch_mix(num_classes, t.mixup_alpha, t.cutmix_alpha),
-                            ema_steps=t.ema_epochs * steps, fixed_norm_stats=lp_ft and t.lp_ft_norm == "pretrained"))
+                            ema_steps=t.ema_epochs * steps, norm_stats="fixed" if lp_ft and t.lp_ft_norm == "pretrained" else "frozen_layers"))
     return phases
 
 

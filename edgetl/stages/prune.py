@@ -200,7 +200,7 @@ def _recover(cfg: BuildConfig, inputs: Any, unpruned: nn.Module, pruned: nn.Modu
         return param_groups(m, spec, head_lr=p.lr, backbone_lr=p.lr, weight_decay=p.weight_decay)
 
     # BatchNorm trains with the rest: pruning changed what every layer sees, its statistics must follow
-    phase = Phase("recover", p.epochs, groups, warmup_ratio=p.warmup_ratio, freeze_norms=False)
+    phase = Phase("recover", p.epochs, groups, warmup_ratio=p.warmup_ratio, norm_stats="batch")
 
     with TrainProgress() as progress:
         def judge(judged: nn.Module, epoch: int) -> Judgement:

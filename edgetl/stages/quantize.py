@@ -375,7 +375,7 @@ def run_qat(cfg: BuildConfig, inputs: FloatInputs, model: torch.nn.Module, examp
     # no warm-up: the weights are already trained; decay to 0 so the last steps barely move the frozen grid
     phase = Phase("qat", q.qat_epochs, lambda m: [{"params": list(m.parameters()), "lr": q.qat_lr,
                                                    "weight_decay": 0.0, "name": "head"}],
-                  warmup_ratio=0.0, train_mode=move_exported_model_to_train, freeze_norms=False)
+                  warmup_ratio=0.0, train_mode=move_exported_model_to_train, norm_stats="batch")
     state = TrainState()
     trainer.judge_start(state, judge)
     log.info("QAT epoch 0 (PTQ ranges, no training yet): val top-1 %.2f%%", 100 * state.history[-1]["val_accuracy"])

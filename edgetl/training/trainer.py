@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from edgetl.training.distributed import DistContext, barrier
 from edgetl.training.loop import EpochStats
@@ -40,9 +40,10 @@ class Phase:
         mix: MixUp/CutMix on every batch (None: off).
         ema_steps: horizon of a weight EMA in optimizer steps (0: off); validation judges the average.
         train_mode: puts the model in training mode (``model.train()`` by default; PT2E graphs need their own).
-        freeze_norms: keep BatchNorm layers whose parameters are frozen in eval mode (their statistics fixed).
-        fixed_norm_stats: keep every BatchNorm layer in eval mode: normalise by the running statistics the phase
-            started with, never by batch statistics; the affine weights still train (LP-FT's fine-tune).
+        norm_stats: which BatchNorm layers stay in eval mode (their running statistics fixed) while the rest
+            train: "frozen_layers" those whose parameters are all frozen; "fixed" every one, so the phase normalises
+            by the statistics it started with while the affine weights still train (LP-FT's fine-tune); "batch"
+            none (``train_mode`` decides).
     """
 
     name: str
@@ -52,8 +53,7 @@ class Phase:
     mix: BatchMix | None = None
     ema_steps: float = 0.0
     train_mode: Callable[[nn.Module], None] | None = None
-    freeze_norms: bool = True
-    fixed_norm_stats: bool = False
+    norm_stats: Literal["frozen_layers", "fixed", "batch"] = "frozen_layers"
 
 
 @dataclass
@@ -121,8 +121,8 @@ class PhaseRun:
 
         self.phase, self.model, self.dist, self.device, self.amp = phase, model, dist, device, amp
         groups = phase.param_groups(model)
-        self.frozen_norms = (frozen_norm_layers(model, every=phase.fixed_norm_stats)
-                             if phase.freeze_norms or phase.fixed_norm_stats else [])
+        self.frozen_norms = ([] if phase.norm_stats == "batch"
+                             else frozen_norm_layers(model, every=phase.norm_stats == "fixed"))
         self.optimizer = torch.optim.AdamW(groups)
         total = steps * phase.epochs
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer,
