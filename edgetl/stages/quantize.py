@@ -293,7 +293,8 @@ def run_qat(cfg: BuildConfig, inputs: FloatInputs, model: torch.nn.Module, examp
             calibration: list[dict[str, torch.Tensor]], val_batches: list[EvalBatch],
             io: Any = None, dist: Any = None, opset: int = 20,
             stop_at: float | None = None,
-            eval_batches: list[EvalBatch] | None = None) -> tuple[Any, Any, dict[str, Any]]:
+            eval_batches: list[EvalBatch] | None = None,
+            start: Any = None) -> tuple[Any, Any, dict[str, Any]]:
     """QAT: range initialisation on ``calibration``, a few epochs of fake-quantized training from the float
     weights (BatchNorm folded with its running statistics, frozen by default) in the shared trainer, then
     ``convert_pt2e``.
@@ -306,6 +307,9 @@ def run_qat(cfg: BuildConfig, inputs: FloatInputs, model: torch.nn.Module, examp
     figure needs no export of its own (``kept_eval_accuracy``); only val selects.
     ``quantize.qat_judge`` says where a candidate runs: its ONNX QDQ export (``opset``) in ONNX Runtime's int8
     kernels, or torch's reference quantized ops.
+    ``start`` (a ``Judgement`` of the stage's PTQ model, already scored): epoch 0 is that model, not a conversion of
+    its own. QAT's range initialisation is PTQ's calibration on the same images, so its untrained candidate is the
+    PTQ model again; converting, exporting and scoring it a second time costs a judging and selects nothing new.
     Under ``torchrun`` (``dist``) every process trains its shard of the data (DistributedDataParallel through
     the trainer) and judges the same, synchronised model.
     """
@@ -377,8 +381,14 @@ def run_qat(cfg: BuildConfig, inputs: FloatInputs, model: torch.nn.Module, examp
                                                    "weight_decay": 0.0, "name": "head"}],
                   warmup_ratio=0.0, train_mode=move_exported_model_to_train, norm_stats="batch")
     state = TrainState()
-    trainer.judge_start(state, judge)
-    log.info("QAT epoch 0 (PTQ ranges, no training yet): val top-1 %.2f%%", 100 * state.history[-1]["val_accuracy"])
+    if start is None:
+        trainer.judge_start(state, judge)
+        log.info("QAT epoch 0 (PTQ ranges, no training yet): val top-1 %.2f%%",
+                 100 * state.history[-1]["val_accuracy"])
+    else:
+        trainer.judge_start(state, lambda trained, epoch: start)
+        judge_s.append(0.0)
+        log.info("QAT epoch 0 is the PTQ model (val top-1 %.2f%%, scored once)", 100 * start.stats.accuracy)
 
     def on_epoch_end(state: TrainState, row: dict[str, Any], improved: bool, run: Any) -> None:
         log.info("QAT epoch %d/%d: train loss %.3f acc %.2f%% | val top-1 %.2f%% (%d steps, BatchNorm %s)",
@@ -405,6 +415,7 @@ def run_qat(cfg: BuildConfig, inputs: FloatInputs, model: torch.nn.Module, examp
               "device": str(device), "world_size": dist.world_size,
               "kept_epoch": state.best_epoch, "kept_val_accuracy": state.best_val_accuracy,
               "stop_at_val_accuracy": stop_at, "stopped_after_epoch": state.epoch if state.stopped_early else None,
+              "epoch_0": "the PTQ model" if start is not None else "converted after range initialisation",
               "val_images": val_images, "history": history, "timings": timings}
     converted, weights, report["kept_eval_accuracy"] = trainer.best_kept
     if weights is not None:
@@ -524,6 +535,7 @@ def _quantize(cfg: BuildConfig, target: TargetProfile, model_dir: Path, out_dir:
     from edgetl.artifacts import FloatLayer, Lineage, ModelCard, PrecisionPlan
     from edgetl.quant import count_quantized_layers
     from edgetl.quant.pt2e import save_program
+    from edgetl.training.trainer import Judgement
 
     weight_range, weight_range_reason = resolve_weight_range(cfg, target)
     cfg = cfg.model_copy(update={"quantize": cfg.quantize.model_copy(update={"weight_range": weight_range})})
@@ -568,7 +580,9 @@ def _quantize(cfg: BuildConfig, target: TargetProfile, model_dir: Path, out_dir:
             runs.append(("qat", lambda: run_qat(cfg, inputs, copy.deepcopy(model), example, calibration,
                                                 val_batches, io, dist, opset,
                                                 stop_at=qat_stop_accuracy(cfg, target, fp32_val()),
-                                                eval_batches=None if validating_on_eval else eval_batches)))
+                                                eval_batches=None if validating_on_eval else eval_batches,
+                                                start=ptq_start)))
+        ptq_start: Judgement | None = None  # the PTQ model as QAT's epoch 0 (run_qat's ``start``)
 
         @functools.cache
         def fp32_val() -> float:  # fp32's top-1 on val, scored once and only when needed
@@ -602,13 +616,16 @@ def _quantize(cfg: BuildConfig, target: TargetProfile, model_dir: Path, out_dir:
             scoring = time.perf_counter()
             if kept_acc is not None:
                 accuracy[name] = kept_acc
-            elif name == "ptq" and not validating_on_eval:  # test and val (QAT's skip) from one export
-                accuracy[name], ptq_val_accuracy = (st.accuracy for st in int8_scores(
-                    cfg, converted, [eval_batches, val_batches], example, io, opset))
+            elif name == "ptq":  # test and val (QAT's skip and epoch 0) from one export
+                ptq_eval, ptq_val = (int8_scores(cfg, converted, [eval_batches, val_batches], example, io, opset)
+                                     if not validating_on_eval else [int8_eval(cfg, converted, eval_batches,
+                                                                               example, io, opset)] * 2)
+                accuracy[name], ptq_val_accuracy = ptq_eval.accuracy, ptq_val.accuracy
+                if not q.fallback.enabled:  # the fallback needs QAT's own float weights: QAT judges its epoch 0
+                    ptq_start = Judgement(ptq_val, (ptq_val.accuracy,), keep=(
+                        converted, None, None if validating_on_eval else ptq_eval.accuracy))
             else:
                 accuracy[name] = int8_accuracy(converted, eval_batches)
-            if name == "ptq" and validating_on_eval:
-                ptq_val_accuracy = accuracy[name]
             timings[name]["score_s"] = round(time.perf_counter() - scoring, 2)
             layers[name] = count_quantized_layers(converted)
             kept = list(quantizer.kept_float) + reverted

@@ -235,6 +235,26 @@ def test_qat_stops_after_the_first_epoch_within_the_budget(run, tmp_path, budget
     assert qat["kept_epoch"] <= epochs_run
 
 
+def test_beside_ptq_qat_epoch_0_is_the_ptq_model_scored_once(run, tmp_path):
+    """QAT's range initialisation is PTQ's calibration, so its untrained candidate is the PTQ model: beside a PTQ
+    baseline that model is QAT's epoch 0, not converted, exported and scored a second time. A QAT-only stage
+    converts its own, and the two score alike."""
+    from edgetl.stages.quantize import quantize
+    from edgetl.targets import load_target
+
+    epoch_0 = {}
+    for ptq in (True, False):
+        out = tmp_path / f"ptq-{ptq}"
+        quantize(fast_config(**{"quantize.ptq_baseline": ptq}), load_target("cpu"), run / "train", out)
+        metrics = json.loads((out / "metrics.json").read_text())
+        qat = metrics["qat"]
+        assert qat["epoch_0"] == ("the PTQ model" if ptq else "converted after range initialisation")
+        assert (metrics["timings"]["qat"]["judge_s"][0] == 0.0) == ptq  # no judging of its own
+        epoch_0[ptq] = qat["history"][0]
+    assert epoch_0[True]["val_accuracy"] == epoch_0[False]["val_accuracy"]
+    assert epoch_0[True]["val_loss"] == pytest.approx(epoch_0[False]["val_loss"], rel=0.05)
+
+
 def test_the_stop_accuracy_is_fp32_less_the_budget():
     from edgetl.config import BuildConfig
     from edgetl.stages.quantize import qat_stop_accuracy
