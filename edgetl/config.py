@@ -294,6 +294,9 @@ class QuantizeConfig(_Section):
     # kernels, as the export stage writes it) or "torch" (torch's reference quantized ops, which emulate int8 in
     # float and cost more than the float model). Measured in benchmarks/reported/quantize_speed.json.
     qat_judge: Literal["onnxruntime", "torch"] = "onnxruntime"
+    # PTQ: shift each quantized layer's float bias so its mean output per channel matches the float model's on the
+    # calibration images (NNCF's fast bias correction, on the PT2E graph: edgetl/quant/bias.py). QAT learns its own.
+    bias_correction: bool = False
     # int8 weight range: "full" -127..127, or "reduced" -63..63 for x86 CPUs without VNNI/AMX, whose u8 x s8 kernels
     # (vpmaddubsw) saturate at full range (edgetl/quant/quantizer.py); depthwise convs, which do not saturate,
     # keep -127..127 either way (benchmarks/reported/avx2_saturation.json). Measured on an AVX2-only host, lite0 PTQ on

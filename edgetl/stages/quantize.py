@@ -267,10 +267,18 @@ def run_ptq(cfg: BuildConfig, model: torch.nn.Module, example: Any, calibration:
             progress.advance(task)
     clock.lap("calibration_s")
     report: dict[str, Any] = {"calibration_images": sum(len(next(iter(b.values()))) for b in calibration)}
-    if cfg.quantize.fallback.enabled:
-        report[FLOAT_WEIGHTS] = float_weights(prepared)
+    q = cfg.quantize
+    weights = float_weights(prepared) if q.fallback.enabled or q.bias_correction else None
+    if q.fallback.enabled:
+        report[FLOAT_WEIGHTS] = weights
     converted = convert_pt2e(prepared)
     clock.lap("convert_s")
+    if q.bias_correction and weights is not None:
+        from edgetl.quant.bias import correct_biases
+
+        converted, report["bias_correction"] = correct_biases(converted, weights,
+                                                              [tuple(b.values()) for b in calibration])
+        clock.lap("bias_correction_s")
     return converted, quantizer, {**report, "timings": clock.laps}
 
 
