@@ -52,10 +52,8 @@ def _channel_means(model: GraphModule, names: set[str], batches: list[tuple[Any,
         def run_node(self, n: Any) -> Any:
             out = super().run_node(n)
             if n.name in names:
-                channels = out.movedim(1, -1) if out.dim() == 4 else out
-                flat = channels.reshape(-1, channels.shape[-1]).double()
-                sums[n.name] = sums.get(n.name, 0) + flat.sum(0)
-                counts[n.name] = counts.get(n.name, 0) + flat.shape[0]
+                sums[n.name] = sums.get(n.name, 0) + _channel_sum(out)
+                counts[n.name] = counts.get(n.name, 0) + out.numel() // out.shape[_channel_dim(out)]
             return out
 
     with torch.no_grad():
@@ -67,14 +65,25 @@ def _channel_means(model: GraphModule, names: set[str], batches: list[tuple[Any,
 def _channel_view(delta: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """``delta`` (one value per output channel) shaped to broadcast over ``out`` (conv: dim 1; linear: last)."""
     shape = [1] * out.dim()
-    shape[1 if out.dim() == 4 else -1] = -1
+    shape[_channel_dim(out)] = -1
     return delta.reshape(shape).to(out.dtype)
 
 
+def _channel_dim(out: torch.Tensor) -> int:
+    return 1 if out.dim() == 4 else out.dim() - 1
+
+
+def _channel_sum(out: torch.Tensor) -> torch.Tensor:
+    """Sum per output channel, accumulated in float64 (no float64 copy of the activation)."""
+    import torch
+
+    dim = _channel_dim(out)
+    return out.sum(dim=[d for d in range(out.dim()) if d != dim], dtype=torch.float64)
+
+
 def _channel_mean(outs: list[torch.Tensor]) -> torch.Tensor:
-    flat = [(o.movedim(1, -1) if o.dim() == 4 else o).reshape(-1, o.shape[1 if o.dim() == 4 else -1]).double()
-            for o in outs]
-    return sum(f.sum(0) for f in flat) / sum(f.shape[0] for f in flat)  # type: ignore[no-any-return]
+    dim = _channel_dim(outs[0])
+    return sum(_channel_sum(o) for o in outs) / sum(o.numel() // o.shape[dim] for o in outs)  # type: ignore[no-any-return]
 
 
 def correct_biases(converted: GraphModule, weights: dict[str, torch.Tensor],
@@ -94,7 +103,18 @@ def correct_biases(converted: GraphModule, weights: dict[str, torch.Tensor],
               if len(node.args) > 2 and getattr(node.args[2], "op", "") == "get_attr"}
     reference = _channel_means(float_reference(converted, weights), set(biased), batches)
     nodes = list(model.graph.nodes)
-    last_use = {n: max((nodes.index(u) for u in n.users), default=i) for i, n in enumerate(nodes)}
+    position = {n: i for i, n in enumerate(nodes)}
+    # an activation quantize -> dequantize pair with constant parameters runs as one fused fake-quantize of the
+    # quantize's input (the same rounding, one pass instead of the decomposed ops' several)
+    fused = {dq: q for dq in nodes for q in [dq.args[0] if dq.args else None]
+             if _is_dequantize(dq) and "per_tensor" in str(dq.target) and getattr(q, "op", "") == "call_function"
+             and "quantize_per_tensor" in str(q.target) and len(q.args) >= 5
+             and not any(isinstance(a, torch.fx.Node) for a in q.args[1:5])}
+    skipped = {q for q in fused.values() if all(u in fused for u in q.users)}
+    last_use = {n: max((position[u] for u in n.users), default=i) for i, n in enumerate(nodes)}
+    for dq, q in fused.items():  # the fused pair reads the quantize's input: keep it alive until the dequantize
+        source = q.args[0]
+        last_use[source] = max(last_use[source], position[dq])
     env: dict[Any, list[Any]] = {}
     placeholders = iter(range(len(batches[0])))
     shifts = []
@@ -107,6 +127,13 @@ def correct_biases(converted: GraphModule, weights: dict[str, torch.Tensor],
                 env[node] = [batch[k] for batch in batches]
             elif node.op == "get_attr":
                 env[node] = [_fetch(model, str(node.target))] * len(batches)
+            elif node in skipped:
+                pass
+            elif node in fused:
+                q = fused[node]
+                scale, zero, low, high = q.args[1:5]
+                env[node] = [torch.fake_quantize_per_tensor_affine(x, float(scale), int(zero), int(low), int(high))
+                             for x in env[q.args[0]]]
             else:
                 fn = node.target if node.op == "call_function" else (
                     getattr(model, str(node.target)) if node.op == "call_module" else None)
@@ -124,7 +151,8 @@ def correct_biases(converted: GraphModule, weights: dict[str, torch.Tensor],
                     outs = [o + _channel_view(delta, o) for o in outs]
                     shifts.append(float(delta.abs().mean()))
                 env[node] = outs
-            for used in node.all_input_nodes:
+            inputs = fused[node].all_input_nodes if node in fused else node.all_input_nodes
+            for used in [*inputs, *node.all_input_nodes]:
                 if last_use[used] <= i:
                     env.pop(used, None)
     return model, {"layers": len(biased), "skipped_without_bias": len(layers) - len(biased),

@@ -276,8 +276,16 @@ def run_ptq(cfg: BuildConfig, model: torch.nn.Module, example: Any, calibration:
     if q.bias_correction and weights is not None:
         from edgetl.quant.bias import correct_biases
 
-        converted, report["bias_correction"] = correct_biases(converted, weights,
-                                                              [tuple(b.values()) for b in calibration])
+        subset: list[tuple[torch.Tensor, ...]] = []
+        wanted = q.bias_correction_images or q.calibration_images
+        left = wanted  # the leading images of the (shuffled) calibration sample
+        for batch in calibration:
+            if left <= 0:
+                break
+            subset.append(tuple(v[:left] for v in batch.values()))
+            left -= len(subset[-1][0])
+        converted, report["bias_correction"] = correct_biases(converted, weights, subset)
+        report["bias_correction"]["images"] = wanted - max(left, 0)
         clock.lap("bias_correction_s")
     return converted, quantizer, {**report, "timings": clock.laps}
 
