@@ -13,11 +13,15 @@ Per data set, in one run of this script:
    and OpenVINO on the evaluation split (the parity pass; its agreement threshold is off here, agreement is
    recorded instead).
 
+With ``--finetune-rounds`` every round also fine-tunes again (the after tree, a fresh process, a new directory), so
+the fine-tune time the ratio divides by is a median of the same interleaved rounds.
+
 Prints a table (data set, fine-tune s, quantize s before / after, int8 accuracy before / after in ORT and OV) and
 the per-part breakdown, and writes ``benchmarks/reported/quantize_speed.json``.
 
     python benchmarks/quantize_speed.py                                  # digits demo and hymenoptera
     python benchmarks/quantize_speed.py --only digits --rounds 1
+    python benchmarks/quantize_speed.py --rounds 3 --finetune-rounds   # fine-tune timed in the same rounds
     python benchmarks/quantize_speed.py --profile-only --tree /work/main  # the breakdown of one tree, no export
 """
 
@@ -163,6 +167,17 @@ def worker(args: argparse.Namespace) -> None:
     out = Path(args.out)
     threads_before = torch.get_num_threads()
     wall, cpu = time.perf_counter(), timer.cpu()
+    if args.finetune:  # a fine-tune of the data set's recipe, timed as the quantize stage is
+        import shutil
+
+        from edgetl.stages.finetune import finetune
+
+        shutil.rmtree(out / "train", ignore_errors=True)  # never a resumed or cached stage
+        finetune(cfg, target, out / "train")
+        Path(args.json).write_text(json.dumps({"finetune_s": round(time.perf_counter() - wall, 2),
+                                               "finetune_cpu_s": round(timer.cpu() - cpu, 2),
+                                               "torch_threads": threads_before}))
+        return
     quantize(cfg, target, Path(args.train_dir), out / "quantize")
     row: dict[str, Any] = {
         "tree": str(Path(edgetl.__file__).resolve().parent.parent), "dataset": args.dataset,
@@ -275,14 +290,15 @@ def finetuned(dataset: str, work: Path, retrain: bool) -> tuple[Path, float | No
 
 
 def run_worker(tree: Path, dataset: str, train_dir: Path, out: Path, overrides: dict[str, Any],
-               export: bool, log: Path, probe: bool = False) -> dict[str, Any]:
+               export: bool, log: Path, probe: bool = False, finetune: bool = False) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(tree), "OPENVINO_TELEMETRY": "0", "NNCF_CI": "1"}
     out, train_dir = out.resolve(), train_dir.resolve()  # the worker runs in the tree's directory
     out.mkdir(parents=True, exist_ok=True)
     result = out / "row.json"
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", "--dataset", dataset,
                "--train-dir", str(train_dir), "--out", str(out), "--json", str(result),
-               "--overrides", json.dumps(overrides)] + (["--export"] if export else []) + (["--probe"] if probe else [])
+               "--overrides", json.dumps(overrides)] + (["--export"] if export else []) + (["--probe"] if probe else []) \
+        + (["--finetune"] if finetune else [])
     with open(log, "a") as fh:
         fh.write(f"\n# {tree}: {' '.join(command)}\n")
         fh.flush()
@@ -326,13 +342,13 @@ def finalize(args: argparse.Namespace) -> None:
     print_table(summary["rows"])
 
 
-def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+def summarise(runs: list[dict[str, Any]], key: str = "quantize_s") -> dict[str, Any]:
     ok = [r for r in runs if r["status"] == "ok"]
     if not ok:
         return {"status": "failed"}
-    walls = [r["quantize_s"] for r in ok]
-    return {"quantize_s_median": round(statistics.median(walls), 1), "quantize_s_min": min(walls),
-            "quantize_s_max": max(walls), "rounds": len(ok)}
+    walls = [r[key] for r in ok]
+    return {f"{key}_median": round(statistics.median(walls), 1), f"{key}_min": min(walls),
+            f"{key}_max": max(walls), "rounds": len(ok)}
 
 
 def main() -> None:
@@ -365,6 +381,10 @@ def main() -> None:
     parser.add_argument("--overrides", default="{}", help=argparse.SUPPRESS)
     parser.add_argument("--export", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--finetune", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--finetune-rounds", action="store_true",
+                        help="also fine-tune once per round (the after tree, a fresh process), interleaved with the "
+                             "quantize rounds, so the quantize / fine-tune ratio is measured side by side")
     args = parser.parse_args()
     if args.finalize:
         finalize(args)
@@ -388,13 +408,16 @@ def main() -> None:
             rows.append({"dataset": dataset, "judge_probe": probe})
             continue
         sides = {"profile": args.tree} if args.profile_only else {"before": args.before, "after": args.after}
+        if args.finetune_rounds and not args.profile_only:
+            sides["finetune"] = args.after
         runs: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
         rounds = 1 if args.profile_only else args.rounds
         for i in range(rounds):
             order = list(sides) if i % 2 == 0 else list(reversed(sides))  # A B, B A, ...: neither side always first
             export = args.export_accuracy and not args.profile_only and i == 0  # accuracy: deterministic, once
             jobs = [(side, functools.partial(run_worker, sides[side], dataset, train_dir, work / dataset / f"{side}-{i}",
-                                             overrides, export, work / f"worker-{dataset}-{side}-{i}.log"))
+                                             overrides, export and side != "finetune",
+                                             work / f"worker-{dataset}-{side}-{i}.log", finetune=side == "finetune"))
                     for side in order]
             if args.parallel:  # both sides at the same time: the same neighbours' load on both
                 from concurrent.futures import ThreadPoolExecutor
@@ -406,11 +429,14 @@ def main() -> None:
             for side, run in done:
                 run["round"], run["parallel"] = i, args.parallel
                 runs[side].append(run)
-                print(f"  round {i} {side}: {run.get('quantize_s', run['status'])} s", flush=True)
-                print_parts(run)
+                print(f"  round {i} {side}: {run.get('quantize_s', run.get('finetune_s', run['status']))} s",
+                      flush=True)
+                if side != "finetune":
+                    print_parts(run)
         rows.append({"dataset": dataset, "finetune_s": finetune_s, "finetune_origin": origin,
                      "train_dir": str(train_dir), "overrides": overrides,
-                     "sides": {side: {"tree": str(tree), **summarise(runs[side]), "runs": runs[side]}
+                     "sides": {side: {"tree": str(tree), **summarise(runs[side], "finetune_s" if side == "finetune"
+                                                                     else "quantize_s"), "runs": runs[side]}
                                for side, tree in sides.items()}})
         write(rows, args)
     if not (args.profile_only or args.judge_probe):
@@ -479,7 +505,12 @@ def print_table(rows: list[dict[str, Any]]) -> None:
                     if stopped else "-"
             return f"{s['quantize_s_median']:.0f} ({s['quantize_s_min']:.0f}-{s['quantize_s_max']:.0f})"
 
-        table.add_row(row["dataset"], "-" if row["finetune_s"] is None else f"{row['finetune_s']:.0f}", wall(b), wall(a),
+        f = row["sides"].get("finetune", {})
+        tuned = (f"{f['finetune_s_median']:.0f} ({f['finetune_s_min']:.0f}-{f['finetune_s_max']:.0f})"
+                 if "finetune_s_median" in f else "-" if row["finetune_s"] is None else f"{row['finetune_s']:.0f}")
+        ratio = (f" = {a['quantize_s_median'] / f['finetune_s_median']:.2f}x" if "finetune_s_median" in f
+                 and "quantize_s_median" in a else "")
+        table.add_row(row["dataset"], tuned, wall(b), wall(a) + ratio,
                       _int8_acc(b, "onnx"), _int8_acc(a, "onnx"), _int8_acc(b, "openvino"), _int8_acc(a, "openvino"))
     Console(width=200).print(table)
 

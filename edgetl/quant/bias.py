@@ -86,6 +86,15 @@ def _channel_mean(outs: list[torch.Tensor]) -> torch.Tensor:
     return sum(_channel_sum(o) for o in outs) / sum(o.numel() // o.shape[dim] for o in outs)  # type: ignore[no-any-return]
 
 
+def layer_biases(converted: GraphModule, names: set[str]) -> dict[str, torch.Tensor]:
+    """A copy of the bias constant of each named layer node that has one."""
+    out = {}
+    for node in _layer_nodes(converted):
+        if node.name in names and len(node.args) > 2 and getattr(node.args[2], "op", "") == "get_attr":
+            out[node.name] = _fetch(converted, str(node.args[2].target)).detach().clone()
+    return out
+
+
 def correct_biases(converted: GraphModule, weights: dict[str, torch.Tensor],
                    batches: list[tuple[Any, ...]]) -> tuple[GraphModule, dict[str, Any]]:
     """A copy of ``converted`` whose quantized layers' biases absorb the mean output shift quantization causes.

@@ -70,8 +70,13 @@ def _fetch(model: torch.nn.Module, target: str) -> torch.Tensor:
     return obj  # type: ignore[no-any-return]
 
 
-def revert_layers(converted: GraphModule, weights: dict[str, torch.Tensor], layers: list[Layer]) -> GraphModule:
-    """A copy of ``converted`` in which ``layers`` compute with their float weights (everything else unchanged)."""
+def revert_layers(converted: GraphModule, weights: dict[str, torch.Tensor], layers: list[Layer],
+                  biases: dict[str, torch.Tensor] | None = None) -> GraphModule:
+    """A copy of ``converted`` in which ``layers`` compute with their float weights (everything else unchanged).
+
+    ``biases``: a layer's bias as it was before bias correction (``edgetl.quant.bias``), which a reverted layer takes
+    back: its correction made up for its own int8 weights, which it no longer has.
+    """
     model = copy.deepcopy(converted)
     by_name = {n.name: n for n in _layer_nodes(model)}
     for i, layer in enumerate(layers):
@@ -84,6 +89,11 @@ def revert_layers(converted: GraphModule, weights: dict[str, torch.Tensor], laye
             getter = model.graph.get_attr(attr)
         weight: Any = node.args[1]
         node.replace_input_with(weight, getter)
+        if biases and layer.node in biases and len(node.args) > 2 and node.args[2] is not None:
+            model.register_buffer(f"{attr}_bias", biases[layer.node].clone())
+            with model.graph.inserting_before(node):
+                bias_getter = model.graph.get_attr(f"{attr}_bias")
+            node.replace_input_with(node.args[2], bias_getter)
     model.graph.eliminate_dead_code()
     model.recompile()
     return model
@@ -112,6 +122,7 @@ def accuracy_aware(converted: GraphModule, weights: dict[str, torch.Tensor], flo
                    log: Any = None, *, rank_images: int | None = None, confirm_layers: int = 0,
                    latency: Any = None, max_latency_increase: float | None = None,
                    int8_logits: Any = None, scored_in: str = "torch reference quantized ops",
+                   biases: dict[str, torch.Tensor] | None = None,
                    ) -> tuple[GraphModule, list[Layer], dict[str, Any]]:
     """Rank ``converted``'s layers on ``val_batches``, then revert the most sensitive until the budget holds.
 
@@ -123,6 +134,7 @@ def accuracy_aware(converted: GraphModule, weights: dict[str, torch.Tensor], flo
     int8 kernels: ``edgetl.quant.judge.ort_logits``); every whole-split evaluation (the int8 model, the confirmed
     layers, each fallback step, the budget decision) goes through it, while the screening on the subset stays in
     torch's reference ops (a proxy that only orders layers). None: torch for everything. ``scored_in`` names it.
+    ``biases``: the layers' biases before bias correction, which a reverted layer takes back (``revert_layers``).
     Returns the model to ship (with the chosen layers in float), those layers, and the report (sensitivity, steps).
     """
     import numpy as np
@@ -154,7 +166,7 @@ def accuracy_aware(converted: GraphModule, weights: dict[str, torch.Tensor], flo
     cache: dict[tuple[str, frozenset[str]], method.Evaluation] = {}
 
     def model_with(names: frozenset[str]) -> Any:
-        return revert_layers(converted, weights, [by_name[n] for n in sorted(names)]) if names else converted
+        return revert_layers(converted, weights, [by_name[n] for n in sorted(names)], biases) if names else converted
 
     shipped_logits = int8_logits or logits_of
 

@@ -46,6 +46,7 @@ PROGRAMS = {"qat": "qat.pt2", "ptq": "ptq.pt2"}
 INT8_SCORED_IN = {"onnxruntime": "onnxruntime int8 kernels (the exported QDQ model)",
                   "torch": "torch reference quantized ops"}
 FLOAT_WEIGHTS = "_float_weights"  # report key of the layers' float weights (fallback only; never written)
+FLOAT_BIASES = "_float_biases"  # ... and of their biases before bias correction (fallback only; never written)
 
 
 @dataclass
@@ -274,7 +275,10 @@ def run_ptq(cfg: BuildConfig, model: torch.nn.Module, example: Any, calibration:
     converted = convert_pt2e(prepared)
     clock.lap("convert_s")
     if q.bias_correction and weights is not None:
-        from edgetl.quant.bias import correct_biases
+        from edgetl.quant.bias import correct_biases, layer_biases
+
+        if q.fallback.enabled:
+            report[FLOAT_BIASES] = layer_biases(converted, set(weights))
 
         subset: list[tuple[torch.Tensor, ...]] = []
         wanted = q.bias_correction_images or q.calibration_images
@@ -456,8 +460,9 @@ def _check_fallback_target(target: TargetProfile) -> None:
 
 def _accuracy_fallback(cfg: BuildConfig, target: TargetProfile, name: str, converted: Any, weights: Any,
                        model: Any, val_batches: list[EvalBatch], reports: dict[str, dict[str, Any]],
-                       example: Any, io: Any, opset: int) -> tuple[Any, list[dict[str, str]]]:
-    """Revert the most sensitive layers of ``converted`` to float until the target's budget holds on val."""
+                       example: Any, io: Any, opset: int, biases: Any = None) -> tuple[Any, list[dict[str, str]]]:
+    """Revert the most sensitive layers of ``converted`` to float until the target's budget holds on val
+    (``biases``: the layers' biases before bias correction, which a reverted layer takes back)."""
     from edgetl.quant.judge import StepLatency
     from edgetl.quant.mixed import accuracy_aware
 
@@ -474,7 +479,7 @@ def _accuracy_fallback(cfg: BuildConfig, target: TargetProfile, name: str, conve
                                                  latency=latency, max_latency_increase=fb.max_latency_increase,
                                                  # every step decided where int8 is scored (quantize.qat_judge)
                                                  int8_logits=int8_logits(cfg, example, io, opset),
-                                                 scored_in=INT8_SCORED_IN[cfg.quantize.qat_judge])
+                                                 scored_in=INT8_SCORED_IN[cfg.quantize.qat_judge], biases=biases)
     finally:
         latency.close()
     reports[name] = report
@@ -614,10 +619,11 @@ def _quantize(cfg: BuildConfig, target: TargetProfile, model_dir: Path, out_dir:
             start = time.perf_counter()
             converted, quantizer, report = run()
             weights = report.pop(FLOAT_WEIGHTS, None)
+            biases = report.pop(FLOAT_BIASES, None)
             reverted: list[dict[str, str]] = []
             if q.fallback.enabled and weights is not None:
                 converted, reverted = _accuracy_fallback(cfg, target, name, converted, weights, model, val_batches,
-                                                         fallbacks, example, io, opset)
+                                                         fallbacks, example, io, opset, biases)
             reports[name] = report
             trained = time.perf_counter()
             save_program(converted, example, tmp / PROGRAMS[name], stage=STAGE, model_io=io)

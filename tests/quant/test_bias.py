@@ -15,7 +15,8 @@ def ptq():  # type: ignore[no-untyped-def]
 
     torch.manual_seed(0)
     model = create_model("tiny", 3, weights="none").eval()
-    cfg = BuildConfig().with_overrides({"train.backbone": "tiny", "quantize.fallback.enabled": True})
+    cfg = BuildConfig().with_overrides({"train.backbone": "tiny", "quantize.fallback.enabled": True,
+                                        "quantize.bias_correction": False})  # the uncorrected model
     calibration = [{"x": torch.randn(8, 3, 32, 32)} for _ in range(3)]
     converted, _, report = run_ptq(cfg, model, (torch.randn(2, 3, 32, 32),), calibration)
     return model, converted, report[FLOAT_WEIGHTS], [tuple(b.values()) for b in calibration]
@@ -81,3 +82,19 @@ def test_the_ptq_stage_applies_it_when_asked(tmp_path):
         assert ("bias_correction" in report) == on
         biases[on] = _fetch(converted, "classifier.bias").detach().clone()
     assert not torch.equal(biases[False], biases[True])
+
+
+def test_a_reverted_layer_takes_back_its_uncorrected_bias(ptq):
+    """Its correction made up for its int8 weights; once the fallback puts it back in float, that bias is wrong."""
+    from edgetl.quant.bias import correct_biases, layer_biases
+    from edgetl.quant.mixed import _fetch, quantized_layers, revert_layers
+
+    _, converted, weights, batches = ptq
+    fixed, _ = correct_biases(converted, weights, batches)
+    original = layer_biases(converted, set(weights))
+    layer = quantized_layers(fixed)[1]
+    for biases, expected in ((original, original[layer.node]), (None, layer_biases(fixed, {layer.node})[layer.node])):
+        reverted = revert_layers(fixed, weights, [layer], biases)
+        node = next(n for n in reverted.graph.nodes if n.name == layer.node)
+        assert torch.equal(_fetch(reverted, str(node.args[2].target)), expected)
+    assert not torch.equal(original[layer.node], layer_biases(fixed, {layer.node})[layer.node])
