@@ -315,6 +315,7 @@ def main() -> None:  # noqa: PLR0915  (one linear script)
     if need_ptq:  # PTQ is deterministic (same calibration sample): the stage's own model, made again
         converted, _, ptq_report = run_ptq(cfg, fp32_model, example, _calibration_batches(cfg, inputs), card.io)
         weights = ptq_report.pop("_float_weights")
+        biases = ptq_report.pop("_float_biases", None)  # a reverted layer's bias before bias correction
         if args.compare_exact and report["sensitivity"].get("method") != "not run":
             ranking = compare_ranking(cfg, budget, converted, weights, fp32_model, val_batches)
             print(f"ranking: {json.dumps(ranking.get('agreement'))}")
@@ -332,7 +333,7 @@ def main() -> None:  # noqa: PLR0915  (one linear script)
         if plans:
             plans.insert(0, [])  # step 0: all int8
         for k, float_layers in enumerate(plans):
-            model = revert_layers(converted, weights, [by_name[n] for n in float_layers])
+            model = revert_layers(converted, weights, [by_name[n] for n in float_layers], biases)
             path = work / f"step{k}.onnx"
             export_onnx(model, example, path, opset=opset, dynamic=True, metadata={}, what=f"step {k}", io=card.io)
             export_openvino(path, work / f"step{k}.xml", {})

@@ -329,7 +329,9 @@ def run_qat(cfg: BuildConfig, inputs: FloatInputs, model: torch.nn.Module, examp
     kernels, or torch's reference quantized ops.
     ``start`` (a ``Judgement`` of the stage's PTQ model, already scored): epoch 0 is that model, not a conversion of
     its own. QAT's range initialisation is PTQ's calibration on the same images, so its untrained candidate is the
-    PTQ model again; converting, exporting and scoring it a second time costs a judging and selects nothing new.
+    PTQ model again (without PTQ's bias correction); converting, exporting and scoring it a second time costs a
+    judging and selects nothing new. Measured on the digits demo model (val): QAT's own epoch 0 88.02 %, the
+    uncorrected PTQ model 88.58 %.
     Under ``torchrun`` (``dist``) every process trains its shard of the data (DistributedDataParallel through
     the trainer) and judges the same, synchronised model.
     """
