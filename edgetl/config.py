@@ -296,8 +296,9 @@ class QuantizeConfig(_Section):
     qat_judge: Literal["onnxruntime", "torch"] = "onnxruntime"
     # PTQ: shift each quantized layer's float bias so its mean output per channel matches the float model's on the
     # calibration images, layer after layer (NNCF's bias correction, on the PT2E graph: edgetl/quant/bias.py). QAT
-    # learns its own biases. Measured (benchmarks/reported/accuracy_aware.json): digits demo PTQ 87.50 -> 91.67 %
-    # test in ONNX Runtime with no float layer; hymenoptera unchanged (95.42 %, already lossless).
+    # learns its own biases. Measured on the digits demo model (warm-up recipe, test, all int8): ONNX Runtime
+    # 87.50 -> 91.67 %, OpenVINO 87.96 -> 90.74 % (benchmarks/reported/accuracy_aware.json step0, docs/design.md);
+    # hymenoptera unchanged (95.42 %, already lossless).
     bias_correction: bool = True
     # how many of the calibration images it averages over (None: all of them); its cost grows with images x pixels
     bias_correction_images: int | None = Field(default=None, ge=1)
