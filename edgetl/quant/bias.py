@@ -86,13 +86,16 @@ def _channel_mean(outs: list[torch.Tensor]) -> torch.Tensor:
     return sum(_channel_sum(o) for o in outs) / sum(o.numel() // o.shape[dim] for o in outs)  # type: ignore[no-any-return]
 
 
+def _bias_constant(node: Any) -> Any:
+    """The get_attr node of a layer node's bias, or None (no bias, or a bias that is computed)."""
+    bias = node.args[2] if len(node.args) > 2 else None
+    return bias if getattr(bias, "op", "") == "get_attr" else None
+
+
 def layer_biases(converted: GraphModule, names: set[str]) -> dict[str, torch.Tensor]:
     """A copy of the bias constant of each named layer node that has one."""
-    out = {}
-    for node in _layer_nodes(converted):
-        if node.name in names and len(node.args) > 2 and getattr(node.args[2], "op", "") == "get_attr":
-            out[node.name] = _fetch(converted, str(node.args[2].target)).detach().clone()
-    return out
+    return {node.name: _fetch(converted, str(_bias_constant(node).target)).detach().clone()
+            for node in _layer_nodes(converted) if node.name in names and _bias_constant(node) is not None}
 
 
 def correct_biases(converted: GraphModule, weights: dict[str, torch.Tensor],
@@ -108,8 +111,7 @@ def correct_biases(converted: GraphModule, weights: dict[str, torch.Tensor],
 
     model = copy.deepcopy(converted)
     layers = {n.name: n for n in _layer_nodes(model) if n.name in weights}
-    biased = {name: node.args[2] for name, node in layers.items()
-              if len(node.args) > 2 and getattr(node.args[2], "op", "") == "get_attr"}
+    biased = {name: _bias_constant(node) for name, node in layers.items() if _bias_constant(node) is not None}
     reference = _channel_means(float_reference(converted, weights), set(biased), batches)
     nodes = list(model.graph.nodes)
     position = {n: i for i, n in enumerate(nodes)}
@@ -160,8 +162,7 @@ def correct_biases(converted: GraphModule, weights: dict[str, torch.Tensor],
                     outs = [o + _channel_view(delta, o) for o in outs]
                     shifts.append(float(delta.abs().mean()))
                 env[node] = outs
-            inputs = fused[node].all_input_nodes if node in fused else node.all_input_nodes
-            for used in [*inputs, *node.all_input_nodes]:
+            for used in [*node.all_input_nodes, *(fused[node].all_input_nodes if node in fused else ())]:
                 if last_use[used] <= i:
                     env.pop(used, None)
     return model, {"layers": len(biased), "skipped_without_bias": len(layers) - len(biased),
