@@ -51,6 +51,7 @@ BEFORE_TREE = Path(os.environ.get("EDGETL_BEFORE_TREE", ROOT.parent / "main"))
 _RECIPE = {"train.strategy": "warmup_finetune"}
 DATASETS: dict[str, tuple[str | None, dict[str, Any]]] = {
     "digits": ("demo", _RECIPE),
+    "digits-demo": ("demo", {}),  # `make demo` as it ships: its config and today's default recipe
     "hymenoptera": (None, {**_RECIPE, "data.path": str(SHARED / "datasets" / "hymenoptera")}),
 }
 

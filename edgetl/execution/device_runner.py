@@ -294,7 +294,8 @@ class _OvModel:
                 np.copyto(view, array, casting="same_kind")
                 request.set_tensor(name, own)
         self._held = feeds  # the shared tensor does not keep the array alive
-        request.infer()
+        request.start_async()  # as the host adapter: infer() also copies every output into a dict it returns
+        request.wait()
         return request.get_output_tensor(0).data.copy()
 
 
