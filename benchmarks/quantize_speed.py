@@ -474,7 +474,28 @@ def write(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     out.write_text(json.dumps(summary, indent=2))
     if not side:
         REPORTED.parent.mkdir(parents=True, exist_ok=True)
-        REPORTED.write_text(json.dumps(summary, indent=2))
+        REPORTED.write_text(json.dumps(merge_reported(summary), indent=2))
+
+
+def merge_reported(summary: dict[str, Any]) -> dict[str, Any]:
+    """``summary`` with the reported file's rows of the data sets this run did not measure (``--only``) kept
+    after its own. Each row says when, where and by which command it was measured: the ratios inside a row are side
+    by side, across rows they are not."""
+    stamp = {"measured": time.strftime("%Y-%m-%d"), "command": " ".join(["python", *sys.argv]),
+             "cpu": _cpu_flags()}
+    rows = [{**row, **{k: v for k, v in stamp.items() if k not in row}} for row in summary["rows"]]
+    mine = {row["dataset"] for row in rows}
+    old = json.loads(REPORTED.read_text()).get("rows", []) if REPORTED.is_file() else []
+    return {**summary, "rows": rows + [row for row in old if row.get("dataset") not in mine]}
+
+
+def _cpu_flags() -> str:
+    """The int8-relevant ISA of this host (the quantize stage's torch kernels and the runtimes depend on it)."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return platform.processor() or platform.machine()
+    return ", ".join(f for f in ("amx_int8", "avx512_vnni", "avx2") if f in flags) or platform.machine()
 
 
 def _int8_acc(side: dict[str, Any], runtime: str) -> str:
