@@ -36,12 +36,25 @@ def _route_accuracy(results: dict[str, Any], fmt: str | None) -> dict[str, float
     return {s: sum(v) / len(v) for s, v in best.items() if s in INT8_ROUTES}
 
 
+def _route_scores(results: dict[str, Any], fmt: str | None) -> dict[str, float]:
+    """The accuracy each int8 route measured in format ``fmt`` is chosen by: its top-1 on val from the build
+    (``results["int8_selection"]``, written by the quantize and export stages) when that names every such route,
+    else the rows' mean accuracy on the evaluation split (a bare model file, results of an older edgetl). So a
+    build never picks its int8 route on the held-out test split its figures are reported on."""
+    measured = _route_accuracy(results, fmt)
+    chosen_on = (results.get("int8_selection") or {}).get("accuracy") or {}
+    if measured and all(chosen_on.get(route) is not None for route in measured):
+        return {route: float(chosen_on[route]) for route in measured}
+    return measured
+
+
 def _best(means: dict[str, float]) -> str:
     return max(means, key=lambda s: (means[s], -INT8_ROUTES.index(s)))
 
 
 def choose_int8_source(results: dict[str, Any], fmt: str | None = None) -> str:
-    """The int8 model to deploy: the quantization route with the higher measured mean accuracy.
+    """The int8 model to deploy: the quantization route with the higher accuracy on the split the build selects
+    on (``_route_scores``: val where the build recorded it, else the rows' mean).
 
     None: the routes every measured format has (qat/ptq), over all their rows, as a build with one route for all
     formats ships. A format: ``choose_int8_sources``' choice for it.
@@ -50,7 +63,7 @@ def choose_int8_source(results: dict[str, Any], fmt: str | None = None) -> str:
         return choose_int8_sources(results).get(fmt, choose_int8_source(results))
     formats = _int8_formats(results)
     shared = set.intersection(*(set(_route_accuracy(results, f)) for f in formats)) if formats else set()
-    means = {s: m for s, m in _route_accuracy(results, None).items() if s in shared}
+    means = {s: m for s, m in _route_scores(results, None).items() if s in shared}
     return _best(means) if means else "qat"
 
 
@@ -66,7 +79,7 @@ def choose_int8_sources(results: dict[str, Any]) -> dict[str, str]:
     out = {}
     formats = _int8_formats(results)
     for f in formats:
-        own = _route_accuracy(results, f)
+        own = _route_scores(results, f)
         others = set().union(*(set(_route_accuracy(results, g)) for g in formats if g != f))
         candidates = {s: m for s, m in own.items() if s == shared or s not in others}
         out[f] = shared if shared in candidates and candidates[shared] >= max(candidates.values()) else (

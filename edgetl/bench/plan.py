@@ -37,6 +37,8 @@ class Source:
     notes: list[str] = field(default_factory=list)
     # the run's float model (export manifest and its model card), carried into every row
     model_facts: dict[str, Any] = field(default_factory=dict)  # macs, params, float_source, float_method
+    # each int8 route's top-1 on val as the build recorded it (export manifest), which the route is chosen on
+    int8_selection: dict[str, Any] | None = None
 
 
 def _ov_size(xml: Path) -> int:
@@ -112,7 +114,8 @@ def _run_source(path: Path) -> Source:
     info = export.info
     source = Source(path=run_dir, artifacts=artifacts, from_run=True, task=info.get("task", "image_classification"),
                     backbone=info.get("backbone"), classes=info.get("classes"), preprocess=info.get("preprocess"),
-                    io=ModelIO.model_validate(info["io"]) if info.get("io") else None)
+                    io=ModelIO.model_validate(info["io"]) if info.get("io") else None,
+                    int8_selection=info.get("int8_selection"))
     float_model = info.get("float_model")  # the torch model every artifact was exported from, relative to export/
     if float_model and (export_dir / float_model).is_file():
         model_file = export_dir / float_model

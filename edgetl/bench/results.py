@@ -233,6 +233,9 @@ class BenchResults(_Model):
     scores_file: str | None = None  # the evaluation logits of the rows (SCORES_NAME), relative to this file
     # the artifacts a bundle for this target carries (edgetl.stages.bundle.pick_artifacts), its primary model first
     shipped: list[str] = Field(default_factory=list)
+    # the split the int8 route of the bundle was chosen on and each route's top-1 there, as the build recorded it
+    # ({"split": "val", "accuracy": {"ptq": .., "qat": ..}}); null for a bare model file (chosen on the rows)
+    int8_selection: dict[str, Any] | None = None
     # a build with a teacher: the teacher, the distilled student and the student alone on one split; else null
     distillation: DistillationComparison | None = None
     rows: list[BenchRow] = Field(default_factory=list)

@@ -441,6 +441,10 @@ def _shipped_line(results: BenchResults) -> str | None:
         text += f", top-1 {_acc(row)} on {results.eval_split or 'the evaluation split'}"
         if fp32 is not None and fp32.accuracy is not None:
             text += f" ({(row.accuracy - fp32.accuracy) * 100:+.2f} points vs fp32)"
+    chosen_on = results.int8_selection or {}
+    if row.precision == "int8" and chosen_on.get("accuracy"):
+        scores = ", ".join(f"{route} {100 * acc:.2f} %" for route, acc in sorted(chosen_on["accuracy"].items()))
+        text += f". Its int8 route ({row.source}) was chosen on {chosen_on.get('split', 'val')} ({scores})"
     return text + "."
 
 

@@ -202,12 +202,12 @@ def estimate_rows(target: TargetProfile, src: Source, measured: list[BenchRow]) 
     return rows, notes
 
 
-def _shipped(target: TargetProfile, rows: list[BenchRow]) -> list[str]:
+def _shipped(target: TargetProfile, rows: list[BenchRow], selection: dict[str, Any] | None) -> list[str]:
     """The names of the artifacts a bundle for ``target`` carries, by the bundle's own choice, primary first."""
     from edgetl.bench.budgets import choose_int8_sources
     from edgetl.stages.bundle import pick_artifacts
 
-    source = choose_int8_sources({"rows": [r.model_dump(mode="json") for r in rows]})
+    source = choose_int8_sources({"rows": [r.model_dump(mode="json") for r in rows], "int8_selection": selection})
     return [r.name for r in pick_artifacts(target, [r for r in rows if r.measured_on != "estimate"], source)]
 
 
@@ -328,7 +328,8 @@ def benchmark(cfg: BuildConfig, target: TargetProfile, source: Path, out_dir: Pa
                *device_notes, *estimate_notes],
         device_facts=device_facts,
         scores_file=scores_file,
-        shipped=_shipped(target, rows) if Path(source).is_dir() else [],  # one model file: no bundle is made
+        shipped=_shipped(target, rows, src.int8_selection) if Path(source).is_dir() else [],  # a file: no bundle
+        int8_selection=src.int8_selection,
         distillation=compare_distillation(source) if Path(source).is_dir() else None,
         rows=rows,
     )

@@ -221,8 +221,13 @@ def export(cfg: BuildConfig, target: TargetProfile, model_dir: Path, quant_dir: 
                     (tmp / onnx_rel).unlink()  # only the intermediate of the IR
                     if front is not None:
                         (tmp / pixels_rel).unlink()
+        # each int8 route's top-1 on val, which the deployed route is chosen on (edgetl.bench.budgets)
+        selection = {src.name: float(src.artifact.card.metrics["val_accuracy"]) for src in sources
+                     if src.name != "fp32" and (src.artifact.card.metrics or {}).get("val_accuracy") is not None}
         if quant_dir is not None and want_onnx and cfg.export.text_dynamic_int8 and _is_text_encoder(sources[0].model):
             artifacts.append(_dynamic_int8_artifact(inputs, sources, tmp))
+            if selection:
+                selection["dynamic"] = _val_accuracy(cfg, inputs, tmp / ONNX_FILES["dynamic"])
         parity = _run_parity(cfg, inputs, tmp, artifacts, batch if not dynamic else 1)
         write_json(tmp / "parity.json", parity)
         paths = [a.path for a, _ in artifacts] + [a.uint8_variant.path for a, _ in artifacts if a.uint8_variant]
@@ -250,6 +255,7 @@ def export(cfg: BuildConfig, target: TargetProfile, model_dir: Path, quant_dir: 
                 "source_manifest": inputs.artifact.manifest.hash,
                 "opset": opset, "dynamic_batch": dynamic, "batch_size": None if dynamic else batch,
                 "pads_folded": folded, "eval_split": inputs.index.eval_split, "kept_float": kept,
+                **({"int8_selection": {"split": "val", "accuracy": selection}} if selection else {}),
             },
         ).write(tmp)
     return ExportResult(out_dir=out_dir, artifacts=[a for a, _ in artifacts], parity=parity,
@@ -285,6 +291,20 @@ def _dynamic_int8_artifact(inputs: FloatInputs, sources: list[_Source], tmp: Pat
     log.info("onnx-int8-dynamic: fused %s", ", ".join(f"{v} {k}" for k, v in fused.items()))
     src = _Source("dynamic", artifact, None, fp32.reference, fp32.reference_label)
     return _artifact("onnx", "dynamic", "int8", tmp, ONNX_FILES["dynamic"]), src
+
+
+def _val_accuracy(cfg: BuildConfig, inputs: FloatInputs, onnx_path: Path) -> float:
+    """Top-1 on val of an ONNX model in ONNX Runtime (the int8 route without a quantize-stage figure)."""
+    from edgetl.quant.judge import logits_stats
+    from edgetl.runtimes import get_runtime
+
+    batches = list(inputs.task.eval_batches(inputs.index.splits["val"], inputs.preprocess, cfg.train.batch_size))
+    session = get_runtime("onnxruntime").load(onnx_path, "cpu", "int8", cfg.train.threads)
+    try:
+        logits = [np.asarray(session.run(batch), dtype=np.float64) for batch, _ in batches]
+    finally:
+        session.close()
+    return logits_stats(logits, batches)[1]
 
 
 def quantized_cards(sources: list[_Source]) -> list[list[dict[str, str]]]:

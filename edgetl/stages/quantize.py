@@ -487,6 +487,7 @@ def _accuracy_fallback(cfg: BuildConfig, target: TargetProfile, name: str, conve
     reports[name] = report
     steps = {tuple(s["float_layers"]): i for i, s in enumerate(report["steps"])}
     k = steps.get(tuple(la.name for la in chosen), len(chosen))
+    report["shipped_val_accuracy"] = report["steps"][k]["accuracy"]  # the shipped step's top-1 on val
     reason = (f"accuracy fallback (step {k} of {len(report['steps']) - 1}: val drop "
               f"{report['steps'][k]['drop_points']:.2f} points, budget {budget:g})")
     return shipped, [{"layer": la.name, "kind": la.kind, "reason": reason} for la in chosen]
@@ -579,6 +580,9 @@ def _quantize(cfg: BuildConfig, target: TargetProfile, model_dir: Path, out_dir:
 
     started = time.perf_counter()
     accuracy = {"fp32": torch_accuracy(model, eval_batches)}
+    # per int8 model, its top-1 on val where int8 is scored: the figure the deployed route is chosen on
+    # (edgetl.bench.budgets.choose_int8_source), so that no choice is made on a held-out test split
+    val_accuracy: dict[str, float] = {}
     timings: dict[str, Any] = {"fp32_eval_s": round(time.perf_counter() - started, 2)}
     walls: dict[str, float] = {}
     kept: list[dict[str, str]] = []
@@ -651,6 +655,10 @@ def _quantize(cfg: BuildConfig, target: TargetProfile, model_dir: Path, out_dir:
             else:
                 accuracy[name] = int8_accuracy(converted, eval_batches)
             timings[name]["score_s"] = round(time.perf_counter() - scoring, 2)
+            shipped_val = (fallbacks[name]["shipped_val_accuracy"] if reverted and name != "ptq"
+                           else ptq_val_accuracy if name == "ptq" else report.get("kept_val_accuracy"))
+            if shipped_val is not None:
+                val_accuracy[name] = float(shipped_val)
             layers[name] = count_quantized_layers(converted)
             kept = list(quantizer.kept_float) + reverted
             cards.append(card.model_copy(update={
@@ -661,6 +669,7 @@ def _quantize(cfg: BuildConfig, target: TargetProfile, model_dir: Path, out_dir:
                 "data_split": str(Path("..") / inputs.artifact.stage_dir.name / card.data_split)
                 if card.data_split else None,
                 "metrics": {"eval_split": inputs.index.eval_split, "eval_accuracy": accuracy[name],
+                            **({"val_accuracy": val_accuracy[name]} if name in val_accuracy else {}),
                             **({"accuracy_fallback": {k: fallbacks[name][k] for k in ("status", "message")}}
                                if name in fallbacks else {})},
             }))
@@ -668,7 +677,7 @@ def _quantize(cfg: BuildConfig, target: TargetProfile, model_dir: Path, out_dir:
                      100 * accuracy["fp32"], layers[name]["int8"], walls[name])
         metrics = {
             "eval_split": inputs.index.eval_split, "eval_images": len(inputs.eval_samples),
-            "accuracy": accuracy, "int8_scored_in": INT8_SCORED_IN[q.qat_judge], "wall_time_s": walls, "timings": timings, "int8_layers": layers, "kept_float": kept,
+            "accuracy": accuracy, "val_accuracy": val_accuracy, "int8_scored_in": INT8_SCORED_IN[q.qat_judge], "wall_time_s": walls, "timings": timings, "int8_layers": layers, "kept_float": kept,
             "qat": reports.get("qat", {}), "ptq": reports.get("ptq", {}),
             "calibration_images": q.calibration_images,
             "weight_range": {"range": weight_range, "reason": weight_range_reason},

@@ -54,6 +54,22 @@ def test_int8_source_is_chosen_per_format_and_dynamic_is_a_route_of_onnx_only():
     assert "openvino-int8-qat" in checked["p90 latency"]["where"]
 
 
+def test_a_build_chooses_its_int8_route_on_val_not_on_the_test_rows():
+    # the rows (test split) favour QAT; the build's val figures favour PTQ: val decides
+    on_val = {**RESULTS, "int8_selection": {"split": "val", "accuracy": {"qat": 0.90, "ptq": 0.93}}}
+    assert choose_int8_source(RESULTS) == "qat"
+    assert choose_int8_source(on_val) == "ptq"
+    assert choose_int8_sources(on_val) == {"onnx": "ptq", "openvino": "ptq"}
+    # text: the dynamic ONNX route beats the shared one on test but not on val
+    rows = [*RESULTS["rows"], row("onnx-int8-dynamic", "onnx", "int8", "dynamic", "onnxruntime", "cpu", 0.948, 2.5)]
+    text = {"rows": rows, "int8_selection": {"split": "val", "accuracy": {"qat": 0.92, "ptq": 0.90, "dynamic": 0.91}}}
+    assert choose_int8_sources({"rows": rows}) == {"onnx": "dynamic", "openvino": "qat"}
+    assert choose_int8_sources(text) == {"onnx": "qat", "openvino": "qat"}
+    # a selection that lacks a measured route (an older build) is not half-used: the rows decide
+    partial = {"rows": rows, "int8_selection": {"split": "val", "accuracy": {"qat": 0.80, "ptq": 0.99}}}
+    assert choose_int8_sources(partial)["onnx"] == choose_int8_sources({"rows": rows})["onnx"] == "dynamic"
+
+
 def test_host_target_budgets_pass_and_fail_on_measured_rows():
     rows = by_budget(check_budgets(load_target("cpu"), RESULTS))
     assert rows["p90 latency"]["status"] == "pass" and rows["p90 latency"]["measured"] == 2.0

@@ -182,6 +182,10 @@ def test_results_console_and_report_name_the_split_and_what_ships(built):
     bundle = json.loads((out / "bundle" / "manifest.json").read_text())
     primary = next(f["artifact"] for f in bundle["files"] if f["path"] == bundle["primary"])
     assert results["shipped"][0] == primary  # the bench stage names what the bundle then carries
+    # the int8 route was chosen on val, from the quantize stage's figures
+    quant = json.loads((out / "quantize" / "metrics.json").read_text())
+    assert results["int8_selection"] == {"split": "val", "accuracy": quant["val_accuracy"]}
+    assert set(quant["val_accuracy"]) == set(quant["accuracy"]) - {"fp32"}
     # this data came with train/ and val/: edgetl does not carve it, and every figure says it is on val
     assert results["eval_split"] == "val" and results["eval_split_selected_on"] is True
     md = (out / "report" / "report.md").read_text()

@@ -70,6 +70,8 @@ def test_fallback_finds_and_reverts_the_one_sensitive_layer(run):
     assert ORT_SCORED.count(18) >= 1 + sens["full_passes"] and set(ORT_SCORED) == {18}
     assert report["steps"][0]["drop_points"] > 10 and report["steps"][1]["within_budget"]
     assert metrics["accuracy"]["ptq"] == metrics["accuracy"]["fp32"]
+    # the shipped step's val figure is the reverted model's (what the int8 route is chosen on)
+    assert report["shipped_val_accuracy"] == report["steps"][1]["accuracy"] == metrics["val_accuracy"]["ptq"]
 
 
 def test_each_step_is_timed_in_onnx_runtime_for_the_step_curve(run):

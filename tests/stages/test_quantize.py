@@ -123,6 +123,14 @@ def test_qat_selects_its_epoch_on_val_and_reports_on_test(run, tmp_path):
         alone = int8_eval(fast_config(), program, test, inputs.task.example_inputs(io, 2), io, 20)
         assert alone.accuracy == metrics["accuracy"][name], name
     assert metrics["qat"]["kept_eval_accuracy"] == metrics["accuracy"]["qat"]
+    # each route's val figure, which the deployed route is chosen on, is the one QAT and the skip were decided by
+    assert metrics["val_accuracy"]["qat"] == metrics["qat"]["kept_val_accuracy"]
+    val = _split_batches(inputs, "val", 8)
+    ptq = load_program(tmp_path / "quantize" / "ptq.pt2").module()
+    assert metrics["val_accuracy"]["ptq"] == int8_eval(fast_config(), ptq, val, inputs.task.example_inputs(io, 2),
+                                                       io, 20).accuracy
+    cards = {c["name"]: c for c in read_manifest(tmp_path / "quantize").info["models"]}
+    assert {n: cards[n]["metrics"]["val_accuracy"] for n in ("ptq", "qat")} == metrics["val_accuracy"]
 
 
 def test_qat_runs_through_the_shared_trainer(run, tmp_path, monkeypatch):

@@ -99,8 +99,12 @@ def test_build_ends_with_a_bundle_that_carries_the_tokenizer(built):
                                                            ("onnxruntime", "fp32"), ("openvino", "fp32")}
     assert any(r["name"] == "onnx-int8-dynamic" and r["runtime"] == "onnxruntime" for r in ok)
     assert not any(r["name"] == "onnx-int8-dynamic" and r["runtime"] == "openvino" for r in results["rows"])
-    # the bundle carries, per format, the int8 route measured most accurate in that format's own rows
+    # the bundle carries, per format, the int8 route most accurate on val (never chosen on the test rows)
     from edgetl.bench.budgets import choose_int8_source
+
+    selection = results["int8_selection"]
+    assert selection["split"] == "val" and set(selection["accuracy"]) == {"ptq", "qat", "dynamic"}
+    assert all(0.0 <= a <= 1.0 for a in selection["accuracy"].values())
 
     for f in manifest["files"]:
         if f["format"] in ("onnx", "openvino") and f["precision"] == "int8":
