@@ -83,13 +83,27 @@ def _channel_sum(out: torch.Tensor) -> torch.Tensor:
 
 def _channel_mean(outs: list[torch.Tensor]) -> torch.Tensor:
     dim = _channel_dim(outs[0])
-    return sum(_channel_sum(o) for o in outs) / sum(o.numel() // o.shape[dim] for o in outs)  # type: ignore[no-any-return]
+    total: Any = sum(_channel_sum(o) for o in outs)
+    return total / sum(o.numel() // o.shape[dim] for o in outs)  # type: ignore[no-any-return]
 
 
 def _bias_constant(node: Any) -> Any:
     """The get_attr node of a layer node's bias, or None (no bias, or a bias that is computed)."""
     bias = node.args[2] if len(node.args) > 2 else None
     return bias if getattr(bias, "op", "") == "get_attr" else None
+
+
+def _fusable_quantize(dq: Any) -> Any:
+    """The activation quantize node that dequantize node ``dq`` reads, when the pair has constant parameters
+    (it then runs as one fused fake-quantize); else None."""
+    import torch
+
+    q: Any = dq.args[0] if dq.args else None
+    if (_is_dequantize(dq) and "per_tensor" in str(dq.target) and getattr(q, "op", "") == "call_function"
+            and "quantize_per_tensor" in str(q.target) and len(q.args) >= 5
+            and not any(isinstance(a, torch.fx.Node) for a in q.args[1:5])):
+        return q
+    return None
 
 
 def layer_biases(converted: GraphModule, names: set[str]) -> dict[str, torch.Tensor]:
@@ -117,10 +131,7 @@ def correct_biases(converted: GraphModule, weights: dict[str, torch.Tensor],
     position = {n: i for i, n in enumerate(nodes)}
     # an activation quantize -> dequantize pair with constant parameters runs as one fused fake-quantize of the
     # quantize's input (the same rounding, one pass instead of the decomposed ops' several)
-    fused = {dq: q for dq in nodes for q in [dq.args[0] if dq.args else None]
-             if _is_dequantize(dq) and "per_tensor" in str(dq.target) and getattr(q, "op", "") == "call_function"
-             and "quantize_per_tensor" in str(q.target) and len(q.args) >= 5
-             and not any(isinstance(a, torch.fx.Node) for a in q.args[1:5])}
+    fused: dict[Any, Any] = {dq: q for dq in nodes if (q := _fusable_quantize(dq)) is not None}
     skipped = {q for q in fused.values() if all(u in fused for u in q.users)}
     last_use = {n: max((position[u] for u in n.users), default=i) for i, n in enumerate(nodes)}
     for dq, q in fused.items():  # the fused pair reads the quantize's input: keep it alive until the dequantize
@@ -152,9 +163,10 @@ def correct_biases(converted: GraphModule, weights: dict[str, torch.Tensor],
                     raise ValueError(f"bias correction cannot run graph node {node.name} ({node.op})")
                 outs = []
                 for b in range(len(batches)):
-                    args = map_arg(node.args, lambda n, b=b: env[n][b])
-                    kwargs = map_arg(node.kwargs, lambda n, b=b: env[n][b])
-                    outs.append(fn(*args, **kwargs))
+                    def value(n: Any, b: int = b) -> Any:
+                        return env[n][b]
+
+                    outs.append(fn(*map_arg(node.args, value), **map_arg(node.kwargs, value)))
                 if node.name in biased:
                     delta = reference[node.name] - _channel_mean(outs)
                     bias = _fetch(model, str(biased[node.name].target))

@@ -93,7 +93,7 @@ def revert_layers(converted: GraphModule, weights: dict[str, torch.Tensor], laye
             model.register_buffer(f"{attr}_bias", biases[layer.node].clone())
             with model.graph.inserting_before(node):
                 bias_getter = model.graph.get_attr(f"{attr}_bias")
-            node.replace_input_with(node.args[2], bias_getter)
+            node.replace_input_with(node.args[2], bias_getter)  # type: ignore[arg-type]  # a Node: checked above
     model.graph.eliminate_dead_code()
     model.recompile()
     return model

@@ -249,9 +249,9 @@ def install_pattern_cache() -> bool:
 
     cached._edgetl_cached = True  # type: ignore[attr-defined]
     cached.__wrapped__ = original  # type: ignore[attr-defined]
-    utils._get_aten_graph_module_for_pattern = cached  # export_utils imports it from here at each call
+    utils._get_aten_graph_module_for_pattern = cached  # type: ignore[attr-defined]  # export_utils imports it from here at each call
     if getattr(qat_utils, "_get_aten_graph_module_for_pattern", None) is original:
-        qat_utils._get_aten_graph_module_for_pattern = cached  # imported by name when qat_utils loaded
+        qat_utils._get_aten_graph_module_for_pattern = cached  # type: ignore[attr-defined]  # imported by name when qat_utils loaded
     fold = getattr(qat_utils, "_fold_conv_bn_qat_helper", None)
     if fold is not None and not getattr(fold, "_edgetl_cached", False):
         def fold_present(m: Any, conv_fn: Any, example_inputs: Any, is_cuda: bool) -> Any:
@@ -264,5 +264,5 @@ def install_pattern_cache() -> bool:
 
         fold_present._edgetl_cached = True  # type: ignore[attr-defined]
         fold_present.__wrapped__ = fold  # type: ignore[attr-defined]
-        qat_utils._fold_conv_bn_qat_helper = fold_present
+        qat_utils._fold_conv_bn_qat_helper = fold_present  # type: ignore[attr-defined]
     return True

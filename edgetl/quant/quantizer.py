@@ -179,7 +179,8 @@ def _attention_matmuls(nodes: list[Node], ops: dict[str, set[Any]]) -> list[dict
 def _is_depthwise(node: Node) -> bool:
     """A grouped convolution with one input channel per group (``aten.conv2d``'s ``groups``, argument 6)."""
     groups = node.args[6] if len(node.args) > 6 else node.kwargs.get("groups", 1)
-    weight = node.args[1].meta.get("val") if hasattr(node.args[1], "meta") else None
+    arg: Any = node.args[1]
+    weight = arg.meta.get("val") if hasattr(arg, "meta") else None
     return isinstance(groups, int) and groups > 1 and weight is not None and weight.dim() >= 3 and weight.shape[1] == 1
 
 

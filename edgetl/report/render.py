@@ -442,7 +442,7 @@ def _shipped_line(results: BenchResults) -> str | None:
         if fp32 is not None and fp32.accuracy is not None:
             text += f" ({(row.accuracy - fp32.accuracy) * 100:+.2f} points vs fp32)"
     chosen_on = results.int8_selection or {}
-    if row.precision == "int8" and chosen_on.get("accuracy"):
+    if row.precision == "int8" and len(chosen_on.get("accuracy") or {}) > 1:  # a choice was made
         scores = ", ".join(f"{route} {100 * acc:.2f} %" for route, acc in sorted(chosen_on["accuracy"].items()))
         text += f". Its int8 route ({row.source}) was chosen on {chosen_on.get('split', 'val')} ({scores})"
     return text + "."

@@ -184,7 +184,7 @@ def finetune(cfg: BuildConfig, target: TargetProfile, out_dir: Path, *, resume: 
     spec = get_backbone(cfg.train.backbone)
     cfg = resolve_recipe(cfg, spec)  # the manifest, the model card and resume see the recipe that runs
     t = cfg.train
-    if t.head_epochs + t.epochs == 0:
+    if (t.head_epochs or 0) + t.epochs == 0:
         raise ConfigError("train.head_epochs and train.epochs are both 0: nothing to train",
                           hint="set --epochs or --head-epochs to at least 1")
     dist = init_distributed("cuda" if t.device != "cpu" and torch.cuda.is_available() else "cpu")
