@@ -67,6 +67,9 @@ def setup_logging(verbose: bool = False) -> None:
         handler = RichHandler(show_time=False, show_path=False, markup=False)
         logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    from edgetl.library_logs import quiet_library_logs
+
+    quiet_library_logs()  # before any stage imports torchao (a text model's training does)
 
 
 

@@ -498,26 +498,6 @@ def _scratch(tempfile: Any) -> Any:
 
 
 # --------------------------------------------------------------------------------------------- the stage
-class _DropNoise(logging.Filter):
-    """Library log lines that tell an edgetl user nothing they can act on (shown with ``--verbose``)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        # torch 2.14 on torchao 0.18's KernelPreference, once per process: "... Calling register_constant() on
-        # Enum subclasses is deprecated ..."; torchao's code to change, not the user's
-        return not ("register_constant()" in record.getMessage() and "Enum subclass" in record.getMessage())
-
-
-def quiet_library_logs() -> None:
-    """Filter the library log lines of ``_DropNoise`` unless edgetl logs at DEBUG (``--verbose``)."""
-    target = logging.getLogger("torch.utils._pytree")
-    present = [f for f in target.filters if isinstance(f, _DropNoise)]
-    if logging.getLogger("edgetl").isEnabledFor(logging.DEBUG):
-        for f in present:
-            target.removeFilter(f)
-    elif not present:
-        target.addFilter(_DropNoise())
-
-
 def quantize(cfg: BuildConfig, target: TargetProfile, model_dir: Path, out_dir: Path) -> QuantizeResult:
     """Quantize the float model artifact in ``model_dir`` to int8 (QAT and/or PTQ) into ``out_dir``.
 
@@ -531,6 +511,8 @@ def quantize(cfg: BuildConfig, target: TargetProfile, model_dir: Path, out_dir: 
         The program paths, accuracies (fp32 in torch; ptq / qat where ``quantize.qat_judge`` scores int8) on the
         evaluation split and wall times.
     """
+    from edgetl.library_logs import quiet_library_logs
+
     quiet_library_logs()  # before torchao is imported: it logs the deprecation on import
     import torch
 

@@ -137,10 +137,13 @@ _IMPORT_TORCHAO = "import logging, sys\n{setup}\nimport torchao.quantization\n"
 @pytest.mark.subprocess
 @pytest.mark.parametrize("setup, shown", [
     ("", True),  # what torch prints on its own
-    ("from edgetl.stages.quantize import quiet_library_logs; quiet_library_logs()", False),
+    ("from edgetl.library_logs import quiet_library_logs; quiet_library_logs()", False),
     ("logging.getLogger('edgetl').setLevel(logging.DEBUG)\n"
-     "from edgetl.stages.quantize import quiet_library_logs; quiet_library_logs()", True),  # --verbose
-], ids=["torch", "edgetl", "edgetl-verbose"])
+     "from edgetl.library_logs import quiet_library_logs; quiet_library_logs()", True),  # --verbose
+    # the CLI quiets it before any stage runs: a text model's training imports torchao before quantize does
+    ("from edgetl.cli.common import setup_logging; setup_logging()", False),
+    ("from edgetl.cli.common import setup_logging; setup_logging(verbose=True)", True),
+], ids=["torch", "edgetl", "edgetl-verbose", "cli", "cli-verbose"])
 def test_the_register_constant_deprecation_is_shown_only_with_verbose(setup, shown):
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     proc = subprocess.run([sys.executable, "-c", _IMPORT_TORCHAO.format(setup=setup)], capture_output=True,
