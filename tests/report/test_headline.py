@@ -43,3 +43,13 @@ def test_without_a_shipped_artifact_the_rows_speak_for_themselves() -> None:
     lines = headline_lines(_results())  # one model file benchmarked: no bundle, no shipped artifact
     assert lines[0].startswith("Every accuracy is on the test split")
     assert lines[1].startswith("Fastest: onnx-int8-ptq")
+
+
+def test_headline_says_the_int8_route_was_chosen_on_val() -> None:
+    selection = {"split": "val", "accuracy": {"qat": 0.91, "ptq": 0.88}}
+    line = headline_lines(_results(shipped=["onnx-int8-qat"], int8_selection=selection))[0]
+    assert line.endswith("Its int8 route (qat) was chosen on val (ptq 88.00 %, qat 91.00 %).")
+    # one route: no choice to explain
+    alone = headline_lines(_results(shipped=["onnx-int8-qat"], int8_selection={"split": "val",
+                                                                              "accuracy": {"qat": 0.91}}))[0]
+    assert "chosen on" not in alone
