@@ -112,8 +112,9 @@ def run_nncf(nncf_path: Path, fp32_onnx: Path, fp32_ir: Path, calib: list[np.nda
 
 
 def compare_ranking(cfg: Any, budget: float, converted: Any, weights: Any, fp32_model: Any,
-                    val_batches: list[Any]) -> dict[str, Any]:
-    """The exact and the screened ranking on the same PTQ model, one after the other in this process."""
+                    val_batches: list[Any], biases: Any = None) -> dict[str, Any]:
+    """The exact and the screened ranking on the same PTQ model, one after the other in this process (a reverted
+    layer takes back its bias from before bias correction, ``biases``, as in the stage)."""
     from edgetl.quant.mixed import accuracy_aware
 
     fb = cfg.quantize.fallback
@@ -122,7 +123,7 @@ def compare_ranking(cfg: Any, budget: float, converted: Any, weights: Any, fp32_
         t0 = time.perf_counter()
         _, chosen, rep = accuracy_aware(converted, weights, fp32_model, val_batches, budget, fb.max_float_layers,
                                         "quantize.fallback", rank_images=rank_images,
-                                        confirm_layers=fb.confirm_layers)
+                                        confirm_layers=fb.confirm_layers, biases=biases)
         sens = rep["sensitivity"]
         out[name] = {"wall_time_s": round(time.perf_counter() - t0, 1), "ranking_s": sens["wall_time_s"],
                      "full_val_passes": sens["full_passes"], "screen_passes": sens["screen_passes"],
@@ -153,7 +154,7 @@ def compare_ranking(cfg: Any, budget: float, converted: Any, weights: Any, fp32_
 
 
 def check_screen(cfg: Any, report: dict[str, Any], converted: Any, weights: Any, fp32_model: Any,
-                 val_batches: list[Any], sample: int, repeats: int = 2) -> dict[str, Any]:
+                 val_batches: list[Any], sample: int, repeats: int = 2, biases: Any = None) -> dict[str, Any]:
     """The ranking's cost and a check of the screen, for less than the exact ranking costs.
 
     Cost: one pass over all of val and one over the screening subset, timed alternately ``repeats`` times in this
@@ -186,10 +187,10 @@ def check_screen(cfg: Any, report: dict[str, Any], converted: Any, weights: Any,
     full_s, subset_s = [], []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        logits(revert_layers(converted, weights, [probe]), val_batches)
+        logits(revert_layers(converted, weights, [probe], biases), val_batches)
         full_s.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        logits(revert_layers(converted, weights, [probe]), subset)
+        logits(revert_layers(converted, weights, [probe], biases), subset)
         subset_s.append(time.perf_counter() - t0)
     full, part = statistics.median(full_s), statistics.median(subset_s)
     layers = len(sens["layers"])
@@ -199,7 +200,7 @@ def check_screen(cfg: Any, report: dict[str, Any], converted: Any, weights: Any,
     unconfirmed = [r["layer"] for r in sens["layers"] if r.get("accuracy_gain") is None]
     picked = sorted(random.Random(0).sample(unconfirmed, min(sample, len(unconfirmed))))
     base_acc = top1(base, val_batches)
-    gains = {n: round(100 * (top1(logits(revert_layers(converted, weights, [by_name[n]]), val_batches),
+    gains = {n: round(100 * (top1(logits(revert_layers(converted, weights, [by_name[n]], biases), val_batches),
                                   val_batches) - base_acc), 4) for n in picked}
     chosen = [r for r in confirmed if r["layer"] in report["float_layers"]]
     return {
@@ -317,11 +318,11 @@ def main() -> None:  # noqa: PLR0915  (one linear script)
         weights = ptq_report.pop("_float_weights")
         biases = ptq_report.pop("_float_biases", None)  # a reverted layer's bias before bias correction
         if args.compare_exact and report["sensitivity"].get("method") != "not run":
-            ranking = compare_ranking(cfg, budget, converted, weights, fp32_model, val_batches)
+            ranking = compare_ranking(cfg, budget, converted, weights, fp32_model, val_batches, biases)
             print(f"ranking: {json.dumps(ranking.get('agreement'))}")
         if args.check_screen and report["sensitivity"].get("method") == "screened":
             ranking["screen_check"] = check_screen(cfg, report, converted, weights, fp32_model, val_batches,
-                                                   args.check_screen)
+                                                   args.check_screen, biases=biases)
             print(f"screen check: {json.dumps(ranking['screen_check'])}")
         by_name = {la.name: la for la in quantized_layers(converted)}
         opset = cfg.export.opset or target.export.opset
