@@ -105,30 +105,33 @@ def input_hash(cfg: BuildConfig, source: Manifest, target: TargetProfile | None 
     return sha256_json(key)
 
 
+def budget_floor(target: TargetProfile, fp32_val: float) -> float | None:
+    """The lowest int8 top-1 on val within the target's int8 accuracy-drop budget: fp32's less the budget (None: the
+    target states no ``max_accuracy_drop``). The one budget test of QAT's skip and of its stop."""
+    budget = target.budgets.max_accuracy_drop
+    return None if budget is None else fp32_val - budget / 100 - 1e-9  # the float error of two accuracies
+
+
 def qat_skip_reason(cfg: BuildConfig, target: TargetProfile, fp32_val: float, ptq_val: float) -> str | None:
     """Why QAT need not run, or None: PTQ's top-1 on val is within the target's int8 accuracy-drop budget.
 
     Judged on the validation split only (the split QAT would select its epoch on), never on test. A target
     without a ``max_accuracy_drop`` budget, ``quantize.skip_qat_within_budget: false`` or no PTQ baseline: None.
     """
-    q, budget = cfg.quantize, target.budgets.max_accuracy_drop
-    if not (q.qat and q.ptq_baseline and q.skip_qat_within_budget) or budget is None:
+    q, floor = cfg.quantize, budget_floor(target, fp32_val)
+    if not (q.qat and q.ptq_baseline and q.skip_qat_within_budget) or floor is None or ptq_val < floor:
         return None
     drop = 100 * (fp32_val - ptq_val)
-    if drop > budget + 1e-9:  # the float error of two accuracies of the same image count
-        return None
     return (f"PTQ int8 is within target {target.name}'s accuracy-drop budget on val "
-            f"({100 * ptq_val:.2f}% vs fp32 {100 * fp32_val:.2f}%: drop {drop:.2f} <= {budget:g} points)")
+            f"({100 * ptq_val:.2f}% vs fp32 {100 * fp32_val:.2f}%: drop {drop:.2f} <= "
+            f"{target.budgets.max_accuracy_drop:g} points)")
 
 
 def qat_stop_accuracy(cfg: BuildConfig, target: TargetProfile, fp32_val: float) -> float | None:
-    """The val top-1 at which QAT stops after a trained epoch (``quantize.qat_stop_within_budget``): fp32's top-1 on
-    val less the target's int8 accuracy-drop budget. None: QAT runs all its epochs (the option is off, or the target
-    states no ``max_accuracy_drop``)."""
-    budget = target.budgets.max_accuracy_drop
-    if not cfg.quantize.qat_stop_within_budget or budget is None:
-        return None
-    return fp32_val - budget / 100 - 1e-9  # the float error of two accuracies of the same image count
+    """The val top-1 at which QAT stops after a trained epoch (``quantize.qat_stop_within_budget``): the budget's
+    floor (``budget_floor``). None: QAT runs all its epochs (the option is off, or the target states no
+    ``max_accuracy_drop``)."""
+    return budget_floor(target, fp32_val) if cfg.quantize.qat_stop_within_budget else None
 
 
 # --------------------------------------------------------------------------------------------- data and evaluation
