@@ -5,6 +5,7 @@ Both carry what the model says about itself (ONNX ``metadata_props``, OpenVINO `
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,13 @@ def export_onnx(model: Any, example: Any, path: Path, *, opset: int, dynamic: bo
     input_names = io.input_names if io is not None else ["input"]
     output_names = io.output_names if io is not None else ["logits"]
     try:
-        program = torch.onnx.export(model, example_args(example), dynamo=True, opset_version=opset,
-                                    input_names=input_names, output_names=output_names,
-                                    dynamic_shapes=dynamic_shapes_for(example, io, dynamic), verbose=False)
+        with warnings.catch_warnings():
+            # two inputs with one batch axis (a text model's input_ids and attention_mask): the exporter keeps one
+            # name for both and says so; the exported axes are what io states
+            warnings.filterwarnings("ignore", message=r"# The axis name: .* will not be used, since it shares")
+            program = torch.onnx.export(model, example_args(example), dynamo=True, opset_version=opset,
+                                        input_names=input_names, output_names=output_names,
+                                        dynamic_shapes=dynamic_shapes_for(example, io, dynamic), verbose=False)
     except Exception as exc:  # torch.export errors and the exporter's ConversionError / DispatchError
         raise export_failure(STAGE, what, exc) from exc
     if program is None:
