@@ -6,6 +6,7 @@ unexpected exception), 4 the regression gate is inconclusive (latency noise abov
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import click
@@ -129,6 +130,9 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     # a crash inside a native library (a runtime, an exporter) prints the Python stack instead of dying silently
     faulthandler.enable()
+    # edgetl's lines go to its own handler only: a library's module-level logging.warning() (ONNX Runtime's
+    # quantization tools call it) installs a root handler, which would print every later edgetl line twice
+    logging.getLogger("edgetl").propagate = False
     cli.main(prog_name="edgetl")
 
 

@@ -150,3 +150,29 @@ def test_the_register_constant_deprecation_is_shown_only_with_verbose(setup, sho
                           text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert ("register_constant()" in proc.stderr) is shown
+
+
+_LOG_TWICE = """
+import logging, sys
+from edgetl.cli import cli, main
+from edgetl.cli.common import setup_logging
+
+@cli.command("probe-log")
+def probe_log():
+    setup_logging()
+    logging.warning("a library's note")  # installs a root handler, as ONNX Runtime's quantization tools do
+    logging.getLogger("edgetl.export").info("an edgetl line")
+
+sys.argv = ["edgetl", "probe-log"]
+main()
+"""
+
+
+@pytest.mark.subprocess
+def test_an_edgetl_line_prints_once_after_a_library_installs_a_root_handler():
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "COLUMNS": "200"}
+    proc = subprocess.run([sys.executable, "-c", _LOG_TWICE], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout + proc.stderr
+    assert out.count("an edgetl line") == 1, out
+    assert "a library's note" in out  # the library's own warning still shows
