@@ -215,6 +215,7 @@ class BenchResults(_Model):
     target: str
     target_hardware: str = ""  # the target's CPU/accelerator description, for proxy rows
     backbone: str | None = None
+    task: str | None = None  # the task registry name of the models (edgetl.tasks), null where not known
     dataset: str | None = None
     eval_split: str | None = None
     # true: eval_split is val, the split fine-tuning and QAT kept their best epochs on, so its accuracies are

@@ -411,12 +411,20 @@ def shipped_rows(results: BenchResults) -> tuple[BenchRow, BenchRow | None] | No
     return row, (same_place[0] if same_place else None)
 
 
+def _sample_noun(results: BenchResults) -> str:
+    """How the report counts evaluation samples: the task's word ("images", "texts"); results without a task (an
+    older edgetl's, all of image models) count images."""
+    from edgetl.tasks import TASKS
+
+    return TASKS.get(results.task).sample_noun if results.task and results.task in TASKS else "images"
+
+
 def split_sentence(results: BenchResults) -> str | None:
-    """Which images every accuracy figure is on, and whether selection saw them."""
+    """Which samples every accuracy figure is on, and whether selection saw them."""
     if results.eval_split is None:
         return None
     images = next((r.eval_images for r in results.rows if r.eval_images), None)
-    count = f" ({images} images)" if images else ""
+    count = f" ({images} {_sample_noun(results)})" if images else ""
     if results.eval_split_selected_on:
         return (f"Every accuracy is on **{results.eval_split}**{count}, the split fine-tuning and QAT kept their "
                 "best epochs on, so the figures are optimistic: the data came with val/ and no test/ (add a test/ "

@@ -311,6 +311,7 @@ def benchmark(cfg: BuildConfig, target: TargetProfile, source: Path, out_dir: Pa
         target=target.name,
         target_hardware=f"{hw.cpu}; {hw.accelerator_name or hw.accelerator}",
         backbone=src.backbone,
+        task=src.task,
         dataset=facts.get("dataset"),
         eval_split=facts.get("eval_split"),
         eval_split_selected_on=facts.get("eval_split_selected_on"),

@@ -53,3 +53,9 @@ def test_headline_says_the_int8_route_was_chosen_on_val() -> None:
     alone = headline_lines(_results(shipped=["onnx-int8-qat"], int8_selection={"split": "val",
                                                                               "accuracy": {"qat": 0.91}}))[0]
     assert "chosen on" not in alone
+
+
+def test_a_text_builds_headline_counts_texts() -> None:
+    line = headline_lines(_results(shipped=["onnx-int8-qat"], eval_split_selected_on=False,
+                                   task="text_classification"))[1]
+    assert line == "Every accuracy is on test (216 texts), held out from training and from selection."
