@@ -37,7 +37,8 @@ Plan (``PLAN.json``, schema_version 1); paths are relative to the plan file's di
         "keep_samples": 0,                  # latency samples (ms) kept in the row, evenly strided
         "input_shapes": {"input_ids": [1, 16]},   # optional: shapes for dynamic non-batch dimensions
         "timeout_s": 600,                   # the row's child is killed after this long
-        "eval": {"inputs": {"input": "eval_input.npy"}, "labels": "labels.npy", "batch_size": 32}  # or null
+        "eval": {"inputs": {"input": "eval_input.npy"}, "labels": "labels.npy", "batch_size": 32,
+                 "trim_to": "attention_mask"}  # or null; trim_to: optional, cut each batch's padding
      }]}
 
 Inputs are named (input name -> array), so a text model's ``input_ids``/``attention_mask`` work as images do.
@@ -338,9 +339,12 @@ def _random_feeds(model: Any, shapes: dict[str, list[int]], rng: Any) -> dict[st
     return feeds
 
 
-def _predict(model: Any, arrays: dict[str, Any], batch_size: int) -> tuple[list[int], list[list[float]]]:
+def _predict(model: Any, arrays: dict[str, Any], batch_size: int,
+             trim_to: str | None = None) -> tuple[list[int], list[list[float]]]:
     """Arg-max of the first output over every sample, and that output (the host computes ROC, PR and calibration
-    from it); a fixed-batch model gets its batch, zero-padded."""
+    from it); a fixed-batch model gets its batch, zero-padded. ``trim_to``: the padding mask input; each batch's
+    inputs shaped like it are cut after the last attended position (the host's ``trim_padding``, written out
+    here because this file runs without edgetl)."""
     import numpy as np
 
     fixed = _fixed_batch(model)
@@ -357,6 +361,12 @@ def _predict(model: Any, arrays: dict[str, Any], batch_size: int) -> tuple[list[
             if fixed and n < fixed:
                 chunk = np.concatenate([chunk, np.zeros((fixed - n, *chunk.shape[1:]), dtype=chunk.dtype)])
             feeds[name] = chunk
+        mask = feeds.get(trim_to) if trim_to else None
+        if mask is not None and mask.ndim >= 2 and not fixed:
+            attended = np.flatnonzero(mask.any(axis=0))
+            keep = int(attended[-1]) + 1 if len(attended) else 1
+            feeds = {k: np.ascontiguousarray(v[:, :keep]) if v.ndim >= 2 and v.shape[:2] == mask.shape[:2] else v
+                     for k, v in feeds.items()}
         logits = np.asarray(model.run(feeds))
         logits = logits.reshape(logits.shape[0], -1)
         preds.extend(int(p) for p in logits[:n].argmax(axis=1))
@@ -413,7 +423,8 @@ def measure_row(row: dict[str, Any], base_dir: str) -> dict[str, Any]:
                latency_batch=lat_batch, throughput=rates, threads=model.threads, settings=model.settings,
                runtime_version=model.version)
     if eval_arrays:
-        preds, logits = _predict(model, eval_arrays, int(eval_spec.get("batch_size") or 32))
+        preds, logits = _predict(model, eval_arrays, int(eval_spec.get("batch_size") or 32),
+                                 eval_spec.get("trim_to"))
         out.update(predictions=preds, logits=logits, eval_count=len(preds))
         if eval_spec.get("labels"):
             labels = np.load(os.path.join(base_dir, eval_spec["labels"]))

@@ -125,7 +125,9 @@ class SshExecutor(Executor):
         labels = eval_data.labels if eval_data is not None else None
         with _spinner(f"measuring {len(todo)} row(s) on {self.address}"):
             facts, results = measure_on_device(self.device, plan_rows, files, arrays, labels,
-                                               eval_batch_size=settings.eval_batch_size, timeout_s=self.timeout_s,
+                                               eval_batch_size=settings.eval_batch_size,
+                                               trim_to=eval_data.trim_to if eval_data is not None else None,
+                                               timeout_s=self.timeout_s,
                                                on_missing_runtime="skip")
         self.facts = {**facts, "address": self.address, "cores_used": cores}
         self._raise_if_nothing_ran(facts, results)

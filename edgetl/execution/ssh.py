@@ -315,7 +315,8 @@ class SshDevice:
 # ---------------------------------------------------------------------------------------- measuring
 def measure_on_device(device: SshDevice, plan_rows: Sequence[Mapping[str, Any]],
                       files: Sequence[Path] | Mapping[str, Path], eval_arrays: Mapping[str, Any] | None = None,
-                      labels: Any = None, *, eval_batch_size: int = 32, timeout_s: float | None = None,
+                      labels: Any = None, *, eval_batch_size: int = 32, trim_to: str | None = None,
+                      timeout_s: float | None = None,
                       on_missing_runtime: Literal["raise", "skip"] = "raise",
                       results_copy: Path | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Measure ``plan_rows`` on the device with ``device_runner.py``; ``(device facts, result rows)``.
@@ -327,6 +328,7 @@ def measure_on_device(device: SshDevice, plan_rows: Sequence[Mapping[str, Any]],
         eval_arrays: input name -> array (N, ...) of evaluation inputs, shared by every row; None: latency only.
         labels: (N,) integer labels for the accuracy; requires ``eval_arrays``.
         eval_batch_size: batch size of the evaluation pass.
+        trim_to: the padding mask input whose batches are cut to their longest sample (``EvalData.trim_to``).
         timeout_s: wall-clock limit of the whole run on the device (default: ``device.command_timeout_s``).
         on_missing_runtime: ``raise`` a ``DeviceRuntimeUnavailableError`` when the device lacks NumPy or a
             runtime a row needs; ``skip``: return those rows as ``skipped`` with the install hint as reason.
@@ -355,7 +357,8 @@ def measure_on_device(device: SshDevice, plan_rows: Sequence[Mapping[str, Any]],
         local = Path(local_tmp)
         to_copy = {**named, RUNNER.name: RUNNER}
         if eval_arrays:
-            spec: dict[str, Any] = {"inputs": {}, "batch_size": eval_batch_size}
+            spec: dict[str, Any] = {"inputs": {}, "batch_size": eval_batch_size,
+                                    **({"trim_to": trim_to} if trim_to else {})}
             for j, (input_name, array) in enumerate(eval_arrays.items()):
                 file_name = f"eval_input{j}.npy"
                 np.save(local / file_name, np.asarray(array))

@@ -85,7 +85,7 @@ def _eval_data(cfg: BuildConfig, source: Source, data: str | None, workdir: Path
     facts.update(dataset=index.source, eval_split=split, classes=index.classes, eval_split_selected_on=selected_on)
     inputs = _preprocess_to_memmaps(task, samples, preprocess, workdir)
     labels = np.asarray([label for _, label in samples], dtype=np.int64)
-    return EvalData(inputs, labels, list(index.classes)), preprocess, facts
+    return EvalData(inputs, labels, list(index.classes), trim_to=task.padding_mask), preprocess, facts
 
 
 def _preprocess_to_memmaps(task: Any, samples: list[Any], preprocess: dict[str, Any],

@@ -295,13 +295,15 @@ def _dynamic_int8_artifact(inputs: FloatInputs, sources: list[_Source], tmp: Pat
 
 def _val_accuracy(cfg: BuildConfig, inputs: FloatInputs, onnx_path: Path) -> float:
     """Top-1 on val of an ONNX model in ONNX Runtime (the int8 route without a quantize-stage figure)."""
+    from edgetl.execution.base import trim_padding
     from edgetl.quant.judge import logits_stats
     from edgetl.runtimes import get_runtime
 
-    batches = list(inputs.task.eval_batches(inputs.index.splits["val"], inputs.preprocess, cfg.train.batch_size))
+    batches = list(inputs.task.eval_batches(inputs.index.splits["val"], inputs.preprocess, 1))  # as deployed
     session = get_runtime("onnxruntime").load(onnx_path, "cpu", "int8", cfg.train.threads)
     try:
-        logits = [np.asarray(session.run(batch), dtype=np.float64) for batch, _ in batches]
+        logits = [np.asarray(session.run(trim_padding(batch, inputs.task.padding_mask)), dtype=np.float64)
+                  for batch, _ in batches]
     finally:
         session.close()
     return logits_stats(logits, batches)[1]

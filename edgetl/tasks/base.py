@@ -55,6 +55,8 @@ class Task(ABC):
 
     name: str = ""
     sample_noun: str = "samples"  # how reports count evaluation samples ("images")
+    # the input that marks padding, where evaluation arrays are padded to stack (edgetl.execution.base.trim_padding)
+    padding_mask: str | None = None
 
     # ------------------------------------------------------------------ data
     @abstractmethod

@@ -210,6 +210,7 @@ class BucketedSampler:
 class TextClassification(Task):
     name = "text_classification"
     sample_noun = "texts"
+    padding_mask = "attention_mask"
 
     # ------------------------------------------------------------------ data
     def index_data(self, data: DataConfig) -> DatasetIndex:
