@@ -100,3 +100,31 @@ def test_an_unfusable_graph_is_an_export_error(tmp_path):
     export_text_onnx(model, tmp_path / "sdpa.onnx")
     with pytest.raises(ExportError, match="found 0 of 2 attention blocks"):
         fuse_bert(tmp_path / "sdpa.onnx", tmp_path / "fused.onnx", model.encoder.config)
+
+
+def test_the_openvino_route_runs_its_linears_in_int8_with_the_group_the_ir_states(tiny, tmp_path):
+    import openvino as ov
+    import torch
+
+    from edgetl.backbones.text import export_text_onnx
+    from edgetl.export.text_int8 import OPENVINO_DYNAMIC_GROUP, weight_matmuls, write_openvino_dynamic_int8
+    from edgetl.runtimes import RUNTIMES
+
+    model, _, _ = tiny
+    fp32 = export_text_onnx(model, tmp_path / "fp32.onnx")
+    xml = tmp_path / "openvino" / "dyn.xml"
+    count = write_openvino_dynamic_int8(fp32, xml, tmp_path)
+    assert count == len(weight_matmuls(fp32)) > 0
+    assert not (tmp_path / "weight_only_int8.onnx").exists()  # the intermediate is gone
+    compiled = ov.Core().compile_model(str(xml), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    assert compiled.get_property("DYNAMIC_QUANTIZATION_GROUP_SIZE") == OPENVINO_DYNAMIC_GROUP  # from the IR
+    session = RUNTIMES.get("openvino").load(xml, "CPU", "int8", 1)
+    rng = np.random.default_rng(0)
+    for length in (7, 23):  # the sequence axis stays dynamic
+        ids = rng.integers(5, 100, size=(1, length), dtype=np.int64)
+        feed = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+        with torch.no_grad():
+            want = model(torch.from_numpy(ids), torch.from_numpy(feed["attention_mask"])).numpy()
+        np.testing.assert_allclose(session.run(feed), want, atol=0.05)
+    counts = session.op_counts()
+    assert counts.int8["matmul"] >= count  # the proof: the linears run as i8 FullyConnected
