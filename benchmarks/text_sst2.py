@@ -3,6 +3,7 @@ int8 by three routes (ONNX Runtime dynamic int8, static QDQ from PTQ, QAT) side 
 
     python benchmarks/text_sst2.py                       # build (cached by edgetl), probe, latency, predict check
     python benchmarks/text_sst2.py --epochs 2 --skip-probe
+    python benchmarks/text_sst2.py --threads 2 --min-agreement 0.97 --force export   # a cached build's later stages
 
 The build runs the real CLI in a subprocess, as a user would, with the splits as given (train/dev/test). Latency
 ratios are int8 p50 over fp32 p50 at batch 1, measured in interleaved rounds (each round times every model once,
@@ -108,12 +109,18 @@ def sessions(export_dir: Path, threads: int, dynamic_path: Path) -> dict[str, An
     for name, file in (("ov fp32", "openvino/model_fp32.xml"), ("ov int8 qat", "openvino/model_int8_qat.xml"),
                        ("ov int8 ptq", "openvino/model_int8_ptq.xml")):
         if (export_dir / file).is_file():
-            compiled = core.compile_model(str(export_dir / file), "CPU",
-                                          {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32",
-                                           "PERFORMANCE_HINT": "LATENCY"})
-            request = compiled.create_infer_request()
-            runs[name] = lambda x, r=request: r.infer(x)
+            runs[name] = _ov(export_dir / file, threads, core)
     return runs
+
+
+def _ov(xml: Path, threads: int, core: Any = None) -> Any:
+    import openvino as ov
+
+    compiled = (core or ov.Core()).compile_model(str(xml), "CPU", {"INFERENCE_NUM_THREADS": threads,
+                                                                   "INFERENCE_PRECISION_HINT": "f32",
+                                                                   "PERFORMANCE_HINT": "LATENCY"})
+    request = compiled.create_infer_request()
+    return lambda x, r=request: r.infer(x)
 
 
 def _ort(path: Path, threads: int, ort: Any) -> Any:
@@ -199,6 +206,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--skip-probe", action="store_true")
+    parser.add_argument("--force", default=None, metavar="STAGE",
+                        help="rerun this build stage and those after it (edgetl build --force)")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -209,7 +218,8 @@ def main() -> None:
                                     max_steps=args.max_steps or "null", qat_steps=args.qat_steps,
                                     min_agreement=args.min_agreement))
     build = [*EDGETL, "build", "--target", "cpu", "--data", args.data, "--backbone", "minilm_l6",
-             "--config", str(config), "--out", str(out), "--no-budget-check"]
+             "--config", str(config), "--out", str(out), "--no-budget-check",
+             *(["--force", args.force] if args.force else [])]
     rc, build_s, log = sh(build, RESULTS / "text_sst2.build.log")
     summary: dict[str, Any] = {"command": " ".join(["edgetl", *build[3:]]), "build_rc": rc,
                                "build_s": round(build_s, 1), "config": config.read_text()}
@@ -257,6 +267,17 @@ def main() -> None:
     runs = sessions(out / "export", args.bench_threads, dyn_path)
     summary["dynamic_int8"]["test_accuracy_ort_batch1"] = round(
         runtime_accuracy(runs["ort int8 dynamic (untuned)"], out), 4)
+    # OpenVINO's dynamic int8 (edgetl.export.text_int8.write_openvino_dynamic_int8; not yet an export artifact)
+    from edgetl.export.text_int8 import OPENVINO_DYNAMIC_GROUP, write_openvino_dynamic_int8
+
+    ov_xml = out / "openvino_dynamic_int8" / "model.xml"
+    layers = write_openvino_dynamic_int8(out / "export" / "model_fp32.onnx", ov_xml, ov_xml.parent)
+    runs["ov int8 dynamic (weights)"] = _ov(ov_xml, args.bench_threads)
+    summary["openvino_dynamic_int8"] = {
+        "file": str(ov_xml.relative_to(ROOT)) if ov_xml.is_relative_to(ROOT) else str(ov_xml),
+        "int8_layers": layers, "group_size": OPENVINO_DYNAMIC_GROUP,
+        "size_mb": round((ov_xml.stat().st_size + ov_xml.with_suffix(".bin").stat().st_size) / 1e6, 2),
+        "test_accuracy_ov_batch1": round(runtime_accuracy(runs["ov int8 dynamic (weights)"], out), 4)}
     summary["tokenization"] = tokenization_ms(out)
     summary["latency_threads"] = args.bench_threads
     summary["latency"] = {str(n): interleaved_p50(runs, n, args.rounds, args.iters) for n in (32, 128)}
@@ -280,6 +301,9 @@ def main() -> None:
         print(f"{r['artifact']:<20} {r['runtime']:<16} {acc:>9} {f1:>9} {p50:>16} {r['size_mb']:>7}")
     d = summary["dynamic_int8"]
     print(f"ORT dynamic int8: test {100 * d['test_accuracy_ort_batch1']:.2f}%, {d['fp32_size_mb']} -> {d['size_mb']} MB")
+    o = summary["openvino_dynamic_int8"]
+    print(f"OpenVINO dynamic int8 ({o['int8_layers']} int8 linears, group {o['group_size']}): test "
+          f"{100 * o['test_accuracy_ov_batch1']:.2f}%, {o['size_mb']} MB")
     print(f"tokenization: p50 {summary['tokenization']['p50_ms']} ms per text")
     print(f"\nint8/fp32 p50 at batch 1, {args.bench_threads} threads, {args.rounds} interleaved rounds "
           "(median [min-max] of the per-round ratios):")
