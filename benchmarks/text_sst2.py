@@ -1,5 +1,5 @@
 """Issue 16's figures: MiniLM-L6 fine-tuned on SST-2 through `edgetl build`, a frozen-encoder linear probe, and
-int8 by three routes (ONNX Runtime dynamic int8, static QDQ from PTQ, QAT) side by side.
+int8 by its routes (dynamic int8 in ONNX Runtime and in OpenVINO, static QDQ from PTQ, QAT) side by side.
 
     python benchmarks/text_sst2.py                       # build (cached by edgetl), probe, latency, predict check
     python benchmarks/text_sst2.py --epochs 2 --skip-probe
@@ -107,7 +107,8 @@ def sessions(export_dir: Path, threads: int, dynamic_path: Path) -> dict[str, An
     runs["ort int8 dynamic (untuned)"] = _ort(dynamic_path, threads, ort)
     core = ov.Core()
     for name, file in (("ov fp32", "openvino/model_fp32.xml"), ("ov int8 qat", "openvino/model_int8_qat.xml"),
-                       ("ov int8 ptq", "openvino/model_int8_ptq.xml")):
+                       ("ov int8 ptq", "openvino/model_int8_ptq.xml"),
+                       ("ov int8 dynamic", "openvino/model_int8_dynamic.xml")):
         if (export_dir / file).is_file():
             runs[name] = _ov(export_dir / file, threads, core)
     return runs
@@ -267,17 +268,6 @@ def main() -> None:
     runs = sessions(out / "export", args.bench_threads, dyn_path)
     summary["dynamic_int8"]["test_accuracy_ort_batch1"] = round(
         runtime_accuracy(runs["ort int8 dynamic (untuned)"], out), 4)
-    # OpenVINO's dynamic int8 (edgetl.export.text_int8.write_openvino_dynamic_int8; not yet an export artifact)
-    from edgetl.export.text_int8 import OPENVINO_DYNAMIC_GROUP, write_openvino_dynamic_int8
-
-    ov_xml = out / "openvino_dynamic_int8" / "model.xml"
-    layers = write_openvino_dynamic_int8(out / "export" / "model_fp32.onnx", ov_xml, ov_xml.parent)
-    runs["ov int8 dynamic (weights)"] = _ov(ov_xml, args.bench_threads)
-    summary["openvino_dynamic_int8"] = {
-        "file": str(ov_xml.relative_to(ROOT)) if ov_xml.is_relative_to(ROOT) else str(ov_xml),
-        "int8_layers": layers, "group_size": OPENVINO_DYNAMIC_GROUP,
-        "size_mb": round((ov_xml.stat().st_size + ov_xml.with_suffix(".bin").stat().st_size) / 1e6, 2),
-        "test_accuracy_ov_batch1": round(runtime_accuracy(runs["ov int8 dynamic (weights)"], out), 4)}
     summary["tokenization"] = tokenization_ms(out)
     summary["latency_threads"] = args.bench_threads
     summary["latency"] = {str(n): interleaved_p50(runs, n, args.rounds, args.iters) for n in (32, 128)}
@@ -301,9 +291,6 @@ def main() -> None:
         print(f"{r['artifact']:<20} {r['runtime']:<16} {acc:>9} {f1:>9} {p50:>16} {r['size_mb']:>7}")
     d = summary["dynamic_int8"]
     print(f"ORT dynamic int8: test {100 * d['test_accuracy_ort_batch1']:.2f}%, {d['fp32_size_mb']} -> {d['size_mb']} MB")
-    o = summary["openvino_dynamic_int8"]
-    print(f"OpenVINO dynamic int8 ({o['int8_layers']} int8 linears, group {o['group_size']}): test "
-          f"{100 * o['test_accuracy_ov_batch1']:.2f}%, {o['size_mb']} MB")
     print(f"tokenization: p50 {summary['tokenization']['p50_ms']} ms per text")
     print(f"\nint8/fp32 p50 at batch 1, {args.bench_threads} threads, {args.rounds} interleaved rounds "
           "(median [min-max] of the per-round ratios):")

@@ -23,6 +23,9 @@ def _ok(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 # the int8 routes, in the order a tie in accuracy is broken (QAT first: trained for the int8 grid); "dynamic"
 # (ONNX Runtime's dynamic int8 of a text encoder) exists for ONNX only
 INT8_ROUTES = ("qat", "ptq", "dynamic")
+# routes that are a different model in each format (ONNX Runtime's fused dynamic int8, OpenVINO's int8 weights):
+# chosen per format on that format's own figure, never as the one shared choice
+PER_FORMAT_ROUTES = frozenset({"dynamic"})
 
 
 def _route_accuracy(results: dict[str, Any], fmt: str | None) -> dict[str, float]:
@@ -42,10 +45,22 @@ def _route_scores(results: dict[str, Any], fmt: str | None) -> dict[str, float]:
     else the rows' mean accuracy on the evaluation split (a bare model file, results of an older edgetl). So a
     build never picks its int8 route on the held-out test split its figures are reported on."""
     measured = _route_accuracy(results, fmt)
-    chosen_on = (results.get("int8_selection") or {}).get("accuracy") or {}
+    chosen_on = {route: _format_value(value, fmt) for route, value in
+                 ((results.get("int8_selection") or {}).get("accuracy") or {}).items()}
     if measured and all(chosen_on.get(route) is not None for route in measured):
-        return {route: float(chosen_on[route]) for route in measured}
+        return {route: float(chosen_on[route]) for route in measured}  # type: ignore[arg-type]
     return measured
+
+
+def _format_value(value: Any, fmt: str | None) -> float | None:
+    """A route's val figure: one number, or one per format (``dynamic``: a different model in each runtime) read
+    for ``fmt``, or averaged over the formats when the choice is shared."""
+    if not isinstance(value, dict):
+        return None if value is None else float(value)
+    if fmt is not None:
+        return None if value.get(fmt) is None else float(value[fmt])
+    figures = [float(v) for v in value.values() if v is not None]
+    return sum(figures) / len(figures) if figures else None
 
 
 def _best(means: dict[str, float]) -> str:
@@ -62,7 +77,8 @@ def choose_int8_source(results: dict[str, Any], fmt: str | None = None) -> str:
     if fmt is not None:
         return choose_int8_sources(results).get(fmt, choose_int8_source(results))
     formats = _int8_formats(results)
-    shared = set.intersection(*(set(_route_accuracy(results, f)) for f in formats)) if formats else set()
+    shared = set.intersection(*(set(_route_accuracy(results, f)) for f in formats)) - PER_FORMAT_ROUTES \
+        if formats else set()
     means = {s: m for s, m in _route_scores(results, None).items() if s in shared}
     return _best(means) if means else "qat"
 
@@ -81,7 +97,7 @@ def choose_int8_sources(results: dict[str, Any]) -> dict[str, str]:
     for f in formats:
         own = _route_scores(results, f)
         others = set().union(*(set(_route_accuracy(results, g)) for g in formats if g != f))
-        candidates = {s: m for s, m in own.items() if s == shared or s not in others}
+        candidates = {s: m for s, m in own.items() if s == shared or s not in others or s in PER_FORMAT_ROUTES}
         out[f] = shared if shared in candidates and candidates[shared] >= max(candidates.values()) else (
             _best(candidates) if candidates else shared)
     return out

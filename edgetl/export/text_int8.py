@@ -144,17 +144,24 @@ def weight_only_int8(src: Path, dst: Path) -> int:
     return count
 
 
-def write_openvino_dynamic_int8(src: Path, dst_xml: Path, scratch: Path) -> int:
+def write_openvino_dynamic_int8(src: Path, dst_xml: Path, scratch: Path, metadata: dict[str, str] | None = None) -> int:
     """The OpenVINO int8 route of a text encoder's float ONNX ``src``: ``weight_only_int8``, converted to an IR
-    that states its activation group size (``rt_info`` ``runtime_options``, which OpenVINO applies when it
-    compiles the model, so an application needs no setting of its own). Returns the number of int8 layers."""
-    import openvino as ov
+    that states its activation group size (``runtime_options``) and carries ``metadata``. Returns the number of
+    int8 layers."""
+    from edgetl.export.writers import export_openvino
 
     weights = Path(scratch) / "weight_only_int8.onnx"
     count = weight_only_int8(src, weights)
-    model = ov.convert_model(str(weights))
-    model.set_rt_info(str(OPENVINO_DYNAMIC_GROUP), ["runtime_options", "DYNAMIC_QUANTIZATION_GROUP_SIZE"])
-    dst_xml.parent.mkdir(parents=True, exist_ok=True)
-    ov.save_model(model, str(dst_xml), compress_to_fp16=False)
+    export_openvino(weights, dst_xml, metadata or {},
+                    runtime_options={"DYNAMIC_QUANTIZATION_GROUP_SIZE": str(OPENVINO_DYNAMIC_GROUP)})
     weights.unlink(missing_ok=True)
     return count
+
+
+def activation_matmuls(path: Path) -> list[str]:
+    """Names of the MatMul nodes of two activations (attention scores and weighted sum): no weight to quantize."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    weights = set(weight_matmuls(path))
+    return [n.name for n in model.graph.node if n.op_type == "MatMul" and n.name not in weights]

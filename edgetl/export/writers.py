@@ -76,8 +76,11 @@ def name_dynamic_dims(proto: Any, io: Any) -> dict[str, str]:
     return renames
 
 
-def export_openvino(onnx_path: Path, xml: Path, metadata: dict[str, str]) -> None:
-    """ONNX -> OpenVINO IR with fp32 weights (``compress_to_fp16=False``) and edgetl's rt_info."""
+def export_openvino(onnx_path: Path, xml: Path, metadata: dict[str, str],
+                    runtime_options: dict[str, str] | None = None) -> None:
+    """ONNX -> OpenVINO IR with fp32 weights (``compress_to_fp16=False``) and edgetl's rt_info.
+    ``runtime_options``: compile properties the IR states (``rt_info`` ``runtime_options``), which OpenVINO applies
+    when it compiles the model, so an application needs no setting of its own."""
     import openvino as ov
 
     try:
@@ -89,5 +92,7 @@ def export_openvino(onnx_path: Path, xml: Path, metadata: dict[str, str]) -> Non
                           hint="check the ONNX opset (target export.opset) and the op it names") from exc
     for key, value in metadata.items():
         model.set_rt_info(value, ["edgetl", key])
+    for key, value in (runtime_options or {}).items():
+        model.set_rt_info(value, ["runtime_options", key])
     xml.parent.mkdir(parents=True, exist_ok=True)
     ov.save_model(model, str(xml), compress_to_fp16=False)

@@ -451,7 +451,12 @@ def _shipped_line(results: BenchResults) -> str | None:
             text += f" ({(row.accuracy - fp32.accuracy) * 100:+.2f} points vs fp32)"
     chosen_on = results.int8_selection or {}
     if row.precision == "int8" and len(chosen_on.get("accuracy") or {}) > 1:  # a choice was made
-        scores = ", ".join(f"{route} {100 * acc:.2f} %" for route, acc in sorted(chosen_on["accuracy"].items()))
+        def score(route: str, acc: Any) -> str:  # one figure, or one per format (the dynamic route)
+            if isinstance(acc, dict):
+                return f"{route} " + " / ".join(f"{100 * v:.2f} % ({f})" for f, v in sorted(acc.items()))
+            return f"{route} {100 * acc:.2f} %"
+
+        scores = ", ".join(score(route, acc) for route, acc in sorted(chosen_on["accuracy"].items()))
         text += f". Its int8 route ({row.source}) was chosen on {chosen_on.get('split', 'val')} ({scores})"
     return text + "."
 

@@ -187,6 +187,8 @@ def export(cfg: BuildConfig, target: TargetProfile, model_dir: Path, quant_dir: 
     front = inputs.task.pixel_front(card.io, card.preprocess) if cfg.export.uint8_input else None
     artifacts: list[tuple[Artifact, _Source]] = []
     folded: dict[str, int] = {}
+    # a text encoder's dynamic int8 (int8 weights, activations quantized at run time) beside its PT2E models
+    text_dynamic = quant_dir is not None and cfg.export.text_dynamic_int8 and _is_text_encoder(sources[0].model)
     with atomic_dir(out_dir) as tmp:
         with Progress(transient=True) as progress:
             task = progress.add_task("exporting", total=len(sources) * (1 + want_ov))
@@ -217,17 +219,22 @@ def export(cfg: BuildConfig, target: TargetProfile, model_dir: Path, quant_dir: 
                         export_openvino(tmp / pixels_rel, tmp / variant[0], variant_metadata(meta, front))
                     artifacts.append((_artifact("openvino", src.name, precision, tmp, xml_rel, variant), src))
                     progress.advance(task)
+                    if src.name == "fp32" and text_dynamic:  # from the float ONNX, before it may go
+                        artifacts.append(_openvino_dynamic_artifact(inputs, src, tmp, tmp / onnx_rel))
                 if not want_onnx:
                     (tmp / onnx_rel).unlink()  # only the intermediate of the IR
                     if front is not None:
                         (tmp / pixels_rel).unlink()
         # each int8 route's top-1 on val, which the deployed route is chosen on (edgetl.bench.budgets)
-        selection = {src.name: float(src.artifact.card.metrics["val_accuracy"]) for src in sources
+        selection: dict[str, Any] = {src.name: float(src.artifact.card.metrics["val_accuracy"]) for src in sources
                      if src.name != "fp32" and (src.artifact.card.metrics or {}).get("val_accuracy") is not None}
-        if quant_dir is not None and want_onnx and cfg.export.text_dynamic_int8 and _is_text_encoder(sources[0].model):
+        if text_dynamic and want_onnx:
             artifacts.append(_dynamic_int8_artifact(inputs, sources, tmp))
-            if selection:
-                selection["dynamic"] = _val_accuracy(cfg, inputs, tmp / ONNX_FILES["dynamic"])
+        if selection:  # the dynamic route per format: two different models under one route name
+            dynamic_val = {a.format: _val_accuracy(cfg, inputs, tmp / a.path, a.format)
+                           for a, _ in artifacts if a.source == "dynamic"}
+            if dynamic_val:
+                selection["dynamic"] = dynamic_val
         parity = _run_parity(cfg, inputs, tmp, artifacts, batch if not dynamic else 1)
         write_json(tmp / "parity.json", parity)
         paths = [a.path for a, _ in artifacts] + [a.uint8_variant.path for a, _ in artifacts if a.uint8_variant]
@@ -293,14 +300,48 @@ def _dynamic_int8_artifact(inputs: FloatInputs, sources: list[_Source], tmp: Pat
     return _artifact("onnx", "dynamic", "int8", tmp, ONNX_FILES["dynamic"]), src
 
 
-def _val_accuracy(cfg: BuildConfig, inputs: FloatInputs, onnx_path: Path) -> float:
-    """Top-1 on val of an ONNX model in ONNX Runtime (the int8 route without a quantize-stage figure)."""
+def _openvino_dynamic_artifact(inputs: FloatInputs, fp32: _Source, tmp: Path,
+                               onnx_path: Path) -> tuple[Artifact, _Source]:
+    """``openvino-int8-dynamic`` (``edgetl.export.text_int8.write_openvino_dynamic_int8``): the float ONNX with
+    int8 weights on every linear layer; OpenVINO quantizes their activations at run time. The attention matmuls
+    (two activations) run in float, as planned; the reference is the float torch model."""
+    import tempfile
+
+    from edgetl.artifacts import FloatLayer, Lineage, ModelArtifact, PrecisionPlan
+    from edgetl.export.text_int8 import activation_matmuls, write_openvino_dynamic_int8
+
+    xml_rel = "openvino/model_int8_dynamic.xml"
+    aliases = onnx_layer_aliases(onnx_path)
+    attention = [FloatLayer(layer=f"{aliases.get(n, n)}:{n}", kind="linear",
+                            reason="a matmul of two activations: dynamic int8 quantizes weight layers")
+                 for n in activation_matmuls(onnx_path)]
+    card = fp32.artifact.card.model_copy(update={
+        "name": "dynamic", "file": xml_rel,
+        "precision_plan": PrecisionPlan(default="int8", float_layers=tuple(attention)),
+        "lineage": Lineage(stage=STAGE, method="dynamic", parent=fp32.artifact.ref,
+                           parent_manifest=fp32.artifact.manifest.hash)})
+    artifact = ModelArtifact(stage_dir=fp32.artifact.stage_dir, card=card, manifest=fp32.artifact.manifest)
+    meta = model_metadata(artifact, "dynamic", "int8")
+    meta["quantization"] = ("int8 weights per output channel; OpenVINO quantizes the activations at run time "
+                            "(DYNAMIC_QUANTIZATION_GROUP_SIZE in the IR's runtime_options)")
+    with tempfile.TemporaryDirectory(prefix="edgetl-ov-int8-") as scratch:
+        layers = write_openvino_dynamic_int8(onnx_path, tmp / xml_rel, Path(scratch), meta)
+    log.info("openvino-int8-dynamic: %d linear layers with int8 weights", layers)
+    src = _Source("dynamic", artifact, None, fp32.reference, fp32.reference_label)
+    src.aliases = aliases
+    return _artifact("openvino", "dynamic", "int8", tmp, xml_rel), src
+
+
+def _val_accuracy(cfg: BuildConfig, inputs: FloatInputs, path: Path, fmt: str) -> float:
+    """Top-1 on val of an exported model (``fmt``: onnx or openvino) in its runtime, batch 1 as deployed: the int8
+    route without a quantize-stage figure."""
     from edgetl.execution.base import trim_padding
     from edgetl.quant.judge import logits_stats
     from edgetl.runtimes import get_runtime
 
     batches = list(inputs.task.eval_batches(inputs.index.splits["val"], inputs.preprocess, 1))  # as deployed
-    session = get_runtime("onnxruntime").load(onnx_path, "cpu", "int8", cfg.train.threads)
+    runtime, device = ("onnxruntime", "cpu") if fmt == "onnx" else ("openvino", "CPU")
+    session = get_runtime(runtime).load(path, device, "int8", cfg.train.threads)
     try:
         logits = [np.asarray(session.run(trim_padding(batch, inputs.task.padding_mask)), dtype=np.float64)
                   for batch, _ in batches]

@@ -70,6 +70,18 @@ def test_a_build_chooses_its_int8_route_on_val_not_on_the_test_rows():
     assert choose_int8_sources(partial)["onnx"] == choose_int8_sources({"rows": rows})["onnx"] == "dynamic"
 
 
+def test_the_dynamic_route_has_one_val_figure_per_runtime():
+    # text: ONNX Runtime's and OpenVINO's dynamic int8 are two models; each format reads its own figure against
+    # the shared route's, and the shared choice (qat/ptq) never becomes "dynamic"
+    rows = [*RESULTS["rows"], row("onnx-int8-dynamic", "onnx", "int8", "dynamic", "onnxruntime", "cpu", 0.95, 2.5),
+            row("openvino-int8-dynamic", "openvino", "int8", "dynamic", "openvino", "CPU", 0.95, 2.5)]
+    chosen = {"split": "val", "accuracy": {"qat": 0.90, "ptq": 0.90, "dynamic": {"onnx": 0.93, "openvino": 0.91}}}
+    assert choose_int8_sources({"rows": rows, "int8_selection": chosen}) == {"onnx": "dynamic", "openvino": "dynamic"}
+    worse = {**chosen, "accuracy": {**chosen["accuracy"], "dynamic": {"onnx": 0.93, "openvino": 0.85}}}
+    assert choose_int8_sources({"rows": rows, "int8_selection": worse}) == {"onnx": "dynamic", "openvino": "qat"}
+    assert choose_int8_source({"rows": rows, "int8_selection": chosen}) == "qat"  # the shared route
+
+
 def test_host_target_budgets_pass_and_fail_on_measured_rows():
     rows = by_budget(check_budgets(load_target("cpu"), RESULTS))
     assert rows["p90 latency"]["status"] == "pass" and rows["p90 latency"]["measured"] == 2.0
