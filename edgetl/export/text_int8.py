@@ -105,8 +105,9 @@ OPENVINO_DYNAMIC_GROUP = 128
 
 def weight_only_int8(src: Path, dst: Path) -> int:
     """The float ONNX model ``src`` with every linear layer's weight (a MatMul/Gemm weight initializer, 2-D) as
-    int8 per output channel, symmetric, -127..127, behind a ``DequantizeLinear``; activations stay float (the
-    runtime quantizes them: ``OPENVINO_DYNAMIC_GROUP``). Returns the number of layers rewritten."""
+    int8 per output channel, symmetric, -127..127, behind a ``DequantizeLinear``, and every embedding table (a
+    Gather's 2-D initializer) int8 per row; activations stay float (the runtime quantizes them:
+    ``OPENVINO_DYNAMIC_GROUP``). Returns the number of linear layers rewritten."""
     import numpy as np
     import onnx
     from onnx import helper, numpy_helper
@@ -115,11 +116,14 @@ def weight_only_int8(src: Path, dst: Path) -> int:
     inits = {i.name: i for i in model.graph.initializer}
     nodes, count, done = [], 0, set()
     for node in model.graph.node:
-        name = node.input[1] if node.op_type in ("MatMul", "Gemm") and len(node.input) > 1 else None
+        # a linear layer's weight, or an embedding table (a Gather's data: one scale per row, the row it reads)
+        slot = 1 if node.op_type in ("MatMul", "Gemm") else 0 if node.op_type == "Gather" else None
+        name = node.input[slot] if slot is not None and len(node.input) > slot else None
         weight = numpy_helper.to_array(inits[name]) if name in inits else None
         if weight is not None and weight.ndim == 2 and weight.dtype == np.float32:
             transposed = node.op_type == "Gemm" and any(a.name == "transB" and a.i for a in node.attribute)
-            axis = 0 if transposed else 1  # the output channels: [N, K] under transB, else [K, N]
+            # per output channel: [N, K] under transB, else [K, N]; an embedding table per row
+            axis = 0 if transposed or node.op_type == "Gather" else 1
             if name not in done:
                 scale = np.abs(weight).max(axis=1 - axis) / 127.0
                 scale[scale == 0] = 1.0
@@ -131,8 +135,8 @@ def weight_only_int8(src: Path, dst: Path) -> int:
                 nodes.append(helper.make_node("DequantizeLinear", [f"{name}_int8", f"{name}_scale", f"{name}_zero"],
                                               [f"{name}_dequantized"], axis=axis, name=f"{name}_dequantize"))
                 done.add(name)
-            node.input[1] = f"{name}_dequantized"
-            count += 1
+            node.input[slot] = f"{name}_dequantized"  # type: ignore[index]
+            count += node.op_type != "Gather"
         nodes.append(node)
     del model.graph.node[:]
     model.graph.node.extend(nodes)

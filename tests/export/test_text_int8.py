@@ -116,6 +116,8 @@ def test_the_openvino_route_runs_its_linears_in_int8_with_the_group_the_ir_state
     count = write_openvino_dynamic_int8(fp32, xml, tmp_path)
     assert count == len(weight_matmuls(fp32)) > 0
     assert not (tmp_path / "weight_only_int8.onnx").exists()  # the intermediate is gone
+    # every weight and the embedding tables are int8: about a quarter of the float file
+    assert xml.with_suffix(".bin").stat().st_size < 0.35 * fp32.stat().st_size
     compiled = ov.Core().compile_model(str(xml), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     assert compiled.get_property("DYNAMIC_QUANTIZATION_GROUP_SIZE") == OPENVINO_DYNAMIC_GROUP  # from the IR
     session = RUNTIMES.get("openvino").load(xml, "CPU", "int8", 1)
