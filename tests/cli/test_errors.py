@@ -169,6 +169,21 @@ main()
 
 
 @pytest.mark.subprocess
+@pytest.mark.parametrize("verbose", [False, True])
+def test_onnx_runtimes_pre_processing_advice_is_shown_only_with_verbose(verbose):
+    code = ("from edgetl.cli.common import setup_logging\n"
+            f"setup_logging(verbose={verbose})\n"
+            "import logging\n"
+            "logging.warning('Please consider to run pre-processing before quantization. Refer to example: x')\n"
+            "logging.warning('a note that stays')\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert ("pre-processing before quantization" in proc.stderr) is verbose
+    assert "a note that stays" in proc.stderr
+
+
+@pytest.mark.subprocess
 def test_an_edgetl_line_prints_once_after_a_library_installs_a_root_handler():
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "COLUMNS": "200"}
     proc = subprocess.run([sys.executable, "-c", _LOG_TWICE], capture_output=True, text=True, env=env, timeout=300)
