@@ -21,7 +21,7 @@ def _ok(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 # the int8 routes, in the order a tie in accuracy is broken (QAT first: trained for the int8 grid); "dynamic"
-# (ONNX Runtime's dynamic int8 of a text encoder) exists for ONNX only
+# (a text encoder's dynamic int8: ONNX Runtime's fused graph, OpenVINO's int8-weight IR)
 INT8_ROUTES = ("qat", "ptq", "dynamic")
 # routes that are a different model in each format (ONNX Runtime's fused dynamic int8, OpenVINO's int8 weights):
 # chosen per format on that format's own figure, never as the one shared choice

@@ -98,7 +98,7 @@ class OpenVinoSession(Session):
         # 15 interleaved rounds, benchmarks/reported/ov_input_overhead.json). Any other input (read-only memory
         # maps, strided views, another dtype) is copied into the request's own buffer (a same-kind cast).
         # The call is start_async() + wait(): infer() wraps its outputs in a dict of copies that run() does not use,
-        # and costs more per call. Measured over 8 interleaved rounds (lite0 int8 IR, 2 threads, 2.6 ms per run):
+        # and costs more per call. Measured over 4 interleaved rounds (lite0 int8 IR, 2 threads, 2.6 ms per run):
         # call time minus OpenVINO's own timer (request.latency, what benchmark_app reports) 52.8 us for infer(),
         # 32.5 us for start_async() + wait(); infer({0: batch}) costs more than infer() (its argument handling).
         # The very array of the last call (a benchmark's repeated input) is already the request's shared tensor:
