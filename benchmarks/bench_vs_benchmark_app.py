@@ -15,8 +15,9 @@ script's state (the export's torch thread pool, earlier compiled models).
 The two figures are not timed at the same place. benchmark_app reports OpenVINO's own timer around the C++ infer
 (``InferRequest.latency``): the Python call around it is not in its figure. edgetl times ``session.run`` as an
 application sees it: input handed over, start_async + wait, logits copied out. Measured on the lite0 int8 IR at
-2 threads (2.6 ms per run), that call costs about 30 us (about 1 %) more than OpenVINO's timer; a bare
-``request.infer()`` from Python costs about 50 us more (edgetl/runtimes/openvino_runtime.py).
+2 threads (2.6 ms per run), start_async + wait from Python cost about 30 us (about 1 %) more than OpenVINO's
+timer and a bare ``request.infer()`` about 50 us (edgetl/runtimes/openvino_runtime.py); edgetl's whole call on top
+of that was not timed apart.
 
     python benchmarks/bench_vs_benchmark_app.py [--threads 1,2] [--seconds 4] [--rounds 9] [--configs ...]
 """
